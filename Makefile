@@ -1,0 +1,36 @@
+# Two set-up commands on a fresh machine: `make demo` and `make test`; both build .venv first.
+PY_VERSION ?= 3.12.1
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-all lint format bench clean
+
+$(STAMP): pyproject.toml
+	PYENV_VERSION=$(PY_VERSION) python3.12 -m venv $(VENV) || python3.12 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/fishschool run --out results/demo --force
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check sim tests benchmarks
+	$(VENV)/bin/ruff format --check sim tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix sim tests benchmarks
+	$(VENV)/bin/ruff format sim tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_model.py
+
+clean:
+	rm -rf $(VENV) results/*

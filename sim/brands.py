@@ -1,0 +1,77 @@
+"""Brands (Mesa agents) and the catalogue of their products (arrays).
+
+A :class:`Brand` holds its channel contracts (does it pay the streamer? its ad budget is spent
+per conventional exposure). Products live in a :class:`Catalogue` of
+arrays because every exposure looks them up: category, list price, quality (the chance an item
+is free of defects), margin and brand.
+"""
+
+from __future__ import annotations
+
+import mesa
+import numpy as np
+
+from sim.params import BrandParams, WorldParams
+
+
+class Brand(mesa.Agent):
+    """A brand: its products and whether it contracts with the streamer.
+
+    Its accounts (GMV, costs by kind, profit) are read off the order book, per channel.
+    """
+
+    def __init__(self, model: mesa.Model, brand_id: int, products: np.ndarray, streamer: bool):
+        super().__init__(model)
+        self.brand_id = brand_id
+        self.products = products
+        self.streamer_contract = streamer
+
+
+class Catalogue:
+    """All products as arrays, plus the category index used by search."""
+
+    def __init__(self, world: WorldParams, p: BrandParams, rng: np.random.Generator):
+        n = world.brands * world.products_per_brand
+        self.n = n
+        self.brand = np.repeat(np.arange(world.brands, dtype=np.int32), world.products_per_brand)
+        # Every category is stocked: a shuffled round-robin, then random for the remainder.
+        cats = np.arange(n) % world.categories
+        rng.shuffle(cats)
+        self.category = cats.astype(np.int32)
+        sigma = p.price_sigma
+        self.list_price = p.price_median * np.exp(rng.normal(0.0, sigma, n))
+        q = p.quality
+        if 0.0 < q < 1.0:
+            self.base_quality = rng.beta(
+                q * p.quality_concentration, (1 - q) * p.quality_concentration, n
+            )
+        else:
+            self.base_quality = np.full(n, q)
+        self.quality = self.base_quality.copy()  # today's quality (events can lower it)
+        self.margin = np.clip(rng.normal(p.margin, 0.05, n), 0.0, 1.0)
+        self.cost = self.list_price * (1.0 - self.margin)
+        n_apparel = int(round(world.apparel_share * world.categories))
+        self.apparel_category = np.zeros(world.categories, dtype=bool)
+        self.apparel_category[:n_apparel] = True
+        self.median_price = p.price_median
+
+    def by_category(self, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Index of the allowed products grouped by category: (products, start, count)."""
+        idx = np.flatnonzero(allowed)
+        idx = idx[np.argsort(self.category[idx], kind="stable")]
+        k = self.apparel_category.size
+        count = np.bincount(self.category[idx], minlength=k)
+        start = np.cumsum(count) - count
+        return idx, start, count
+
+    def pick_in_category(
+        self,
+        index: tuple[np.ndarray, np.ndarray, np.ndarray],
+        category: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """A uniformly random product of each requested category (-1 where none is stocked)."""
+        idx, start, count = index
+        c = count[category]
+        pos = start[category] + (rng.random(category.size) * c).astype(np.int64)
+        return np.where(c > 0, idx[np.minimum(pos, max(idx.size - 1, 0))], -1)

@@ -1,0 +1,92 @@
+"""Consumers: the population, held as arrays (one entry per consumer, i.e. per graph node).
+
+State (ODD 2, "Consumer"): category preferences, price sensitivity, impulsiveness, daily need
+rate, trust in each kind of source (her owner, the streamer, friends, search), satisfaction,
+the group she belongs to, whether she follows the streamer, and her last kept purchase (what she
+recommends as an advocate).
+
+Behaviour that is a consumer's own lives here: whether she is in the market today, which
+category she searches for, and how trust and satisfaction move after a delivery.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.channels import Source
+from sim.params import ConsumerParams
+
+
+def _beta_with_mean(rng: np.random.Generator, mean: float, concentration: float, n: int):
+    """Beta draws with the given mean; degenerate at the bounds instead of failing."""
+    if mean <= 0.0 or mean >= 1.0:
+        return np.full(n, mean, dtype=np.float32)
+    return rng.beta(mean * concentration, (1 - mean) * concentration, n).astype(np.float32)
+
+
+class Consumers:
+    """The consumer population as arrays; ``n`` consumers, ``c`` categories."""
+
+    def __init__(self, p: ConsumerParams, n: int, categories: int, rng: np.random.Generator):
+        self.n = n
+        prefs = rng.dirichlet(np.full(categories, p.preference_concentration), size=n)
+        self.preference = prefs.astype(np.float32)
+        # Fit of a category = preference relative to her favourite: 1 for the favourite.
+        self.fit = (prefs / prefs.max(axis=1, keepdims=True)).astype(np.float32)
+        self._pref_cdf = np.cumsum(prefs, axis=1).astype(np.float32)
+        self._pref_cdf[:, -1] = 1.0
+        ps = p.price_sensitivity
+        self.price_sensitivity = (
+            rng.lognormal(np.log(ps) - 0.125, 0.5, n).astype(np.float32)
+            if ps > 0
+            else np.zeros(n, dtype=np.float32)
+        )
+        self.impulsiveness = _beta_with_mean(rng, p.impulsiveness, 4.0, n)
+        self.need_rate = _beta_with_mean(rng, p.need_rate, 10.0, n)
+        initial = [p.trust_owner, p.trust_streamer, p.trust_friend, p.trust_search]
+        self.trust = np.empty((len(Source), n), dtype=np.float32)
+        for s, mean in enumerate(initial):
+            self.trust[s] = np.clip(rng.normal(mean, p.trust_sd, n), 0.0, 1.0)
+        self.satisfaction = np.full(n, 0.5, dtype=np.float32)
+        self.group = np.full(n, -1, dtype=np.int32)  # -1: in no owner's group
+        self.follows = np.zeros(n, dtype=bool)
+        self.last_kept_order = np.full(n, -1, dtype=np.int64)
+
+    def in_market(self, rng: np.random.Generator) -> np.ndarray:
+        """Who needs something today (a daily Bernoulli draw with her own need rate)."""
+        return rng.random(self.n) < self.need_rate
+
+    def searched_category(self, who: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The category each searcher looks for, drawn from her own preferences."""
+        u = rng.random(who.size).astype(np.float32)
+        cdf = self._pref_cdf[who]
+        return np.minimum((cdf < u[:, None]).sum(axis=1), cdf.shape[1] - 1)
+
+    def update_after_delivery(
+        self, who: np.ndarray, source: np.ndarray, sat: np.ndarray, rate: float
+    ) -> None:
+        """Trust in the order's source and overall satisfaction move towards this order's
+        satisfaction (exponential smoothing with step ``rate``), one order at a time so that
+        several deliveries on one day compound as they would in sequence."""
+        for s in np.unique(source):
+            m = source == s
+            _smooth(self.trust[s], who[m], sat[m], rate)
+        _smooth(self.satisfaction, who, sat, rate)
+
+
+def _smooth(x: np.ndarray, who: np.ndarray, target: np.ndarray, rate: float) -> None:
+    """``x[i] += rate * (t - x[i])`` applied in turn for each (i, t), vectorised by rounds.
+
+    A consumer with k deliveries on one day gets k sequential steps; the rounds loop runs
+    max(k) times, not once per order.
+    """
+    if who.size == 0:
+        return
+    order = np.argsort(who, kind="stable")
+    who, target = who[order], target[order]
+    first = np.r_[True, who[1:] != who[:-1]]
+    rank = np.arange(who.size) - np.maximum.accumulate(np.where(first, np.arange(who.size), 0))
+    for r in range(int(rank.max()) + 1):
+        m = rank == r
+        i = who[m]
+        x[i] += rate * (target[m] - x[i])

@@ -1,0 +1,592 @@
+"""The model: brands, owners, consumers, a mega-streamer and the platform on one social graph.
+
+:class:`CommerceModel` is a :class:`mesa.Model` whose :meth:`~CommerceModel.step` is the daily
+schedule of docs/ODD.md (section 3)::
+
+    events -> 2b live training -> owners post -> streamer session -> search
+           -> word of mouth -> deliveries and returns -> churn and unfollowing -> record
+
+Consumers and owners are populations held in numpy arrays (:mod:`sim.consumers`,
+:mod:`sim.owners`) and the graph is a CSR adjacency (:mod:`sim.graph`), so a tick is array work.
+Brands, the streamer and the platform are Mesa agents. Every exposure passes through one place,
+:meth:`CommerceModel.expose`, which applies the purchase submodel and writes orders with their
+channel and source; every delivery passes through :meth:`CommerceModel.deliver`.
+
+Random streams: the seed is split (numpy ``SeedSequence``) into independent streams for the
+graph, consumers, catalogue, owners, followers and the daily dynamics, so two runs with the same
+seed share the same world even when their channel mix or levers differ (common random numbers).
+
+Example
+-------
+>>> from sim.params import ParameterError, Params
+>>> result = run(Params.from_dict({"world": {"consumers": 2000, "owners": 10, "days": 5}}))
+>>> sorted(result.summary["channel"].unique())
+['all', 'conventional', 'owners', 'streamer']
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import mesa
+import numpy as np
+import pandas as pd
+
+from sim import funnel
+from sim.brands import Brand, Catalogue
+from sim.cascade import independent_cascade
+from sim.channels import CHANNELS, Channel, Source
+from sim.consumers import Consumers
+from sim.graph import build_graph
+from sim.metrics import TickRecorder, summarise
+from sim.orders import KEPT, PENDING, RETURNED, Orders
+from sim.owners import Owners, recruit_groups
+from sim.params import ParameterError, Params
+from sim.platform import Platform
+from sim.streamer import MegaStreamer
+
+# Child streams of the run's SeedSequence, one per part of the world and one for the dynamics.
+_STREAMS = ("graph", "consumers", "catalogue", "owners", "followers", "dynamics")
+
+
+class CommerceModel(mesa.Model):
+    """One simulated world. Configure with a :class:`~sim.params.Params`; call :meth:`step`."""
+
+    def __init__(self, params: Params | None = None) -> None:
+        p = params if params is not None else Params()
+        streams = dict(
+            zip(_STREAMS, np.random.SeedSequence(p.seed).spawn(len(_STREAMS)), strict=True)
+        )
+        super().__init__(rng=np.random.default_rng(streams["dynamics"]))
+        self.params = p
+        self.day = 0
+        world = {k: np.random.default_rng(s) for k, s in streams.items() if k != "dynamics"}
+
+        # The social graph and the consumers on it.
+        self.graph = build_graph(p.graph, p.world.consumers, world["graph"])
+        n = self.graph.shape[0] if self.graph is not None else p.world.consumers
+        if p.world.owners > n:
+            raise ParameterError(f"world.owners = {p.world.owners} exceeds the {n} consumers")
+        self.n = n
+        self.consumers = Consumers(p.consumers, n, p.world.categories, world["consumers"])
+
+        # Brands and their products; the platform's selection of what owners may sell.
+        rng_cat = world["catalogue"]
+        self.catalogue = Catalogue(p.world, p.brands, rng_cat)
+        contracted_brands = rng_cat.permutation(p.world.brands)[
+            : int(round(p.streamer.brand_share * p.world.brands))
+        ]
+        self.brands = [
+            Brand(self, b, np.flatnonzero(self.catalogue.brand == b), b in set(contracted_brands))
+            for b in range(p.world.brands)
+        ]
+        self.streamer_products = np.isin(self.catalogue.brand, contracted_brands)
+        self.platform = Platform(self, p.platform)
+        self.platform.select(self.catalogue, rng_cat)
+        self._owner_index = self.catalogue.by_category(self.platform.selected)
+        self._search_index = self.catalogue.by_category(np.ones(self.catalogue.n, bool))
+
+        # Owners and their groups.
+        rng_own = world["owners"]
+        owner_nodes = rng_own.permutation(n)[: p.world.owners]
+        group_owner, group_of = recruit_groups(self.graph, owner_nodes, p.owners, n, rng_own)
+        self.consumers.group = group_of
+        member_mean = self._member_preference_mean(group_owner, owner_nodes.size)
+        self.owners = Owners(p.owners, owner_nodes, group_owner, member_mean, rng_own)
+
+        # The streamer and her followers.
+        self.streamer = MegaStreamer(self, p.streamer)
+        fans = world["followers"].permutation(n)[: int(round(p.streamer.follower_share * n))]
+        self.consumers.follows[fans] = True
+        if not p.channels.streamer:
+            self.streamer.active = False
+
+        self.orders = Orders(capacity=max(1024, n // 10))
+        self.recorder = TickRecorder()
+        self._reached = np.zeros((len(CHANNELS), n), dtype=bool)
+        self._reached_any = np.zeros(n, dtype=bool)
+        self._reach = np.zeros(len(CHANNELS) + 1)
+        self._pending = np.zeros(0, dtype=np.int64)
+        self._first_order_today = 0
+        self.timings: dict[str, float] = {}
+
+        # Channel terms, indexed by Channel.
+        self._discount = np.array([p.owners.discount, p.streamer.discount, p.conventional.discount])
+        self._commission = np.array([p.owners.commission, p.streamer.commission, 0.0])
+        self._hype = np.array([p.owners.hype, p.streamer.hype, p.conventional.hype])
+
+    # ------------------------------------------------------------------------------------------
+    # The schedule
+    # ------------------------------------------------------------------------------------------
+    def step(self) -> None:
+        """One day, in the order of ODD section 3."""
+        self.day = self.steps - 1
+        self.recorder.start()
+        self._first_order_today = len(self.orders)
+        self._owner_earned_today = np.zeros(self.owners.m)
+        self.apply_events()
+        self.train_owners()
+        self.in_market = self.consumers.in_market(self.rng)
+        if self.params.channels.owners:
+            self.sell_through_owners()
+        if self.params.channels.streamer:
+            self.sell_through_streamer()
+        if self.params.channels.conventional:
+            self.sell_through_search()
+        self.word_of_mouth()
+        self.deliver()
+        self.churn_and_unfollow()
+        self.record_state()
+        self.recorder.finish()
+
+    # ------------------------------------------------------------------------------------------
+    # Events (ODD 7.9)
+    # ------------------------------------------------------------------------------------------
+    def apply_events(self) -> None:
+        e = self.params.events
+        if e.streamer_removed_day is not None and self.day == e.streamer_removed_day:
+            self.remove_streamer()
+        if e.churn_wave_day is not None and self.day == e.churn_wave_day:
+            self.owners.churn_wave(e.churn_wave_share, self.rng)
+        if e.defective_batch_day is not None:
+            products = self.brands[e.defective_batch_brand].products
+            on = e.defective_batch_day <= self.day < e.defective_batch_day + e.defective_batch_days
+            self.catalogue.quality[products] = (
+                e.defective_batch_quality if on else self.catalogue.base_quality[products]
+            )
+
+    def remove_streamer(self) -> None:
+        """The streamer is banned: no more sessions, her links and following vanish."""
+        self.streamer.active = False
+        self.consumers.follows[:] = False
+
+    # ------------------------------------------------------------------------------------------
+    # Owners: 2b live, assortment and group posts (ODD 7.1, 7.2, 7.8)
+    # ------------------------------------------------------------------------------------------
+    def train_owners(self) -> None:
+        own, pl = self.owners, self.params.platform
+        own.forget()
+        if own.m and self.platform.live_2b_today(self.day):
+            attended = own.active & (self.rng.random(own.m) < pl.live_2b_attendance)
+            own.train(attended, pl.live_2b_skill_gain, self.day, pl.live_2b_material_days)
+
+    def sell_through_owners(self) -> None:
+        own, con = self.owners, self.consumers
+        if own.m == 0:
+            return
+        picks = own.pick_products(
+            lambda cats: self.catalogue.pick_in_category(self._owner_index, cats, self.rng),
+            self.rng,
+        )
+        members = np.flatnonzero(con.group >= 0)
+        owner = own.group_owner[con.group[members]]
+        live = own.active[owner]
+        members, owner = members[live], owner[live]
+        opens = (
+            self.rng.random(members.size)
+            < own.open_rate(self.day, self.params.platform.live_2b_material)[owner]
+        )
+        members, owner = members[opens], owner[opens]
+        k = picks.shape[1]
+        consumer = np.repeat(members, k)
+        product = picks[owner].ravel()  # member-major, matching the repeat above
+        owner = np.repeat(owner, k)
+        ok = product >= 0
+        self.expose(consumer[ok], product[ok], Channel.OWNERS, Source.OWNER, owner[ok])
+
+    # ------------------------------------------------------------------------------------------
+    # The streamer's session (ODD 7.1, 7.2)
+    # ------------------------------------------------------------------------------------------
+    def sell_through_streamer(self) -> None:
+        s = self.streamer
+        if not s.session_today(self.day):
+            return
+        lineup = s.build_lineup(self.catalogue, self.streamer_products, self.rng)
+        fees = s.slot_fees(lineup.size, int(self.consumers.follows.sum()))
+        self.recorder.add("slot_fee", Channel.STREAMER, fees)
+        self.recorder.add("brand_profit", Channel.STREAMER, -fees)
+        self.recorder.add("seller_earnings", Channel.STREAMER, fees)
+        viewers = s.viewers(self.consumers.follows, self.rng)
+        consumer, product = s.products_watched(viewers, self.rng)
+        self.expose(consumer, product, Channel.STREAMER, Source.STREAMER)
+
+    # ------------------------------------------------------------------------------------------
+    # Conventional e-commerce: search and ads (ODD 7.2)
+    # ------------------------------------------------------------------------------------------
+    def sell_through_search(self) -> None:
+        k = self.params.conventional.search_results
+        searchers = np.flatnonzero(self.in_market)
+        consumer = np.repeat(searchers, k)
+        category = np.repeat(self.consumers.searched_category(searchers, self.rng), k)
+        product = self.catalogue.pick_in_category(self._search_index, category, self.rng)
+        ok = product >= 0
+        consumer, product = consumer[ok], product[ok]
+        ads = self.params.conventional.ad_cost * consumer.size
+        self.recorder.add("ads", Channel.CONVENTIONAL, ads)
+        self.recorder.add("brand_profit", Channel.CONVENTIONAL, -ads)
+        self.expose(consumer, product, Channel.CONVENTIONAL, Source.SEARCH)
+
+    # ------------------------------------------------------------------------------------------
+    # Exposure and purchase: the one door every channel goes through (ODD 7.2, 7.3)
+    # ------------------------------------------------------------------------------------------
+    def expose(
+        self,
+        consumer: np.ndarray,
+        product: np.ndarray,
+        channel: np.ndarray | int,
+        source: int,
+        owner: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Show products to consumers; record reach and exposures; place the orders.
+
+        Returns a boolean mask over the exposures: which of them became orders.
+        """
+        size = consumer.size
+        channel = np.broadcast_to(np.asarray(channel, dtype=np.int8), (size,))
+        if size == 0:
+            return np.zeros(0, dtype=bool)
+        p, con, cat = self.params, self.consumers, self.catalogue
+        rec = self.recorder
+        rec.add("exposures", channel)
+        for c in np.unique(channel):
+            who = consumer[channel == c]
+            new = who[~self._reached[c, who]]
+            self._reached[c, new] = True
+            self._reach[c] += np.unique(new).size
+            fresh = np.unique(who[~self._reached_any[who]])
+            self._reached_any[fresh] = True
+            self._reach[-1] += fresh.size
+
+        hype = self._hype[channel]
+        if source == Source.FRIEND:
+            hype = hype * p.word_of_mouth.hype_carryover
+        fit = con.fit[consumer, cat.category[product]]
+        rec.add_fit(channel, fit)
+        paid = cat.list_price[product] * (1.0 - self._discount[channel])
+        prob = funnel.purchase_probability(
+            p.purchase,
+            fit,
+            con.trust[source, consumer],
+            hype,
+            con.impulsiveness[consumer],
+            paid / cat.median_price,
+            con.price_sensitivity[consumer],
+            self.in_market[consumer],
+        )
+        bought = self.rng.random(size) < prob
+        if not bought.any():
+            return bought
+        b = bought
+        lag = self.rng.integers(p.delivery.lag_min, p.delivery.lag_max + 1, int(b.sum()))
+        rows = self.orders.append(
+            day=self.day,
+            consumer=consumer[b],
+            product=product[b],
+            brand=cat.brand[product[b]],
+            channel=channel[b],
+            source=source,
+            owner=owner[b] if owner is not None else -1,
+            list_price=cat.list_price[product[b]],
+            paid=paid[b],
+            fit=fit[b],
+            expected=funnel.expected_fit(p.purchase, fit[b], hype[b]),
+            impulse=hype[b] * con.impulsiveness[consumer[b]],
+            delivery_day=self.day + lag,
+            status=PENDING,
+        )
+        self._pending = np.concatenate([self._pending, rows])
+        self._book_orders(rows, sign=+1.0)
+        return bought
+
+    def _book_orders(self, rows: np.ndarray, sign: float) -> None:
+        """Order-time accounts (sign +1), or their reversal when the orders are returned (-1)."""
+        o, cat, rec = self.orders, self.catalogue, self.recorder
+        ch = o["channel"][rows].astype(np.int64)
+        paid = o["paid"][rows]
+        commission = self._commission[ch] * paid
+        cost = cat.cost[o["product"][rows]]
+        if sign > 0:
+            rec.add("orders", ch)
+            rec.add("gmv", ch, paid)
+            rec.add("discount", ch, o["list_price"][rows] - paid)
+        rec.add("commission", ch, sign * commission)
+        rec.add("seller_earnings", ch, sign * commission)
+        rec.add("brand_profit", ch, sign * (paid - cost - commission))
+        via_owner = ch == Channel.OWNERS
+        if via_owner.any() and self.owners.m:
+            self._owner_earned_today += np.bincount(
+                o["owner"][rows][via_owner],
+                weights=sign * commission[via_owner],
+                minlength=self.owners.m,
+            )
+
+    # ------------------------------------------------------------------------------------------
+    # Word of mouth (ODD 7.2, forwarding)
+    # ------------------------------------------------------------------------------------------
+    def word_of_mouth(self) -> None:
+        """Buyers and satisfied customers forward products; the cascade runs within the day.
+
+        Seeds: today's buyers, each forwarding one of today's orders with chance
+        ``forward_rate``, and advocates, satisfied customers recommending their last kept
+        purchase with daily chance ``advocacy_rate``. A friend reached is exposed once a day;
+        if she buys she forwards with chance ``forward_rate``, and so on (Independent Cascade).
+        """
+        w, con, o = self.params.word_of_mouth, self.consumers, self.orders
+        today = np.arange(self._first_order_today, len(o))
+        today = today[self.rng.permutation(today.size)]
+        _, first = np.unique(o["consumer"][today], return_index=True)
+        today = today[first]
+        buyers_forward = today[self.rng.random(today.size) < w.forward_rate]
+        last = con.last_kept_order
+        advocates = np.flatnonzero(last >= 0)
+        happy = o["satisfaction"][last[advocates]] >= w.advocacy_threshold
+        advocates = advocates[happy & (self.rng.random(advocates.size) < w.advocacy_rate)]
+        seed_rows = np.concatenate([buyers_forward, last[advocates]])
+        seed_nodes = np.concatenate([o["consumer"][buyers_forward], advocates])
+        # One forward per sender per day; links of a removed streamer or a quit owner are dead.
+        _, first = np.unique(seed_nodes, return_index=True)
+        seed_rows, seed_nodes = seed_rows[first], seed_nodes[first]
+        live = self._channel_open(o["channel"][seed_rows], o["owner"][seed_rows])
+        seed_rows, seed_nodes = seed_rows[live], seed_nodes[live]
+        if seed_nodes.size == 0:
+            return
+        edge_prob = w.edge_prob * con.trust[Source.FRIEND] if w.trust_weighted else w.edge_prob
+        payload = {"row": seed_rows}
+
+        def activate(receiver: np.ndarray, sender_pos: np.ndarray) -> np.ndarray:
+            rows = payload["row"][sender_pos]
+            channel = o["channel"][rows]
+            bought = self.expose(
+                receiver, o["product"][rows], channel, Source.FRIEND, o["owner"][rows]
+            )
+            forwards = bought & (self.rng.random(receiver.size) < w.forward_rate)
+            # The new forwarders pass on the product they were sent (same row: same product,
+            # channel and owner link).
+            payload["row"] = rows[forwards]
+            return forwards
+
+        independent_cascade(
+            self.graph,
+            seed_nodes,
+            edge_prob,
+            self.rng,
+            self.n,
+            activate=activate,
+            max_generations=w.max_generations,
+        )
+
+    def _channel_open(self, channel: np.ndarray, owner: np.ndarray) -> np.ndarray:
+        """Can a sale still go through this channel (and this owner's link) today?"""
+        ok = np.ones(channel.size, dtype=bool)
+        ch = self.params.channels
+        ok &= (channel != Channel.OWNERS) | ch.owners
+        ok &= (channel != Channel.CONVENTIONAL) | ch.conventional
+        ok &= (channel != Channel.STREAMER) | self.streamer.active
+        via_owner = channel == Channel.OWNERS
+        if via_owner.any():
+            ok[via_owner] &= self.owners.active[owner[via_owner]]
+        return ok
+
+    # ------------------------------------------------------------------------------------------
+    # Delivery, return and feedback (ODD 7.4-7.6)
+    # ------------------------------------------------------------------------------------------
+    def deliver(self) -> None:
+        """Deliver today's orders: draw defects and fit, decide returns, update trust and
+        learning, and book returns."""
+        p, o, cat, con, rec = (
+            self.params,
+            self.orders,
+            self.catalogue,
+            self.consumers,
+            self.recorder,
+        )
+        due_mask = o["delivery_day"][self._pending] <= self.day
+        rows = self._pending[due_mask]
+        self._pending = self._pending[~due_mask]
+        if rows.size == 0:
+            return
+        product, channel = o["product"][rows], o["channel"][rows].astype(np.int64)
+        owner, consumer = o["owner"][rows], o["consumer"][rows]
+        category = cat.category[product]
+        via_owner = channel == Channel.OWNERS
+        owner_skill = np.where(
+            via_owner, self.owners.skill[np.maximum(owner, 0)] if self.owners.m else 0.0, 0.0
+        )
+        noise_scale = np.where(cat.apparel_category[category], p.delivery.apparel_fit_noise, 1.0)
+        advised = via_owner & (o["source"][rows] == Source.OWNER)
+        noise_scale = noise_scale * np.where(advised, 1.0 - p.owners.advice * owner_skill, 1.0)
+        defect, realised = funnel.realise_delivery(
+            p.delivery, cat.quality[product], o["fit"][rows], noise_scale, self.rng
+        )
+        misfit = realised < p.returns.misfit_threshold
+        gap = funnel.expectation_gap(o["expected"][rows], realised, defect)
+        resolution = np.select(
+            [via_owner, channel == Channel.STREAMER],
+            [
+                1 - (1 - p.platform.after_sales) * (1 - p.owners.after_sales * owner_skill),
+                p.streamer.after_sales,
+            ],
+            p.conventional.after_sales,
+        )
+        problem = defect | misfit
+        resolved = problem & (self.rng.random(rows.size) < resolution)
+        propensity = funnel.return_propensity(p.returns, defect, misfit, gap, o["impulse"][rows])
+        returned = ~resolved & (self.rng.random(rows.size) < propensity)
+        sat = funnel.satisfaction(
+            returned, resolved, problem, gap, p.feedback.resolved_satisfaction
+        )
+
+        o["status"][rows] = np.where(returned, RETURNED, KEPT)
+        o["defect"][rows], o["misfit"][rows], o["resolved"][rows] = defect, misfit, resolved
+        o["satisfaction"][rows] = sat
+        con.update_after_delivery(
+            consumer, o["source"][rows].astype(np.int64), sat, p.feedback.trust_learning_rate
+        )
+        kept_rows = rows[~returned]
+        con.last_kept_order[o["consumer"][kept_rows]] = kept_rows
+        learn = advised
+        self.owners.learn(owner[learn], category[learn], ~returned[learn])
+
+        rec.add("delivered", channel)
+        sat_sum = np.bincount(channel, weights=sat, minlength=len(CHANNELS))
+        sat_n = np.bincount(channel, minlength=len(CHANNELS))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rec.set(
+                "satisfaction",
+                np.r_[np.where(sat_n > 0, sat_sum / sat_n, np.nan), sat.mean()],
+            )
+        r = rows[returned]
+        if r.size:
+            rch = channel[returned]
+            paid = o["paid"][r]
+            rec.add("returns", rch)
+            rec.add("returned_value", rch, paid)
+            logistics = np.full(r.size, p.brands.reverse_logistics)
+            write_off = np.where(defect[returned], cat.cost[o["product"][r]], 0.0)
+            rec.add("reverse_logistics", rch, logistics)
+            rec.add("write_off", rch, write_off)
+            rec.add("brand_profit", rch, -(logistics + write_off))
+            self._book_orders(r, sign=-1.0)
+
+    # ------------------------------------------------------------------------------------------
+    # Churn and unfollowing (ODD 7.7)
+    # ------------------------------------------------------------------------------------------
+    def churn_and_unfollow(self) -> None:
+        con, own = self.consumers, self.owners
+        if own.m:
+            own.book_earnings(self.day, self._owner_earned_today)
+            own.churn(self.day, self.rng)
+            members = np.flatnonzero(con.group >= 0)
+            unhappy = con.trust[Source.OWNER, members] < self.params.owners.leave_threshold
+            leave = unhappy & (self.rng.random(members.size) < self.params.owners.leave_rate)
+            con.group[members[leave]] = -1
+        fans = np.flatnonzero(con.follows)
+        unhappy = con.trust[Source.STREAMER, fans] < self.params.streamer.unfollow_threshold
+        con.follows[
+            fans[unhappy & (self.rng.random(fans.size) < self.params.streamer.unfollow_rate)]
+        ] = False
+
+    # ------------------------------------------------------------------------------------------
+    # Recording (ODD 7.10)
+    # ------------------------------------------------------------------------------------------
+    def record_state(self) -> None:
+        rec, con, o = self.recorder, self.consumers, self.orders
+        rec.set("reach", self._reach)
+        today = np.arange(self._first_order_today, len(o))
+        ch = o["channel"][today]
+        who = o["consumer"][today]
+        buyers = [np.unique(who[ch == c]).size for c in range(len(CHANNELS))]
+        rec.set("buyers", np.r_[buyers, np.unique(who).size])
+        in_group = con.group >= 0
+        if self.owners.m:
+            in_group &= self.owners.active[self.owners.group_owner[np.maximum(con.group, 0)]]
+        rec.set(
+            "trust",
+            [
+                _mean(con.trust[Source.OWNER][in_group]),
+                _mean(con.trust[Source.STREAMER][con.follows]),
+                _mean(con.trust[Source.SEARCH]),
+                _mean(con.trust[Source.FRIEND]),
+            ],
+        )
+        active = float(self.owners.active.sum())
+        fans = float(con.follows.sum())
+        rec.set("active_owners", [active, np.nan, np.nan, active])
+        rec.set("followers", [np.nan, fans, np.nan, fans])
+
+    # ------------------------------------------------------------------------------------------
+    def _member_preference_mean(self, group_owner: np.ndarray, m: int) -> np.ndarray:
+        """Each owner's members' mean category preference (what she could learn at best)."""
+        con = self.consumers
+        c = con.preference.shape[1]
+        members = np.flatnonzero(con.group >= 0)
+        if m == 0:
+            return np.zeros((0, c))
+        owner = group_owner[con.group[members]]
+        total = np.zeros((m, c))
+        np.add.at(total, owner, con.preference[members])
+        count = np.bincount(owner, minlength=m)[:, None]
+        return np.where(count > 0, total / np.maximum(count, 1), 1.0 / c)
+
+    # ------------------------------------------------------------------------------------------
+    def timeseries(self) -> pd.DataFrame:
+        """Per-tick metrics: one row per (day, channel)."""
+        return self.recorder.frame()
+
+    def summary(self) -> pd.DataFrame:
+        """Run summary: one row per (channel, metric)."""
+        return summarise(self.recorder, self.orders, self.n, self.owners.earnings)
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(x.mean()) if x.size else float("nan")
+
+
+@dataclass
+class RunResult:
+    """What one run returns: its tables, the order book and how long it took."""
+
+    params: Params
+    summary: pd.DataFrame
+    timeseries: pd.DataFrame
+    orders: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def table(self, metrics: tuple[str, ...] = ("reach", "conversion", "return_rate")):
+        """Channels side by side: one row per metric, one column per channel."""
+        s = self.summary[self.summary["metric"].isin(metrics)]
+        return s.pivot(index="metric", columns="channel", values="value").reindex(
+            index=list(metrics), columns=[*CHANNELS, "all"]
+        )
+
+
+def run(params: Params | None = None, progress=None) -> RunResult:
+    """Build a model, run it for ``params.world.days`` days and return its results.
+
+    ``progress``, if given, is called as ``progress(day, days)`` after each day.
+    """
+    params = params if params is not None else Params()
+    t0 = time.perf_counter()
+    model = CommerceModel(params)
+    t1 = time.perf_counter()
+    days = params.world.days
+    for d in range(days):
+        model.step()
+        if progress is not None:
+            progress(d + 1, days)
+    t2 = time.perf_counter()
+    result = RunResult(
+        params=params,
+        summary=model.summary(),
+        timeseries=model.timeseries(),
+        orders=model.orders.to_frame(),
+    )
+    t3 = time.perf_counter()
+    result.timings = {
+        "build_s": t1 - t0,
+        "simulate_s": t2 - t1,
+        "collect_s": t3 - t2,
+        "per_tick_ms": 1000 * (t2 - t1) / days,
+    }
+    return result

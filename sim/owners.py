@@ -1,0 +1,217 @@
+"""Shop owners ("small b"): groups, assortment, learning, training and churn, as arrays.
+
+An owner is a consumer who runs a shop. She holds 1-4 groups of at most 500 members recruited
+mostly from her graph neighbourhood (:func:`recruit_groups`). Each day she picks products for
+her groups by her *estimate* of what her members like (:meth:`Owners.pick_products`), learns
+from what they keep and return (:meth:`Owners.learn`), gains skill at the platform's 2b live
+sessions and loses it slowly otherwise (:meth:`Owners.train`, :meth:`Owners.forget`), and quits
+when her earnings stay low (:meth:`Owners.churn`).
+
+The estimate is skill-weighted: she picks a category with probability proportional to
+``(skill * knowledge + (1 - skill) / C) ** sharpness``, so an unskilled owner picks nearly at
+random and a skilled one follows what she has learned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from sim.graph import neighbourhood
+from sim.params import OwnerParams
+
+EARNINGS_WINDOW = 30  # days of earnings an owner looks back on when deciding to quit
+
+
+def recruit_groups(
+    adj: sp.csr_array | None,
+    owner_nodes: np.ndarray,
+    p: OwnerParams,
+    n: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Form every owner's groups.
+
+    Each owner draws her number of groups (``1 + Binomial(3, (groups_mean - 1) / 3)``) and
+    their sizes (lognormal around ``group_size_median``, capped at ``group_size_max``). She fills
+    ``local_share`` of the seats from her graph neighbourhood (nearest first, within
+    ``neighbourhood_hops``), the rest from consumers anywhere; a consumer joins at most one
+    group, and owners are not members. Where the neighbourhood is too small the remaining seats
+    are filled from anywhere; where the world runs out of consumers groups stay short.
+
+    Returns
+    -------
+    (group_owner, group_of) : the owner (index into ``owner_nodes``) of each group, and each
+    consumer's group id (-1 for none).
+
+    >>> import numpy as np
+    >>> from sim.params import OwnerParams
+    >>> go, g = recruit_groups(None, np.array([0, 1]), OwnerParams(group_size_median=5,
+    ...     group_size_sigma=0), 100, np.random.default_rng(0))
+    >>> int((g >= 0).sum()) == 5 * go.size
+    True
+    """
+    m = owner_nodes.size
+    group_of = np.full(n, -1, dtype=np.int32)
+    if m == 0:
+        return np.zeros(0, dtype=np.int32), group_of
+    n_groups = 1 + rng.binomial(3, (p.groups_mean - 1.0) / 3.0, m)
+    group_owner = np.repeat(np.arange(m, dtype=np.int32), n_groups)
+    sizes = np.exp(rng.normal(np.log(p.group_size_median), p.group_size_sigma, group_owner.size))
+    sizes = np.clip(np.round(sizes), 1, p.group_size_max).astype(np.int64)
+    seats = np.bincount(group_owner, weights=sizes, minlength=m).astype(np.int64)
+
+    member_owner = np.full(n, -1, dtype=np.int64)  # which owner recruited each consumer
+    taken = np.zeros(n, dtype=bool)
+    taken[owner_nodes] = True
+    filled = np.zeros(m, dtype=np.int64)
+
+    if adj is not None and p.local_share > 0:
+        local_seats = np.round(seats * p.local_share).astype(np.int64)
+        near = neighbourhood(adj, owner_nodes, p.neighbourhood_hops).tocoo()
+        rows, cols = near.row.astype(np.int64), near.col.astype(np.int64)
+        prio = near.data + rng.random(rows.size)  # nearer first, ties at random
+        # Two rounds of "closest owner wins, owners take their nearest up to their quota".
+        for _ in range(2):
+            free = ~taken[cols]
+            rows, cols, prio = rows[free], cols[free], prio[free]
+            if rows.size == 0:
+                break
+            by_consumer = np.lexsort((prio, cols))
+            first = np.r_[True, cols[by_consumer][1:] != cols[by_consumer][:-1]]
+            cand = by_consumer[first]  # each consumer's nearest owner
+            cand = cand[np.lexsort((prio[cand], rows[cand]))]
+            r = rows[cand]
+            start = np.r_[True, r[1:] != r[:-1]]
+            rank = np.arange(r.size) - np.maximum.accumulate(np.where(start, np.arange(r.size), 0))
+            ok = rank < (local_seats[r] - filled[r])
+            chosen = cand[ok]
+            member_owner[cols[chosen]] = rows[chosen]
+            taken[cols[chosen]] = True
+            filled += np.bincount(rows[chosen], minlength=m)
+
+    # The remaining seats, from anywhere.
+    free = np.flatnonzero(~taken)
+    rng.shuffle(free)
+    need = np.maximum(seats - filled, 0)
+    total = int(min(need.sum(), free.size))
+    if total > 0:
+        owner_of_seat = np.repeat(np.arange(m), need)
+        owner_of_seat = owner_of_seat[rng.permutation(owner_of_seat.size)[:total]]
+        member_owner[free[:total]] = owner_of_seat
+
+    # Split each owner's members into her groups, in order of group size.
+    members = np.flatnonzero(member_owner >= 0)
+    members = members[np.argsort(member_owner[members], kind="stable")]
+    mo = member_owner[members]
+    group_first = np.r_[0, np.cumsum(n_groups)[:-1]]
+    starts = np.r_[True, mo[1:] != mo[:-1]]
+    rank = np.arange(mo.size) - np.maximum.accumulate(np.where(starts, np.arange(mo.size), 0))
+    cum = np.cumsum(sizes)  # group seat boundaries, laid out owner by owner
+    owner_seat_start = cum[group_first] - sizes[group_first]
+    g = np.searchsorted(cum, owner_seat_start[mo] + rank, side="right")
+    group_of[members] = g.astype(np.int32)
+    return group_owner, group_of
+
+
+class Owners:
+    """State of all owners, index ``o`` in ``0..m-1``; ``node[o]`` is her consumer id."""
+
+    def __init__(
+        self,
+        p: OwnerParams,
+        node: np.ndarray,
+        group_owner: np.ndarray,
+        member_preference_mean: np.ndarray,
+        rng: np.random.Generator,
+    ):
+        self.p = p
+        self.m = node.size
+        self.node = node
+        self.group_owner = group_owner
+        self.active = np.ones(self.m, dtype=bool)
+        a = 4.0
+        s = p.skill
+        self.skill0 = (
+            rng.beta(max(s, 1e-3) * a, max(1 - s, 1e-3) * a, self.m)
+            if 0 < s < 1
+            else np.full(self.m, s)
+        )
+        self.skill = self.skill0.copy()
+        c = member_preference_mean.shape[1]
+        noise = rng.dirichlet(np.ones(c), self.m)
+        k = p.knowledge
+        self.knowledge = k * member_preference_mean + (1 - k) * noise
+        self.knowledge /= self.knowledge.sum(axis=1, keepdims=True)
+        self.earnings = np.zeros(self.m)
+        self._window = np.zeros((EARNINGS_WINDOW, self.m))
+        self.material_until = np.full(self.m, -1, dtype=np.int64)
+        self.picks = np.full((self.m, p.products_per_day), -1, dtype=np.int64)
+
+    # -- assortment --------------------------------------------------------------------------
+    def pick_products(self, pick_in_category, rng: np.random.Generator) -> np.ndarray:
+        """Today's picks, ``products_per_day`` per owner, by her skill-weighted estimate.
+
+        ``pick_in_category(categories)`` returns a product of each category from the
+        catalogue she may sell (the platform's selection).
+        """
+        c = self.knowledge.shape[1]
+        weight = (self.skill[:, None] * self.knowledge + (1 - self.skill[:, None]) / c) ** (
+            self.p.pick_sharpness
+        )
+        cdf = np.cumsum(weight / weight.sum(axis=1, keepdims=True), axis=1)
+        u = rng.random((self.m, self.p.products_per_day))
+        cat = np.minimum((cdf[:, None, :] < u[:, :, None]).sum(axis=2), c - 1)
+        self.picks = pick_in_category(cat.ravel()).reshape(cat.shape)
+        return self.picks
+
+    def open_rate(self, day: int, material_boost: float) -> np.ndarray:
+        """Chance a member of each owner's group opens today's posts (2b material helps)."""
+        boost = np.where(self.material_until >= day, 1.0 + material_boost, 1.0)
+        return np.minimum(1.0, self.p.open_rate * boost)
+
+    # -- learning and training -----------------------------------------------------------------
+    def learn(self, owner: np.ndarray, category: np.ndarray, kept: np.ndarray) -> None:
+        """Move each owner's estimate towards what her members kept and away from returns."""
+        if owner.size == 0:
+            return
+        lr = self.p.learning_rate
+        c = self.knowledge.shape[1]
+        k = owner[kept]
+        delta = np.zeros_like(self.knowledge)
+        np.add.at(delta, (k, category[kept]), lr)
+        counts = np.bincount(k, minlength=self.m)
+        delta -= lr * counts[:, None] * self.knowledge
+        r = owner[~kept]
+        np.add.at(delta, (r, category[~kept]), -lr * self.knowledge[r, category[~kept]])
+        self.knowledge = np.clip(self.knowledge + delta, 1e-6 / c, None)
+        self.knowledge /= self.knowledge.sum(axis=1, keepdims=True)
+
+    def train(self, attended: np.ndarray, gain: float, day: int, material_days: int) -> None:
+        """A 2b live session: attendees gain skill and get material for their next posts."""
+        self.skill[attended] += gain * (1.0 - self.skill[attended])
+        self.material_until[attended] = day + material_days - 1
+
+    def forget(self) -> None:
+        """Without training, skill relaxes towards where she started."""
+        self.skill -= self.p.skill_decay * (self.skill - self.skill0)
+
+    # -- earnings and churn ----------------------------------------------------------------------
+    def book_earnings(self, day: int, earned_today: np.ndarray) -> None:
+        self.earnings += earned_today
+        self._window[day % EARNINGS_WINDOW] = earned_today
+
+    def churn(self, day: int, rng: np.random.Generator) -> np.ndarray:
+        """Owners past the grace period whose 30-day earnings are low quit with a daily chance."""
+        low = self.active & (self._window.sum(axis=0) < self.p.churn_threshold)
+        low &= day >= self.p.churn_grace_days
+        quit = np.flatnonzero(low & (rng.random(self.m) < self.p.churn_rate))
+        self.active[quit] = False
+        return quit
+
+    def churn_wave(self, share: float, rng: np.random.Generator) -> np.ndarray:
+        """An exogenous wave: ``share`` of the active owners quit at once."""
+        active = np.flatnonzero(self.active)
+        quit = active[rng.random(active.size) < share]
+        self.active[quit] = False
+        return quit

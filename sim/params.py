@@ -1,0 +1,775 @@
+"""Model parameters: one validated, immutable configuration object.
+
+Every parameter is declared once, here, with its default, allowed range, unit and the source of
+its default (a row of the brief's table, or "assumption"). Validation, the TOML loader and the
+parameter table of docs/ODD.md are all generated from these declarations, so they cannot drift
+apart.
+
+A configuration is a :class:`Params` made of sections (``world``, ``graph``, ``owners`` ...).
+Build one with keyword overrides or from a nested mapping (a TOML file)::
+
+    >>> p = Params.from_dict({"world": {"consumers": 2000, "days": 10}})
+    >>> p.world.consumers
+    2000
+    >>> p.with_overrides({"streamer.hype": 1.5}).streamer.hype
+    1.5
+
+Money is in RMB at model scale: the default world is the real system scaled 1:1000 (2 million
+owners become 2,000; a 300k RMB slot fee becomes 300 RMB), see docs/ODD.md, "Scale".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+GROUP_SIZE_CAP = 500  # WeChat's hard limit on a group's members (brief, "WeChat group size cap")
+
+
+class ParameterError(ValueError):
+    """A parameter is unknown, of the wrong type or outside its allowed range.
+
+    The message names the file (when there is one), the dotted key, the offending value and what
+    is allowed, on one line.
+    """
+
+
+def param(
+    default: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    unit: str = "",
+    source: str = "assumption",
+    doc: str = "",
+    choices: tuple[str, ...] | None = None,
+    nullable: bool = False,
+) -> Any:
+    """Declare one parameter: a dataclass field whose metadata drives validation and docs."""
+    meta = {
+        "lo": lo,
+        "hi": hi,
+        "unit": unit,
+        "source": source,
+        "doc": doc,
+        "choices": choices,
+        "nullable": nullable,
+    }
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class WorldParams:
+    consumers: int = param(
+        100_000, 2, 50_000_000, unit="consumers", doc="Consumers (graph nodes) in the world."
+    )
+    owners: int = param(
+        500, 0, 5_000_000, unit="owners", doc="Shop owners ('small b'); each is also a consumer."
+    )
+    brands: int = param(50, 1, 100_000, unit="brands", doc="Brands supplying products.")
+    products_per_brand: int = param(6, 1, 1000, unit="products", doc="Products each brand lists.")
+    categories: int = param(
+        8, 1, 64, unit="categories", doc="Product categories consumers hold preferences over."
+    )
+    apparel_share: float = param(
+        0.5,
+        0,
+        1,
+        unit="share of categories",
+        doc="Share of categories that are apparel-like (fit is hard to judge before delivery).",
+    )
+    days: int = param(90, 1, 100_000, unit="days", doc="Simulated days (one tick is one day).")
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    kind: str = param(
+        "communities",
+        choices=("communities", "edgelist", "well_mixed"),
+        doc="'communities': clustered heavy-tailed graph with communities; 'edgelist': load "
+        "`edgelist_path`; 'well_mixed': no graph, word of mouth reaches random consumers.",
+    )
+    mean_degree: float = param(10.0, 0.5, 1000, unit="friends", doc="Mean number of friends.")
+    community_size: float = param(
+        150.0, 2, 1e7, unit="consumers", doc="Mean community size (heavy-tailed sizes)."
+    )
+    mixing: float = param(
+        0.15, 0, 1, unit="share of edges", doc="Share of edges that leave their community."
+    )
+    degree_sigma: float = param(
+        0.9,
+        0,
+        3,
+        unit="log-sd",
+        doc="Spread of log degree propensity: larger is a heavier-tailed degree distribution.",
+    )
+    triadic_closure: float = param(
+        0.3,
+        0,
+        1,
+        unit="share of edges",
+        doc="Extra edges closing triangles, as a share of the base edges (raises clustering).",
+    )
+    edgelist_path: str = param(
+        "",
+        doc="Edge list file (two columns of node ids, whitespace or comma separated) "
+        "for kind='edgelist'; the number of distinct nodes sets world.consumers.",
+    )
+
+
+@dataclass(frozen=True)
+class ChannelParams:
+    owners: bool = param(True, doc="The owner network ('fish school') sells.")
+    streamer: bool = param(True, doc="The mega-streamer ('whale') sells.")
+    conventional: bool = param(True, doc="Conventional e-commerce (search and ads) sells.")
+
+
+@dataclass(frozen=True)
+class ConsumerParams:
+    preference_concentration: float = param(
+        0.5,
+        0.01,
+        100,
+        unit="Dirichlet alpha",
+        doc="Concentration of category preferences: small is picky, large is indifferent.",
+    )
+    price_sensitivity: float = param(
+        1.0, 0, 10, unit="mean", doc="Mean price sensitivity (lognormal across consumers)."
+    )
+    impulsiveness: float = param(
+        0.3, 0, 1, unit="mean", doc="Mean impulsiveness (Beta across consumers)."
+    )
+    need_rate: float = param(
+        0.03,
+        0,
+        1,
+        unit="probability/day",
+        doc="Mean daily chance a consumer is in the market (Beta across consumers); "
+        "in-market consumers search.",
+    )
+    trust_owner: float = param(
+        0.7, 0, 1, unit="trust", doc="Initial trust of a group member in her owner."
+    )
+    trust_streamer: float = param(
+        0.6, 0, 1, unit="trust", doc="Initial trust of a follower in the streamer."
+    )
+    trust_friend: float = param(
+        0.6, 0, 1, unit="trust", doc="Initial trust in a friend's recommendation."
+    )
+    trust_search: float = param(
+        0.3, 0, 1, unit="trust", doc="Initial trust in search results and ads."
+    )
+    trust_sd: float = param(
+        0.1, 0, 1, unit="sd", doc="Spread of initial trust across consumers (clipped to [0,1])."
+    )
+
+
+@dataclass(frozen=True)
+class OwnerParams:
+    groups_mean: float = param(
+        1.6,
+        1,
+        4,
+        unit="groups",
+        source="brief T10 (1-4 groups a typical owner)",
+        doc="Mean groups per owner (1 + binomial, at most 4).",
+    )
+    group_size_median: float = param(
+        60.0, 1, GROUP_SIZE_CAP, unit="members", doc="Median group size (lognormal)."
+    )
+    group_size_sigma: float = param(
+        0.8, 0, 3, unit="log-sd", doc="Spread of group sizes (heavy upper tail)."
+    )
+    group_size_max: int = param(
+        GROUP_SIZE_CAP,
+        1,
+        GROUP_SIZE_CAP,
+        unit="members",
+        source="brief: WeChat group size cap 500",
+        doc="Largest group allowed.",
+    )
+    local_share: float = param(
+        0.85,
+        0,
+        1,
+        unit="share",
+        doc="Target share of members recruited from the owner's graph neighbourhood.",
+    )
+    neighbourhood_hops: int = param(
+        3, 1, 4, unit="hops", doc="How far in the graph an owner recruits members."
+    )
+    products_per_day: int = param(
+        3, 1, 100, unit="products", doc="Products an owner posts to her groups each day."
+    )
+    open_rate: float = param(
+        0.3, 0, 1, unit="probability/day", doc="Chance a member opens the group's posts on a day."
+    )
+    skill: float = param(
+        0.5, 0, 1, unit="skill", doc="Mean initial owner skill (Beta across owners)."
+    )
+    skill_decay: float = param(
+        0.01,
+        0,
+        1,
+        unit="1/day",
+        doc="Daily relaxation of skill towards its initial level without training.",
+    )
+    knowledge: float = param(
+        0.5,
+        0,
+        1,
+        unit="share",
+        doc="How much of her members' true preference profile an owner knows at the start.",
+    )
+    learning_rate: float = param(
+        0.05, 0, 1, unit="per order", doc="Weight of one member's purchase or return in learning."
+    )
+    pick_sharpness: float = param(
+        3.0, 0, 50, unit="exponent", doc="How strongly picks follow the owner's estimate."
+    )
+    commission: float = param(
+        0.15, 0, 1, unit="share of paid price", doc="Owner commission paid by the brand."
+    )
+    discount: float = param(0.1, 0, 0.95, unit="share of list price", doc="Owner-channel discount.")
+    hype: float = param(0.2, 0, 5, unit="hype", doc="Hype of an owner's post (low: advice).")
+    advice: float = param(
+        0.5,
+        0,
+        1,
+        unit="share",
+        doc="How much a skilled owner's advice narrows the fit surprise at delivery.",
+    )
+    after_sales: float = param(
+        0.5,
+        0,
+        1,
+        unit="probability",
+        doc="Chance a fully skilled owner resolves a problem (exchange, advice) before a return.",
+    )
+    churn_grace_days: int = param(
+        30, 0, 10_000, unit="days", doc="Days before a new owner can churn."
+    )
+    churn_threshold: float = param(
+        20.0,
+        0,
+        1e9,
+        unit="RMB/30 days",
+        doc="Earnings over the last 30 days below which she may quit.",
+    )
+    churn_rate: float = param(
+        0.02, 0, 1, unit="probability/day", doc="Daily chance a low-earning owner quits."
+    )
+    leave_threshold: float = param(
+        0.2, 0, 1, unit="trust", doc="Members trusting their owner less than this may leave."
+    )
+    leave_rate: float = param(
+        0.05, 0, 1, unit="probability/day", doc="Daily chance a distrustful member leaves."
+    )
+
+
+@dataclass(frozen=True)
+class StreamerParams:
+    follower_share: float = param(
+        0.3,
+        0,
+        1,
+        unit="share of consumers",
+        source="brief: 64-80M followers; scaled with the population",
+        doc="Share of consumers following the streamer.",
+    )
+    sessions_per_week: float = param(5.0, 0, 7, unit="sessions/week", doc="Live sessions a week.")
+    products_per_session: int = param(
+        60,
+        1,
+        1000,
+        unit="products",
+        source="brief: 26-279 products a session",
+        doc="Products presented per session.",
+    )
+    products_seen: int = param(
+        10, 1, 1000, unit="products", doc="Products a viewer watches in one session."
+    )
+    attention_rate: float = param(
+        0.2, 0, 1, unit="probability/session", doc="Chance a follower watches a session."
+    )
+    vetting_capacity: float = param(
+        20.0, 0, 1e6, unit="products/session", doc="Products the team can check properly a session."
+    )
+    vetting_threshold: float = param(
+        0.9, 0, 1, unit="quality", doc="A checked product below this quality is rejected."
+    )
+    hype: float = param(1.0, 0, 5, unit="hype", doc="Hype of a session.")
+    commission: float = param(
+        0.2,
+        0,
+        1,
+        unit="share of paid price",
+        source="brief: ~20-25% commission",
+        doc="Streamer commission.",
+    )
+    discount: float = param(
+        0.4,
+        0,
+        0.95,
+        unit="share of list price",
+        source="brief: ~40% discount demanded",
+        doc="Discount the streamer demands.",
+    )
+    slot_fee: float = param(
+        6.0,
+        0,
+        1e9,
+        unit="RMB per product slot per 1,000 followers",
+        source="brief: 300k RMB slot fee for ~50M followers",
+        doc="Fixed fee a brand pays per product slot, per 1,000 followers at the session.",
+    )
+    brand_share: float = param(
+        0.5, 0, 1, unit="share of brands", doc="Share of brands that contract with the streamer."
+    )
+    after_sales: float = param(
+        0.1,
+        0,
+        1,
+        unit="probability",
+        source="brief: after-sales left to the merchant",
+        doc="Chance a problem with a streamer sale is resolved before a return.",
+    )
+    unfollow_threshold: float = param(
+        0.2, 0, 1, unit="trust", doc="Followers trusting the streamer less than this may unfollow."
+    )
+    unfollow_rate: float = param(
+        0.05, 0, 1, unit="probability/day", doc="Daily chance a distrustful follower unfollows."
+    )
+
+
+@dataclass(frozen=True)
+class ConventionalParams:
+    search_results: int = param(
+        4, 1, 100, unit="products", doc="Products an in-market consumer sees per search."
+    )
+    ad_cost: float = param(
+        0.3, 0, 1e6, unit="RMB per exposure", doc="What a brand pays per search/ad exposure."
+    )
+    discount: float = param(0.0, 0, 0.95, unit="share of list price", doc="Conventional discount.")
+    hype: float = param(0.0, 0, 5, unit="hype", doc="Hype of a search result or ad.")
+    after_sales: float = param(
+        0.2,
+        0,
+        1,
+        unit="probability",
+        doc="Chance the merchant resolves a problem with a conventional sale before a return.",
+    )
+
+
+@dataclass(frozen=True)
+class PlatformParams:
+    selection_strictness: float = param(
+        0.3,
+        0,
+        0.95,
+        unit="share of products rejected",
+        doc="Share of the catalogue the platform rejects, worst inspected quality first.",
+    )
+    selection_noise: float = param(
+        0.05, 0, 1, unit="sd of quality", doc="Error of the platform's quality inspection."
+    )
+    live_2b_per_week: float = param(
+        2.0, 0, 7, unit="sessions/week", doc="2b live training sessions a week."
+    )
+    live_2b_attendance: float = param(
+        0.6, 0, 1, unit="probability", doc="Chance an active owner attends a 2b live session."
+    )
+    live_2b_skill_gain: float = param(
+        0.05, 0, 1, unit="share of the gap to 1", doc="Skill gained by attending one session."
+    )
+    live_2b_material: float = param(
+        0.3,
+        0,
+        10,
+        unit="relative open-rate boost",
+        doc="Material handed out at a 2b session raises the open rate of her next posts.",
+    )
+    live_2b_material_days: int = param(
+        3, 0, 365, unit="days", doc="How long 2b material keeps its effect."
+    )
+    after_sales: float = param(
+        0.3,
+        0,
+        1,
+        unit="probability",
+        doc="Chance the platform's after-sales service resolves an owner-channel problem.",
+    )
+
+
+@dataclass(frozen=True)
+class BrandParams:
+    price_median: float = param(
+        120.0,
+        0.01,
+        1e7,
+        unit="RMB",
+        source="brief T4: 70-200 RMB an order",
+        doc="Median list price.",
+    )
+    price_sigma: float = param(0.5, 0, 3, unit="log-sd", doc="Spread of list prices.")
+    quality: float = param(
+        0.9,
+        0,
+        1,
+        unit="probability",
+        doc="Mean product quality: the chance an item is free of defects (Beta across products).",
+    )
+    quality_concentration: float = param(
+        30.0, 0.1, 1e4, unit="Beta a+b", doc="Concentration of product quality around its mean."
+    )
+    margin: float = param(
+        0.5, 0, 1, unit="share of list price", doc="Gross margin before channel costs."
+    )
+    reverse_logistics: float = param(
+        15.0, 0, 1e6, unit="RMB per return", doc="Cost of handling one return."
+    )
+
+
+@dataclass(frozen=True)
+class PurchaseParams:
+    intercept: float = param(-8.5, -50, 50, unit="log-odds", doc="Baseline log-odds of buying.")
+    fit: float = param(2.0, 0, 50, unit="log-odds per unit fit", doc="Weight of expected fit.")
+    trust: float = param(
+        2.0, 0, 50, unit="log-odds per unit trust", doc="Weight of trust in the source."
+    )
+    hype: float = param(
+        2.0, 0, 50, unit="log-odds per unit hype x impulsiveness", doc="Weight of hype."
+    )
+    price: float = param(
+        1.0, 0, 50, unit="log-odds per log price", doc="Weight of log(paid / median price)."
+    )
+    need: float = param(
+        2.7, 0, 50, unit="log-odds", doc="Extra log-odds when the consumer is in the market."
+    )
+    hype_expectation: float = param(
+        0.5, 0, 5, unit="expected fit per unit hype", doc="How much hype inflates expectation."
+    )
+
+
+@dataclass(frozen=True)
+class DeliveryParams:
+    lag_min: int = param(2, 0, 365, unit="days", doc="Shortest delivery lag.")
+    lag_max: int = param(5, 0, 365, unit="days", doc="Longest delivery lag.")
+    fit_noise: float = param(
+        0.2, 0, 5, unit="sd of fit", doc="Surprise in realised fit at delivery."
+    )
+    apparel_fit_noise: float = param(
+        2.0, 1, 10, unit="multiplier", doc="Fit surprise multiplier for apparel-like categories."
+    )
+
+
+@dataclass(frozen=True)
+class ReturnParams:
+    intercept: float = param(-3.5, -50, 50, unit="log-odds", doc="Baseline log-odds of returning.")
+    defect: float = param(3.5, 0, 50, unit="log-odds", doc="Extra log-odds for a defective item.")
+    misfit: float = param(2.5, 0, 50, unit="log-odds", doc="Extra log-odds for a misfit.")
+    gap: float = param(
+        2.5, 0, 50, unit="log-odds per unit gap", doc="Weight of the expectation gap."
+    )
+    impulse: float = param(
+        2.0, 0, 50, unit="log-odds per unit hype x impulsiveness", doc="Weight of impulse."
+    )
+    misfit_threshold: float = param(
+        0.25, 0, 1, unit="fit", doc="Realised fit below which an item is a misfit."
+    )
+    window_days: int = param(
+        7, 0, 365, unit="days", doc="Returns are decided at delivery and booked within this window."
+    )
+
+
+@dataclass(frozen=True)
+class WordOfMouthParams:
+    forward_rate: float = param(
+        0.3, 0, 1, unit="probability", doc="Chance a buyer forwards her purchase to friends."
+    )
+    advocacy_rate: float = param(
+        0.02,
+        0,
+        1,
+        unit="probability/day",
+        doc="Daily chance a satisfied customer recommends her last kept purchase.",
+    )
+    advocacy_threshold: float = param(
+        0.7, 0, 1, unit="satisfaction", doc="Satisfaction needed to recommend."
+    )
+    edge_prob: float = param(
+        0.1,
+        0,
+        1,
+        unit="probability",
+        doc="Chance a forward reaches one friend, times the friend's trust when trust-weighted.",
+    )
+    trust_weighted: bool = param(
+        True, doc="Edge probability is edge_prob x the receiver's trust in friends."
+    )
+    hype_carryover: float = param(
+        0.5, 0, 1, unit="share", doc="Share of the channel's hype a forward carries."
+    )
+    max_generations: int = param(
+        20, 1, 10_000, unit="generations/day", doc="Forwarding generations within one day."
+    )
+
+
+@dataclass(frozen=True)
+class FeedbackParams:
+    trust_learning_rate: float = param(
+        0.2, 0, 1, unit="per delivered order", doc="Step of trust towards an order's satisfaction."
+    )
+    resolved_satisfaction: float = param(
+        0.7, 0, 1, unit="satisfaction", doc="Satisfaction after a problem is resolved."
+    )
+
+
+@dataclass(frozen=True)
+class EventParams:
+    streamer_removed_day: int | None = param(
+        None, 0, 100_000, unit="day", nullable=True, doc="Day the streamer is removed (banned)."
+    )
+    churn_wave_day: int | None = param(
+        None, 0, 100_000, unit="day", nullable=True, doc="Day of an owner churn wave."
+    )
+    churn_wave_share: float = param(
+        0.5, 0, 1, unit="share of active owners", doc="Owners quitting in the wave."
+    )
+    defective_batch_day: int | None = param(
+        None, 0, 100_000, unit="day", nullable=True, doc="Day a defective batch starts shipping."
+    )
+    defective_batch_brand: int = param(0, 0, 100_000, unit="brand id", doc="Brand of the batch.")
+    defective_batch_days: int = param(14, 1, 100_000, unit="days", doc="How long it ships.")
+    defective_batch_quality: float = param(
+        0.5, 0, 1, unit="probability", doc="Quality of the brand's items while the batch ships."
+    )
+
+
+SECTIONS: dict[str, type] = {
+    "world": WorldParams,
+    "graph": GraphParams,
+    "channels": ChannelParams,
+    "consumers": ConsumerParams,
+    "owners": OwnerParams,
+    "streamer": StreamerParams,
+    "conventional": ConventionalParams,
+    "platform": PlatformParams,
+    "brands": BrandParams,
+    "purchase": PurchaseParams,
+    "delivery": DeliveryParams,
+    "returns": ReturnParams,
+    "word_of_mouth": WordOfMouthParams,
+    "feedback": FeedbackParams,
+    "events": EventParams,
+}
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole configuration of one run. Validated on construction; immutable."""
+
+    seed: int = param(0, 0, 2**63 - 1, doc="Seed of the run's random streams.")
+    world: WorldParams = field(default_factory=WorldParams)
+    graph: GraphParams = field(default_factory=GraphParams)
+    channels: ChannelParams = field(default_factory=ChannelParams)
+    consumers: ConsumerParams = field(default_factory=ConsumerParams)
+    owners: OwnerParams = field(default_factory=OwnerParams)
+    streamer: StreamerParams = field(default_factory=StreamerParams)
+    conventional: ConventionalParams = field(default_factory=ConventionalParams)
+    platform: PlatformParams = field(default_factory=PlatformParams)
+    brands: BrandParams = field(default_factory=BrandParams)
+    purchase: PurchaseParams = field(default_factory=PurchaseParams)
+    delivery: DeliveryParams = field(default_factory=DeliveryParams)
+    returns: ReturnParams = field(default_factory=ReturnParams)
+    word_of_mouth: WordOfMouthParams = field(default_factory=WordOfMouthParams)
+    feedback: FeedbackParams = field(default_factory=FeedbackParams)
+    events: EventParams = field(default_factory=EventParams)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str | None = None) -> Params:
+        """Build from a nested mapping (e.g. parsed TOML); unknown keys are errors."""
+        where = f"{source}: " if source else ""
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "seed":
+                kwargs["seed"] = _coerce(cls, "seed", value, "seed", where)
+            elif key in SECTIONS:
+                if not isinstance(value, Mapping):
+                    raise ParameterError(f"{where}{key} must be a table of parameters")
+                kwargs[key] = _section_from_dict(SECTIONS[key], key, value, where)
+            else:
+                raise ParameterError(f"{where}unknown key '{key}'{_did_you_mean(key, _top_keys())}")
+        try:
+            return cls(**kwargs)
+        except ParameterError as err:
+            raise ParameterError(f"{where}{err}") from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Params:
+        """Load a TOML file of parameter sections; errors name the file."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ParameterError(f"{path}: file not found") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ParameterError(f"{path}: not valid TOML ({err})") from None
+        return cls.from_dict(data, source=str(path))
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Params:
+        """A copy with dotted-key overrides applied, e.g. ``{"owners.commission": 0.2}``."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            parts = dotted.split(".")
+            if len(parts) == 1 and parts[0] == "seed":
+                data["seed"] = value
+                continue
+            if len(parts) != 2 or parts[0] not in SECTIONS:
+                raise ParameterError(
+                    f"unknown key '{dotted}'{_did_you_mean(parts[0], _top_keys())}"
+                )
+            data[parts[0]][parts[1]] = value
+        return Params.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON/TOML-friendly)."""
+        return dataclasses.asdict(self)
+
+
+def _top_keys() -> list[str]:
+    return ["seed", *SECTIONS]
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _section_from_dict(cls: type, name: str, data: Mapping[str, Any], where: str) -> Any:
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ParameterError(f"{where}unknown key '{name}.{key}'{_did_you_mean(key, names)}")
+        kwargs[key] = _coerce(cls, key, value, f"{name}.{key}", where)
+    return cls(**kwargs)
+
+
+def _coerce(cls: type, key: str, value: Any, dotted: str, where: str) -> Any:
+    """Check the type of one value against its declared default and convert int -> float."""
+    f = next(f for f in fields(cls) if f.name == key)
+    default = f.default
+    if value is None and f.metadata.get("nullable"):
+        return None
+    kind = type(default) if default is not None else int
+    ok: bool
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok and isinstance(value, float) and value.is_integer():
+            value, ok = int(value), True
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ParameterError(
+            f"{where}{dotted} = {value!r} has the wrong type: expected {kind.__name__}"
+        )
+    return value
+
+
+def _check_field(section: str, f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    dotted = f"{section}.{f.name}" if section else f.name
+    if value is None:
+        if meta.get("nullable"):
+            return
+        raise ParameterError(f"{dotted} must be set")
+    if meta.get("choices") and value not in meta["choices"]:
+        allowed = ", ".join(repr(c) for c in meta["choices"])
+        raise ParameterError(f"{dotted} = {value!r} is not allowed: choose one of {allowed}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParameterError(f"{dotted} = {value!r} must be a finite number")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ParameterError(
+            f"{dotted} = {value!r} is outside the allowed range [{lo}, {hi}]"
+            f" ({meta.get('doc', '').rstrip('.')})"
+        )
+
+
+def validate(p: Params) -> None:
+    """Raise ParameterError for the first out-of-range or inconsistent parameter."""
+    _check_field("", next(f for f in fields(Params) if f.name == "seed"), p.seed)
+    for name in SECTIONS:
+        section = getattr(p, name)
+        if not isinstance(section, SECTIONS[name]):
+            raise ParameterError(f"{name} must be a {SECTIONS[name].__name__}")
+        for f in fields(section):
+            _check_field(name, f, getattr(section, f.name))
+    # Cross-parameter rules.
+    if p.world.owners > p.world.consumers:
+        raise ParameterError(
+            f"world.owners = {p.world.owners} is outside the allowed range "
+            f"[0, world.consumers = {p.world.consumers}]"
+        )
+    if p.delivery.lag_min > p.delivery.lag_max:
+        raise ParameterError(
+            f"delivery.lag_min = {p.delivery.lag_min} must not exceed "
+            f"delivery.lag_max = {p.delivery.lag_max}"
+        )
+    if p.events.defective_batch_brand >= p.world.brands:
+        raise ParameterError(
+            f"events.defective_batch_brand = {p.events.defective_batch_brand} is outside the "
+            f"allowed range [0, world.brands - 1 = {p.world.brands - 1}]"
+        )
+    if p.graph.kind == "edgelist" and not p.graph.edgelist_path:
+        raise ParameterError("graph.edgelist_path must be set when graph.kind = 'edgelist'")
+
+
+def parameter_table() -> str:
+    """The parameter table of docs/ODD.md as Markdown (generated from the declarations)."""
+    rows = [
+        "| parameter | default | unit | allowed | source | meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def add(prefix: str, cls: type) -> None:
+        for f in fields(cls):
+            if f.type in SECTIONS.values() or f.name in SECTIONS:
+                continue
+            m = f.metadata
+            if m.get("choices"):
+                allowed = " / ".join(m["choices"])
+            elif m.get("lo") is None and m.get("hi") is None:
+                allowed = "true / false" if isinstance(f.default, bool) else "text"
+            else:
+                allowed = f"[{m['lo']}, {m['hi']}]"
+            default = "none" if f.default is None else repr(f.default)
+            rows.append(
+                f"| `{prefix}{f.name}` | {default} | {m['unit']} | {allowed} | {m['source']} | "
+                f"{m['doc']} |"
+            )
+
+    add(
+        "", type("Top", (), {"__dataclass_fields__": {"seed": Params.__dataclass_fields__["seed"]}})
+    )
+    for name, cls in SECTIONS.items():
+        add(f"{name}.", cls)
+    return "\n".join(rows)

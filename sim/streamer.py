@@ -1,0 +1,69 @@
+"""The mega-streamer ("whale"): followers, sessions, vetting and hype (ODD 2 and 7.1-7.2)."""
+
+from __future__ import annotations
+
+import mesa
+import numpy as np
+
+from sim.brands import Catalogue
+from sim.calendar import occurs_on
+from sim.params import StreamerParams
+
+
+class MegaStreamer(mesa.Agent):
+    """One head streamer. Her followers are a boolean mask over consumers (``follows``).
+
+    Vetting (ODD 7.1): her team can check ``vetting_capacity`` products properly per session.
+    With ``products_per_session`` products each candidate is checked with chance
+    ``min(1, capacity / products)``; a checked product below ``vetting_threshold`` quality is
+    dropped, an unchecked one goes on air. More products a session, less checking, lower
+    average quality on air.
+    """
+
+    def __init__(self, model: mesa.Model, p: StreamerParams):
+        super().__init__(model)
+        self.p = p
+        self.active = True
+        self.lineup = np.zeros(0, dtype=np.int64)
+
+    def session_today(self, day: int) -> bool:
+        return self.active and occurs_on(day, self.p.sessions_per_week)
+
+    def build_lineup(
+        self, catalogue: Catalogue, contracted: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Products on air in today's session, from brands that pay (vetted as above)."""
+        pool = np.flatnonzero(contracted)
+        if pool.size == 0:
+            self.lineup = pool
+            return pool
+        n = self.p.products_per_session
+        check = min(1.0, self.p.vetting_capacity / n)
+        # Candidates in random order, with repeats allowed when the pool is small, so the
+        # session always has its slots (a product may be pitched twice in a long session).
+        candidates = rng.permutation(np.resize(rng.permutation(pool), max(pool.size, 2 * n)))
+        checked = rng.random(candidates.size) < check
+        passes = ~checked | (catalogue.base_quality[candidates] >= self.p.vetting_threshold)
+        self.lineup = candidates[passes][:n]
+        return self.lineup
+
+    def slot_fees(self, products: int, followers: int) -> float:
+        """What brands pay for today's slots: a fee per product, scaled by the audience so a
+        scaled-down world pays scaled-down fees (300k RMB for ~50M followers in the brief)."""
+        return self.p.slot_fee * products * followers / 1000.0
+
+    def viewers(self, follows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Followers who watch today's session."""
+        fans = np.flatnonzero(follows)
+        return fans[rng.random(fans.size) < self.p.attention_rate]
+
+    def products_watched(self, viewers: np.ndarray, rng: np.random.Generator):
+        """Each viewer watches a contiguous stretch of ``products_seen`` products of the lineup
+        (she tunes in at a random point). Returns (viewer per exposure, product per exposure)."""
+        n = self.lineup.size
+        k = min(self.p.products_seen, n)
+        if n == 0 or viewers.size == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        start = rng.integers(0, n, viewers.size)
+        pos = (start[:, None] + np.arange(k)[None, :]) % n
+        return np.repeat(viewers, k), self.lineup[pos.ravel()]
