@@ -105,8 +105,6 @@ class CommerceModel(mesa.Model):
         self.orders = Orders(capacity=max(1024, n // 10))
         self.recorder = TickRecorder()
         self._reached = np.zeros((len(CHANNELS), n), dtype=bool)
-        self._reached_any = np.zeros(n, dtype=bool)
-        self._reach = np.zeros(len(CHANNELS) + 1)
         self._pending = np.zeros(0, dtype=np.int64)
         self._first_order_today = 0
         self.timings: dict[str, float] = {}
@@ -243,20 +241,17 @@ class CommerceModel(mesa.Model):
         Returns a boolean mask over the exposures: which of them became orders.
         """
         size = consumer.size
+        channel_in = channel
         channel = np.broadcast_to(np.asarray(channel, dtype=np.int8), (size,))
         if size == 0:
             return np.zeros(0, dtype=bool)
         p, con, cat = self.params, self.consumers, self.catalogue
         rec = self.recorder
         rec.add("exposures", channel)
-        for c in np.unique(channel):
-            who = consumer[channel == c]
-            new = who[~self._reached[c, who]]
-            self._reached[c, new] = True
-            self._reach[c] += np.unique(new).size
-            fresh = np.unique(who[~self._reached_any[who]])
-            self._reached_any[fresh] = True
-            self._reach[-1] += fresh.size
+        if np.ndim(channel_in) == 0:
+            self._reached[int(channel_in), consumer] = True
+        else:
+            self._reached[channel, consumer] = True
 
         hype = self._hype[channel]
         if source == Source.FRIEND:
@@ -492,7 +487,8 @@ class CommerceModel(mesa.Model):
     # ------------------------------------------------------------------------------------------
     def record_state(self) -> None:
         rec, con, o = self.recorder, self.consumers, self.orders
-        rec.set("reach", self._reach)
+        reach = self._reached.sum(axis=1)
+        rec.set("reach", np.r_[reach, self._reached.any(axis=0).sum()])
         today = np.arange(self._first_order_today, len(o))
         ch = o["channel"][today]
         who = o["consumer"][today]

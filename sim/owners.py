@@ -77,10 +77,11 @@ def recruit_groups(
             rows, cols, prio = rows[free], cols[free], prio[free]
             if rows.size == 0:
                 break
-            by_consumer = np.lexsort((prio, cols))
+            # One float sort key instead of lexsort (several times faster); prio < 8.
+            by_consumer = np.argsort(cols * 8.0 + prio)
             first = np.r_[True, cols[by_consumer][1:] != cols[by_consumer][:-1]]
             cand = by_consumer[first]  # each consumer's nearest owner
-            cand = cand[np.lexsort((prio[cand], rows[cand]))]
+            cand = cand[np.argsort(rows[cand] * 8.0 + prio[cand])]
             r = rows[cand]
             start = np.r_[True, r[1:] != r[:-1]]
             rank = np.arange(r.size) - np.maximum.accumulate(np.where(start, np.arange(r.size), 0))
