@@ -750,26 +750,22 @@ def parameter_table() -> str:
         "|---|---|---|---|---|---|",
     ]
 
-    def add(prefix: str, cls: type) -> None:
-        for f in fields(cls):
-            if f.type in SECTIONS.values() or f.name in SECTIONS:
-                continue
-            m = f.metadata
-            if m.get("choices"):
-                allowed = " / ".join(m["choices"])
-            elif m.get("lo") is None and m.get("hi") is None:
-                allowed = "true / false" if isinstance(f.default, bool) else "text"
-            else:
-                allowed = f"[{m['lo']}, {m['hi']}]"
-            default = "none" if f.default is None else repr(f.default)
-            rows.append(
-                f"| `{prefix}{f.name}` | {default} | {m['unit']} | {allowed} | {m['source']} | "
-                f"{m['doc']} |"
-            )
+    def row(name: str, f: dataclasses.Field) -> str:
+        m = f.metadata
+        if m.get("choices"):
+            allowed = " / ".join(m["choices"])
+        elif m.get("lo") is None and m.get("hi") is None:
+            allowed = "true / false" if isinstance(f.default, bool) else "text"
+        else:
+            allowed = f"[{m['lo']:g}, {m['hi']:g}]"
+        default = "none" if f.default is None else repr(f.default)
+        return f"| `{name}` | {default} | {m['unit']} | {allowed} | {m['source']} | {m['doc']} |"
 
-    add(
-        "", type("Top", (), {"__dataclass_fields__": {"seed": Params.__dataclass_fields__["seed"]}})
-    )
-    for name, cls in SECTIONS.items():
-        add(f"{name}.", cls)
+    rows.append(row("seed", Params.__dataclass_fields__["seed"]))
+    for section, cls in SECTIONS.items():
+        rows += [row(f"{section}.{f.name}", f) for f in fields(cls)]
     return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m sim.params: the ODD parameter table
+    print(parameter_table())
