@@ -42,7 +42,7 @@ class Consumers:
             else np.zeros(n, dtype=np.float32)
         )
         self.impulsiveness = _beta_with_mean(rng, p.impulsiveness, 4.0, n)
-        self.need_rate = _beta_with_mean(rng, p.need_rate, 10.0, n)
+        self.need_rate = _beta_with_mean(rng, p.need_rate, p.need_concentration, n)
         initial = [p.trust_owner, p.trust_streamer, p.trust_friend, p.trust_search]
         self.trust = np.empty((len(Source), n), dtype=np.float32)
         for s, mean in enumerate(initial):

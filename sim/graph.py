@@ -181,7 +181,12 @@ def load_edgelist(path: str | Path) -> tuple[sp.csr_array, np.ndarray]:
             dst.append(parts[1])
     if not src:
         raise ParameterError(f"{path}: the edge list has no edges")
-    labels, inverse = np.unique(np.array(src + dst), return_inverse=True)
+    ends = np.array(src + dst)
+    try:  # integer ids sort as numbers, so "10" comes after "9"
+        ends = ends.astype(np.int64)
+    except ValueError:
+        pass
+    labels, inverse = np.unique(ends, return_inverse=True)
     m = len(src)
     return from_edges(inverse[:m], inverse[m:], labels.size), labels
 

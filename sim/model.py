@@ -119,13 +119,9 @@ class CommerceModel(mesa.Model):
     # ------------------------------------------------------------------------------------------
     def step(self) -> None:
         """One day, in the order of ODD section 3."""
-        self.day = self.steps - 1
-        self.recorder.start()
-        self._first_order_today = len(self.orders)
-        self._owner_earned_today = np.zeros(self.owners.m)
+        self.begin_day(self.steps - 1)
         self.apply_events()
         self.train_owners()
-        self.in_market = self.consumers.in_market(self.rng)
         if self.params.channels.owners:
             self.sell_through_owners()
         if self.params.channels.streamer:
@@ -136,7 +132,14 @@ class CommerceModel(mesa.Model):
         self.deliver()
         self.churn_and_unfollow()
         self.record_state()
-        self.recorder.finish()
+
+    def begin_day(self, day: int) -> None:
+        """Open the day's books and draw who is in the market today."""
+        self.day = day
+        self.recorder.start()
+        self._first_order_today = len(self.orders)
+        self._owner_earned_today = np.zeros(self.owners.m)
+        self.in_market = self.consumers.in_market(self.rng)
 
     # ------------------------------------------------------------------------------------------
     # Events (ODD 7.9)
@@ -510,6 +513,7 @@ class CommerceModel(mesa.Model):
         fans = float(con.follows.sum())
         rec.set("active_owners", [active, np.nan, np.nan, active])
         rec.set("followers", [np.nan, fans, np.nan, fans])
+        rec.finish()
 
     # ------------------------------------------------------------------------------------------
     def _member_preference_mean(self, group_owner: np.ndarray, m: int) -> np.ndarray:

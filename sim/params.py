@@ -153,6 +153,13 @@ class ConsumerParams:
         doc="Mean daily chance a consumer is in the market (Beta across consumers); "
         "in-market consumers search.",
     )
+    need_concentration: float = param(
+        10.0,
+        0.1,
+        1e12,
+        unit="Beta a+b",
+        doc="How alike consumers' need rates are: large makes everyone's rate the mean.",
+    )
     trust_owner: float = param(
         0.7, 0, 1, unit="trust", doc="Initial trust of a group member in her owner."
     )

@@ -1,0 +1,24 @@
+"""Shared helpers: small worlds that run in a fraction of a second."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.params import Params
+
+SMALL = {
+    "world": {"consumers": 4000, "owners": 40, "brands": 20, "days": 30},
+}
+
+
+def small(overrides: dict | None = None, **sections) -> Params:
+    """A small world; ``overrides`` are dotted keys, e.g. {"streamer.hype": 2.0}."""
+    data = {k: dict(v) for k, v in SMALL.items()}
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return Params.from_dict(data).with_overrides(overrides or {})
+
+
+@pytest.fixture
+def small_params() -> Params:
+    return small()
