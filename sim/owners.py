@@ -213,6 +213,6 @@ class Owners:
     def churn_wave(self, share: float, rng: np.random.Generator) -> np.ndarray:
         """An exogenous wave: ``share`` of the active owners quit at once."""
         active = np.flatnonzero(self.active)
-        quit = active[rng.random(active.size) < share]
+        quit = rng.choice(active, size=int(round(share * active.size)), replace=False)
         self.active[quit] = False
         return quit

@@ -1,0 +1,151 @@
+"""Direction checks: each lever moves its outcome the way the mechanism says.
+
+Each comparison runs the same seeds on both sides (the world is shared, common random numbers)
+and compares means over the seeds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import small
+from sim.channels import Channel
+from sim.model import CommerceModel, run
+
+SEEDS = (1, 2, 3)
+
+
+def summary_value(result, channel: str, metric: str) -> float:
+    s = result.summary
+    return float(s[(s.channel == channel) & (s.metric == metric)].value.iloc[0])
+
+
+def mean_over_seeds(overrides: dict, channel: str, metric: str) -> float:
+    return float(
+        np.mean(
+            [
+                summary_value(run(small({**overrides, "seed": s})), channel, metric)
+                for s in SEEDS
+            ]
+        )
+    )
+
+
+def defect_rate(orders, channel: str) -> float:
+    done = orders[(orders.channel == channel) & (orders.status != "pending")]
+    return float(done.defect.mean())
+
+
+def test_stricter_selection_lowers_defects_and_returns():
+    lax, strict = {"platform.selection_strictness": 0.0}, {"platform.selection_strictness": 0.8}
+    lax_defects = np.mean([defect_rate(run(small({**lax, "seed": s})).orders, "owners") for s in SEEDS])
+    strict_defects = np.mean(
+        [defect_rate(run(small({**strict, "seed": s})).orders, "owners") for s in SEEDS]
+    )
+    assert strict_defects < 0.8 * lax_defects
+    assert mean_over_seeds(strict, "owners", "return_rate") < mean_over_seeds(
+        lax, "owners", "return_rate"
+    )
+
+
+def test_more_hype_raises_conversion_and_returns():
+    low, high = {"streamer.hype": 0.2}, {"streamer.hype": 2.0}
+    assert mean_over_seeds(high, "streamer", "conversion") > 1.2 * mean_over_seeds(
+        low, "streamer", "conversion"
+    )
+    assert mean_over_seeds(high, "streamer", "return_rate") > mean_over_seeds(
+        low, "streamer", "return_rate"
+    ) + 0.03
+
+
+def test_removing_the_streamer_stops_her_channel_from_that_day():
+    day = 12
+    result = run(small({"events.streamer_removed_day": day, "seed": 4}))
+    ts = result.timeseries
+    streamer = ts[ts.channel == "streamer"].set_index("day")
+    assert streamer.loc[: day - 1, "orders"].sum() > 0
+    assert (streamer.loc[day:, "orders"] == 0).all()
+    assert (streamer.loc[day:, "exposures"] == 0).all()
+    assert (streamer.loc[day:, "followers"] == 0).all()
+    # The other channels carry on.
+    owners = ts[ts.channel == "owners"].set_index("day")
+    assert owners.loc[day:, "orders"].sum() > 0
+
+
+def test_more_2b_live_raises_owner_skill_and_fit():
+    def skill_and_fit(per_week: float, seed: int) -> tuple[float, float]:
+        model = CommerceModel(small({"platform.live_2b_per_week": per_week, "seed": seed}))
+        for _ in range(model.params.world.days):
+            model.step()
+        ts = model.timeseries()
+        fit = ts[(ts.channel == "owners") & (ts.day >= 20)].fit.mean()
+        return float(model.owners.skill.mean()), float(fit)
+
+    none = np.array([skill_and_fit(0.0, s) for s in SEEDS])
+    daily = np.array([skill_and_fit(7.0, s) for s in SEEDS])
+    assert (daily[:, 0] > none[:, 0] + 0.1).all()  # skill, every seed
+    assert daily[:, 1].mean() > none[:, 1].mean()  # fit of owners' picks
+
+
+def test_lower_trust_lowers_conversion():
+    low = {"consumers.trust_owner": 0.2, "consumers.trust_streamer": 0.2}
+    high = {"consumers.trust_owner": 0.9, "consumers.trust_streamer": 0.9}
+    for channel in ("owners", "streamer"):
+        assert mean_over_seeds(low, channel, "conversion") < mean_over_seeds(
+            high, channel, "conversion"
+        )
+
+
+def test_more_products_per_session_lowers_quality_on_air():
+    def mean_quality(products: int) -> float:
+        model = CommerceModel(small({"streamer.products_per_session": products, "seed": 1}))
+        rng = np.random.default_rng(0)
+        lineups = [
+            model.streamer.build_lineup(model.catalogue, model.streamer_products, rng)
+            for _ in range(50)
+        ]
+        return float(np.mean([model.catalogue.base_quality[x].mean() for x in lineups]))
+
+    assert mean_quality(200) < mean_quality(20)
+
+
+def test_after_sales_service_lowers_owner_returns():
+    low = {"owners.after_sales": 0.0, "platform.after_sales": 0.0}
+    high = {"owners.after_sales": 1.0, "platform.after_sales": 0.8}
+    assert mean_over_seeds(high, "owners", "return_rate") < mean_over_seeds(
+        low, "owners", "return_rate"
+    )
+
+
+def test_a_defective_batch_raises_that_brands_returns():
+    brand = 3
+    event = {
+        "events.defective_batch_day": 5,
+        "events.defective_batch_days": 20,
+        "events.defective_batch_brand": brand,
+        "events.defective_batch_quality": 0.2,
+    }
+    def brand_return_rate(overrides):
+        o = run(small({**overrides, "seed": 2})).orders
+        done = o[(o.brand == brand) & (o.status != "pending") & (o.day >= 5)]
+        return (done.status == "returned").mean()
+
+    assert brand_return_rate(event) > brand_return_rate({}) + 0.1
+
+
+def test_owner_churn_wave_removes_owners_and_their_sales():
+    day = 10
+    result = run(small({"events.churn_wave_day": day, "events.churn_wave_share": 0.6, "seed": 1}))
+    owners = result.timeseries[result.timeseries.channel == "owners"].set_index("day")
+    assert owners.loc[day, "active_owners"] <= 0.5 * owners.loc[day - 1, "active_owners"]
+    before = owners.loc[day - 5 : day - 1, "orders"].mean()
+    after = owners.loc[day + 1 : day + 5, "orders"].mean()
+    assert after < 0.7 * before
+
+
+def test_channels_can_be_switched_off():
+    result = run(small({"channels.streamer": False, "channels.conventional": False}))
+    s = result.summary.set_index(["channel", "metric"]).value
+    assert s[("streamer", "orders")] == 0 and s[("conventional", "orders")] == 0
+    assert s[("owners", "orders")] > 0
+    assert Channel.OWNERS == 0
