@@ -134,6 +134,8 @@ def independent_cascade(
         sender_pos, receiver = forward(adj, active, edge_prob, rng, n)
         fresh = ~exposed[receiver]
         sender_pos, receiver = first_arrivals(sender_pos[fresh], receiver[fresh], rng)
+        if receiver.size == 0:
+            break
         exposed[receiver] = True
         generations.append((receiver, sender_pos))
         mask = (

@@ -26,7 +26,7 @@ FLOW_METRICS: dict[str, str] = {
     "net_gmv": "gmv minus returned value (RMB)",
     "commission": "commission the brand pays the seller, net of returned orders (RMB)",
     "slot_fee": "streamer slot fees (RMB)",
-    "discount": "list price minus price paid, on orders placed (RMB)",
+    "discount": "list price minus price paid, net of returned orders (RMB)",
     "reverse_logistics": "cost of handling returns (RMB)",
     "write_off": "cost of goods of returned defective items (RMB)",
     "ads": "search and ad spend (RMB)",

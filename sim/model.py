@@ -307,7 +307,7 @@ class CommerceModel(mesa.Model):
         if sign > 0:
             rec.add("orders", ch)
             rec.add("gmv", ch, paid)
-            rec.add("discount", ch, o["list_price"][rows] - paid)
+        rec.add("discount", ch, sign * (o["list_price"][rows] - paid))
         rec.add("commission", ch, sign * commission)
         rec.add("seller_earnings", ch, sign * commission)
         rec.add("brand_profit", ch, sign * (paid - cost - commission))

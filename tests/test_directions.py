@@ -23,10 +23,7 @@ def summary_value(result, channel: str, metric: str) -> float:
 def mean_over_seeds(overrides: dict, channel: str, metric: str) -> float:
     return float(
         np.mean(
-            [
-                summary_value(run(small({**overrides, "seed": s})), channel, metric)
-                for s in SEEDS
-            ]
+            [summary_value(run(small({**overrides, "seed": s})), channel, metric) for s in SEEDS]
         )
     )
 
@@ -38,7 +35,9 @@ def defect_rate(orders, channel: str) -> float:
 
 def test_stricter_selection_lowers_defects_and_returns():
     lax, strict = {"platform.selection_strictness": 0.0}, {"platform.selection_strictness": 0.8}
-    lax_defects = np.mean([defect_rate(run(small({**lax, "seed": s})).orders, "owners") for s in SEEDS])
+    lax_defects = np.mean(
+        [defect_rate(run(small({**lax, "seed": s})).orders, "owners") for s in SEEDS]
+    )
     strict_defects = np.mean(
         [defect_rate(run(small({**strict, "seed": s})).orders, "owners") for s in SEEDS]
     )
@@ -53,9 +52,10 @@ def test_more_hype_raises_conversion_and_returns():
     assert mean_over_seeds(high, "streamer", "conversion") > 1.2 * mean_over_seeds(
         low, "streamer", "conversion"
     )
-    assert mean_over_seeds(high, "streamer", "return_rate") > mean_over_seeds(
-        low, "streamer", "return_rate"
-    ) + 0.03
+    assert (
+        mean_over_seeds(high, "streamer", "return_rate")
+        > mean_over_seeds(low, "streamer", "return_rate") + 0.03
+    )
 
 
 def test_removing_the_streamer_stops_her_channel_from_that_day():
@@ -125,6 +125,7 @@ def test_a_defective_batch_raises_that_brands_returns():
         "events.defective_batch_brand": brand,
         "events.defective_batch_quality": 0.2,
     }
+
     def brand_return_rate(overrides):
         o = run(small({**overrides, "seed": 2})).orders
         done = o[(o.brand == brand) & (o.status != "pending") & (o.day >= 5)]

@@ -10,12 +10,21 @@ from sim.params import GROUP_SIZE_CAP, ParameterError, Params
     [
         ({"world.consumers": -5}, r"world\.consumers = -5 is outside the allowed range \[2, "),
         ({"world.owners": -1}, r"world\.owners = -1 is outside the allowed range \[0, "),
-        ({"owners.open_rate": 1.5}, r"owners\.open_rate = 1\.5 is outside the allowed range \[0, 1\]"),
+        (
+            {"owners.open_rate": 1.5},
+            r"owners\.open_rate = 1\.5 is outside the allowed range \[0, 1\]",
+        ),
         ({"streamer.attention_rate": -0.1}, r"streamer\.attention_rate = -0\.1 is outside"),
-        ({"owners.group_size_max": 501}, r"owners\.group_size_max = 501 is outside the allowed range \[1, 500\]"),
+        (
+            {"owners.group_size_max": 501},
+            r"owners\.group_size_max = 501 is outside the allowed range \[1, 500\]",
+        ),
         ({"owners.group_size_median": 800.0}, r"owners\.group_size_median = 800\.0 is outside"),
         ({"platform.selection_strictness": 1.2}, r"platform\.selection_strictness = 1\.2"),
-        ({"world.owners": 10, "world.consumers": 5}, r"world\.owners = 10 is outside the allowed range \[0, world\.consumers = 5\]"),
+        (
+            {"world.owners": 10, "world.consumers": 5},
+            r"world\.owners = 10 is outside the allowed range \[0, world\.consumers = 5\]",
+        ),
         ({"delivery.lag_min": 6, "delivery.lag_max": 3}, r"delivery\.lag_min = 6 must not exceed"),
         ({"graph.kind": "lattice"}, r"graph\.kind = 'lattice' is not allowed: choose one of"),
         ({"owners.commission": float("nan")}, r"owners\.commission = nan must be a finite number"),
@@ -33,16 +42,24 @@ def test_group_cap_is_wechats_500():
 
 
 def test_unknown_key_suggests_the_right_one():
-    with pytest.raises(ParameterError, match=r"unknown key 'owners\.open_rat' \(did you mean 'open_rate'\?\)"):
+    with pytest.raises(
+        ParameterError, match=r"unknown key 'owners\.open_rat' \(did you mean 'open_rate'\?\)"
+    ):
         Params.from_dict({"owners": {"open_rat": 0.3}})
-    with pytest.raises(ParameterError, match=r"unknown key 'streamr' \(did you mean 'streamer'\?\)"):
+    with pytest.raises(
+        ParameterError, match=r"unknown key 'streamr' \(did you mean 'streamer'\?\)"
+    ):
         Params.from_dict({"streamr": {}})
 
 
 def test_wrong_type_is_an_error():
-    with pytest.raises(ParameterError, match=r"world\.days = 'ten' has the wrong type: expected int"):
+    with pytest.raises(
+        ParameterError, match=r"world\.days = 'ten' has the wrong type: expected int"
+    ):
         Params.from_dict({"world": {"days": "ten"}})
-    with pytest.raises(ParameterError, match=r"channels\.owners = 1 has the wrong type: expected bool"):
+    with pytest.raises(
+        ParameterError, match=r"channels\.owners = 1 has the wrong type: expected bool"
+    ):
         Params.from_dict({"channels": {"owners": 1}})
 
 

@@ -1,0 +1,83 @@
+"""Accounting identities that must hold in every run."""
+
+import numpy as np
+import pytest
+
+from conftest import small
+from sim.channels import CHANNELS
+from sim.metrics import COST_KINDS, FLOW_METRICS
+from sim.model import CommerceModel, run
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run(small({"seed": 21, "world.days": 40}))
+
+
+def test_returns_never_exceed_delivered(result):
+    ts = result.timeseries
+    assert (ts.returns <= ts.delivered).all()
+    o = result.orders
+    assert ((o.status == "returned").sum()) <= (o.status != "pending").sum()
+
+
+def test_net_gmv_is_gmv_minus_returned_value(result):
+    s = result.summary.set_index(["channel", "metric"]).value
+    for ch in [*CHANNELS, "all"]:
+        assert s[(ch, "net_gmv")] == pytest.approx(s[(ch, "gmv")] - s[(ch, "returned_value")])
+    o = result.orders
+    assert s[("all", "gmv")] == pytest.approx(o.paid.sum())
+    assert s[("all", "returned_value")] == pytest.approx(o.paid[o.status == "returned"].sum())
+
+
+def test_reach_never_exceeds_the_population(result):
+    ts = result.timeseries
+    n = result.params.world.consumers
+    assert (ts.reach <= n).all()
+    wide = ts.pivot(index="day", columns="channel", values="reach")
+    assert (wide["all"] <= wide[list(CHANNELS)].sum(axis=1)).all()
+    assert (wide["all"] >= wide[list(CHANNELS)].max(axis=1)).all()
+    assert (wide.diff().fillna(0) >= 0).all().all()  # cumulative
+
+
+def test_channel_flows_add_up_to_the_totals(result):
+    ts = result.timeseries
+    for metric in FLOW_METRICS:
+        by_day = ts[ts.channel != "all"].groupby("day")[metric].sum()
+        total = ts[ts.channel == "all"].set_index("day")[metric]
+        np.testing.assert_allclose(by_day.to_numpy(), total.to_numpy(), rtol=1e-9, atol=1e-6)
+
+
+def test_orders_and_costs_match_the_order_book(result):
+    s = result.summary.set_index(["channel", "metric"]).value
+    o = result.orders
+    for ch in CHANNELS:
+        mine = o[o.channel == ch]
+        assert s[(ch, "orders")] == len(mine)
+        assert s[(ch, "returns")] == (mine.status == "returned").sum()
+        kept = mine[mine.status != "returned"]
+        assert s[(ch, "discount")] == pytest.approx((kept.list_price - kept.paid).sum())
+    assert s[("all", "brand_cost")] == pytest.approx(sum(s[("all", k)] for k in COST_KINDS))
+
+
+def test_profit_identity(result):
+    """Brand profit = list value of kept orders - their cost of goods - brand cost."""
+    o = result.orders
+    s = result.summary.set_index(["channel", "metric"]).value
+    cost_of_goods = CommerceModel(result.params).catalogue.cost  # same seed, same world
+    kept = o.status != "returned"
+    margin = (o.list_price[kept] - cost_of_goods[o["product"][kept]]).sum()
+    assert s[("all", "brand_profit")] == pytest.approx(margin - s[("all", "brand_cost")], rel=1e-9)
+
+
+def test_rates_are_rates(result):
+    s = result.summary
+    for metric in (
+        "conversion",
+        "buyer_conversion",
+        "return_rate",
+        "reach_share",
+        "repeat_purchase_rate",
+    ):
+        v = s[s.metric == metric].value.dropna()
+        assert ((v >= 0) & (v <= 1)).all(), metric
