@@ -1,6 +1,7 @@
 """The command line: outputs, bad input and atomic writes."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -93,3 +94,23 @@ def test_interrupted_write_leaves_no_complete_looking_folder(tmp_path, monkeypat
         run_cli("--consumers", 2000, "--owners", 5, "--days", 2, "--out", out, "--quiet")
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_installed_command_exit_status(tmp_path):
+    """The real entry point, in its own process: status 2 and one line on stderr."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("fishschool")
+    done = subprocess.run(
+        [str(exe), "run", "--owners", "-2", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "fishschool: error: command line: world.owners = -2 is outside the allowed range "
+        "[0, 5000000] (Shop owners ('small b'); each is also a consumer)"
+    )
+    assert not (tmp_path / "r").exists()
