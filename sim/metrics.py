@@ -19,6 +19,8 @@ from sim.orders import KEPT, RETURNED, Orders
 FLOW_METRICS: dict[str, str] = {
     "exposures": "product exposures (one consumer seeing one product once)",
     "orders": "orders placed",
+    "wom_exposures": "exposures by a friend's forward (word of mouth)",
+    "wom_orders": "orders placed after a friend's forward",
     "gmv": "value of orders placed, at the price paid (RMB)",
     "delivered": "orders delivered",
     "returns": "orders returned (decided at delivery)",

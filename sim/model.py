@@ -107,7 +107,6 @@ class CommerceModel(mesa.Model):
         self._reached = np.zeros((len(CHANNELS), n), dtype=bool)
         self._pending = np.zeros(0, dtype=np.int64)
         self._first_order_today = 0
-        self.timings: dict[str, float] = {}
 
         # Channel terms, indexed by Channel.
         self._discount = np.array([p.owners.discount, p.streamer.discount, p.conventional.discount])
@@ -251,6 +250,8 @@ class CommerceModel(mesa.Model):
         p, con, cat = self.params, self.consumers, self.catalogue
         rec = self.recorder
         rec.add("exposures", channel)
+        if source == Source.FRIEND:
+            rec.add("wom_exposures", channel)
         if np.ndim(channel_in) == 0:
             self._reached[int(channel_in), consumer] = True
         else:
@@ -306,6 +307,7 @@ class CommerceModel(mesa.Model):
         cost = cat.cost[o["product"][rows]]
         if sign > 0:
             rec.add("orders", ch)
+            rec.add("wom_orders", ch[o["source"][rows] == Source.FRIEND])
             rec.add("gmv", ch, paid)
         rec.add("discount", ch, sign * (o["list_price"][rows] - paid))
         rec.add("commission", ch, sign * commission)
