@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mesa
 import numpy as np
+import pandas as pd
 
 from sim.params import BrandParams, WorldParams
 
@@ -54,6 +55,25 @@ class Catalogue:
         self.apparel_category = np.zeros(world.categories, dtype=bool)
         self.apparel_category[:n_apparel] = True
         self.median_price = p.price_median
+
+    @property
+    def apparel(self) -> np.ndarray:
+        """Per product: is it in an apparel-like category?"""
+        return self.apparel_category[self.category]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The catalogue as a table, one row per product."""
+        return pd.DataFrame(
+            {
+                "product": np.arange(self.n),
+                "brand": self.brand,
+                "category": self.category,
+                "apparel": self.apparel,
+                "list_price": self.list_price,
+                "quality": self.base_quality,
+                "margin": self.margin,
+            }
+        )
 
     def by_category(self, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Index of the allowed products grouped by category: (products, start, count)."""

@@ -128,8 +128,8 @@ def satisfaction(
 ) -> np.ndarray:
     """Satisfaction in [0, 1] with one delivered order.
 
-    Returned: 0. Problem resolved by service: ``resolved_level``. Kept: ``1 - gap``, halved
-    again when she kept an unresolved problem.
+    Returned: 0. Problem resolved by service: ``resolved_level``. Kept: ``1 - gap``, less 0.5
+    more when she kept an unresolved problem (clipped to [0, 1]).
     """
     kept = np.clip(1.0 - gap - 0.5 * problem, 0.0, 1.0)
     s = np.where(resolved, resolved_level, kept)

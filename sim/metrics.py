@@ -17,6 +17,7 @@ from sim.orders import KEPT, RETURNED, Orders
 
 # Flow metrics add up across channels; the "all" column of a flow is the sum of the channels.
 FLOW_METRICS: dict[str, str] = {
+    "visits": "a consumer's visit to a channel: a group post opened, a session watched, a search",
     "exposures": "product exposures (one consumer seeing one product once)",
     "orders": "orders placed",
     "wom_exposures": "exposures by a friend's forward (word of mouth)",
@@ -61,12 +62,15 @@ SUMMARY_METRICS: dict[str, str] = {
     "reach_day_half": "first day reach passed half its final value (speed of reach)",
     "buyers": "unique consumers who ordered over the run",
     "conversion": "orders / exposures",
+    "visit_conversion": "orders placed on a visit (not after a friend's forward) / visits; for "
+    "the streamer, orders per viewer-session",
     "buyer_conversion": "buyers / reach",
     "return_rate": "returns / delivered orders",
+    "apparel_return_rate": "returns / delivered orders, apparel-like products only",
     "satisfaction": "mean satisfaction over delivered orders",
     "trust": "trust at the end of the run (see the time series)",
-    "repeat_purchase_rate": "buyers with a second order within 90 days of the first / buyers",
-    "profit_per_order": "brand profit / delivered orders",
+    "repeat_purchase_rate": "buyers ordering again on a later day within 90 days / buyers",
+    "profit_per_order": "brand profit / orders placed",
     "active_owners": "owners active at the end",
     "followers": "streamer followers at the end",
     "owner_earnings_gini": "Gini coefficient of owners' total earnings (all owners)",
@@ -154,15 +158,20 @@ def gini(x: np.ndarray) -> float:
 
 
 def repeat_purchase(consumer: np.ndarray, day: np.ndarray, window: int = 90) -> tuple[int, int]:
-    """(buyers with a second order within ``window`` days of their first, buyers)."""
+    """(buyers who ordered again on a later day within ``window`` days of their first, buyers).
+
+    >>> repeat_purchase(np.array([1, 1, 2, 2]), np.array([0, 0, 5, 30]))
+    (1, 2)
+    """
     if consumer.size == 0:
         return 0, 0
     order = np.lexsort((day, consumer))
     c, d = consumer[order], day[order]
     first = np.r_[True, c[1:] != c[:-1]]
     first_day = d[np.maximum.accumulate(np.where(first, np.arange(c.size), 0))]
-    second = np.r_[False, ~first[1:]] & np.r_[False, first[:-1]]  # the row after a first
-    repeat = second & (d - first_day <= window)
+    later = d > first_day  # days are sorted within a buyer: the later orders are a suffix
+    first_later = later & ~np.r_[False, later[:-1] & ~first[1:]]
+    repeat = first_later & (d - first_day <= window)
     return int(repeat.sum()), int(first.sum())
 
 
@@ -171,6 +180,7 @@ def summarise(
     orders: Orders,
     n_consumers: int,
     owner_earnings: np.ndarray,
+    apparel_product: np.ndarray,
 ) -> pd.DataFrame:
     """Run summary as a tidy DataFrame with columns channel, metric, value."""
     cube = recorder.cube()  # day x metric x column
@@ -192,14 +202,17 @@ def summarise(
         buyers = np.unique(orders["consumer"][mask]).size
         v["buyers"] = buyers
         v["conversion"] = _ratio(v["orders"], v["exposures"])
+        v["visit_conversion"] = _ratio(v["orders"] - v["wom_orders"], v["visits"])
         v["buyer_conversion"] = _ratio(buyers, reach)
         v["return_rate"] = _ratio(v["returns"], v["delivered"])
         done = mask & ((status == KEPT) | (status == RETURNED))
+        apparel = done & apparel_product[orders["product"]]
+        v["apparel_return_rate"] = _ratio((status[apparel] == RETURNED).sum(), apparel.sum())
         v["satisfaction"] = float(orders["satisfaction"][done].mean()) if done.any() else np.nan
         v["trust"] = last[_INDEX["trust"], col]
         rep, b = repeat_purchase(orders["consumer"][mask], orders["day"][mask])
         v["repeat_purchase_rate"] = _ratio(rep, b)
-        v["profit_per_order"] = _ratio(v["brand_profit"], v["delivered"])
+        v["profit_per_order"] = _ratio(v["brand_profit"], v["orders"])
         if name in (CHANNELS[Channel.OWNERS], ALL):
             v["active_owners"] = last[_INDEX["active_owners"], col]
             v["owner_earnings_gini"] = gini(owner_earnings)

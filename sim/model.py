@@ -99,8 +99,13 @@ class CommerceModel(mesa.Model):
         self.streamer = MegaStreamer(self, p.streamer)
         fans = world["followers"].permutation(n)[: int(round(p.streamer.follower_share * n))]
         self.consumers.follows[fans] = True
+
+        # A channel switched off does not exist in this world (its agents were still drawn,
+        # so the rest of the world is the same as with it on).
         if not p.channels.streamer:
-            self.streamer.active = False
+            self.remove_streamer()
+        if not p.channels.owners:
+            self.owners.active[:] = False
 
         self.orders = Orders(capacity=max(1024, n // 10))
         self.recorder = TickRecorder()
@@ -188,6 +193,7 @@ class CommerceModel(mesa.Model):
             < own.open_rate(self.day, self.params.platform.live_2b_material)[owner]
         )
         members, owner = members[opens], owner[opens]
+        self.recorder.add("visits", Channel.OWNERS, members.size)
         k = picks.shape[1]
         consumer = np.repeat(members, k)
         product = picks[owner].ravel()  # member-major, matching the repeat above
@@ -208,6 +214,7 @@ class CommerceModel(mesa.Model):
         self.recorder.add("brand_profit", Channel.STREAMER, -fees)
         self.recorder.add("seller_earnings", Channel.STREAMER, fees)
         viewers = s.viewers(self.consumers.follows, self.rng)
+        self.recorder.add("visits", Channel.STREAMER, viewers.size)
         consumer, product = s.products_watched(viewers, self.rng)
         self.expose(consumer, product, Channel.STREAMER, Source.STREAMER)
 
@@ -217,6 +224,7 @@ class CommerceModel(mesa.Model):
     def sell_through_search(self) -> None:
         k = self.params.conventional.search_results
         searchers = np.flatnonzero(self.in_market)
+        self.recorder.add("visits", Channel.CONVENTIONAL, searchers.size)
         consumer = np.repeat(searchers, k)
         category = np.repeat(self.consumers.searched_category(searchers, self.rng), k)
         product = self.catalogue.pick_in_category(self._search_index, category, self.rng)
@@ -538,7 +546,9 @@ class CommerceModel(mesa.Model):
 
     def summary(self) -> pd.DataFrame:
         """Run summary: one row per (channel, metric)."""
-        return summarise(self.recorder, self.orders, self.n, self.owners.earnings)
+        return summarise(
+            self.recorder, self.orders, self.n, self.owners.earnings, self.catalogue.apparel
+        )
 
 
 def _mean(x: np.ndarray) -> float:
@@ -547,12 +557,13 @@ def _mean(x: np.ndarray) -> float:
 
 @dataclass
 class RunResult:
-    """What one run returns: its tables, the order book and how long it took."""
+    """What one run returns: its tables, the order book, the catalogue and how long it took."""
 
     params: Params
     summary: pd.DataFrame
     timeseries: pd.DataFrame
     orders: pd.DataFrame
+    products: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
 
     def table(self, metrics: tuple[str, ...] = ("reach", "conversion", "return_rate")):
@@ -583,6 +594,7 @@ def run(params: Params | None = None, progress=None) -> RunResult:
         summary=model.summary(),
         timeseries=model.timeseries(),
         orders=model.orders.to_frame(),
+        products=model.catalogue.to_frame(),
     )
     t3 = time.perf_counter()
     result.timings = {

@@ -21,6 +21,7 @@ from sim.graph import neighbourhood
 from sim.params import OwnerParams
 
 EARNINGS_WINDOW = 30  # days of earnings an owner looks back on when deciding to quit
+RECRUITMENT_ROUNDS = 6  # rounds of local recruitment; later rounds add little
 
 
 def recruit_groups(
@@ -71,10 +72,11 @@ def recruit_groups(
         near = neighbourhood(adj, owner_nodes, p.neighbourhood_hops).tocoo()
         rows, cols = near.row.astype(np.int64), near.col.astype(np.int64)
         prio = near.data + rng.random(rows.size)  # nearer first, ties at random
-        # Two rounds of "closest owner wins, owners take their nearest up to their quota".
-        for _ in range(2):
-            free = ~taken[cols]
-            rows, cols, prio = rows[free], cols[free], prio[free]
+        # Rounds of "each free consumer goes to her nearest owner with seats left; owners keep
+        # their nearest up to their quota"; a consumer turned away tries her next owner.
+        for _ in range(RECRUITMENT_ROUNDS):
+            open_pair = ~taken[cols] & (filled[rows] < local_seats[rows])
+            rows, cols, prio = rows[open_pair], cols[open_pair], prio[open_pair]
             if rows.size == 0:
                 break
             # One float sort key instead of lexsort (several times faster); prio < 8.
@@ -173,20 +175,28 @@ class Owners:
 
     # -- learning and training -----------------------------------------------------------------
     def learn(self, owner: np.ndarray, category: np.ndarray, kept: np.ndarray) -> None:
-        """Move each owner's estimate towards what her members kept and away from returns."""
+        """Move each owner's estimate towards what her members kept and away from returns.
+
+        One kept order in category c moves her estimate a step ``learning_rate`` towards
+        category c; one return shrinks her weight on c by that share. A day's orders are
+        applied as their sequential effect, ``1 - (1 - lr) ** k`` for k kept orders, so a busy
+        day cannot overshoot.
+        """
         if owner.size == 0:
             return
         lr = self.p.learning_rate
         c = self.knowledge.shape[1]
-        k = owner[kept]
-        delta = np.zeros_like(self.knowledge)
-        np.add.at(delta, (k, category[kept]), lr)
-        counts = np.bincount(k, minlength=self.m)
-        delta -= lr * counts[:, None] * self.knowledge
-        r = owner[~kept]
-        np.add.at(delta, (r, category[~kept]), -lr * self.knowledge[r, category[~kept]])
-        self.knowledge = np.clip(self.knowledge + delta, 1e-6 / c, None)
-        self.knowledge /= self.knowledge.sum(axis=1, keepdims=True)
+        kept_count = np.zeros_like(self.knowledge)
+        np.add.at(kept_count, (owner[kept], category[kept]), 1.0)
+        n_kept = kept_count.sum(axis=1, keepdims=True)
+        weight = 1.0 - (1.0 - lr) ** n_kept
+        target = np.divide(kept_count, n_kept, out=np.zeros_like(kept_count), where=n_kept > 0)
+        k = (1.0 - weight) * self.knowledge + weight * target
+        returned = np.zeros_like(self.knowledge)
+        np.add.at(returned, (owner[~kept], category[~kept]), 1.0)
+        k *= (1.0 - lr) ** returned
+        k = np.maximum(k, 1e-6 / c)
+        self.knowledge = k / k.sum(axis=1, keepdims=True)
 
     def train(self, attended: np.ndarray, gain: float, day: int, material_days: int) -> None:
         """A 2b live session: attendees gain skill and get material for their next posts."""

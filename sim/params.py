@@ -14,8 +14,9 @@ Build one with keyword overrides or from a nested mapping (a TOML file)::
     >>> p.with_overrides({"streamer.hype": 1.5}).streamer.hype
     1.5
 
-Money is in RMB at model scale: the default world is the real system scaled 1:1000 (2 million
-owners become 2,000; a 300k RMB slot fee becomes 300 RMB), see docs/ODD.md, "Scale".
+Money is in RMB at model scale: totals (GMV, profit) belong to the simulated world, rates compare
+across scales; slot fees are set per 1,000 followers so they scale with the audience. See
+docs/ODD.md, section 2.3.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class GraphParams:
         0,
         1,
         unit="share of edges",
-        doc="Extra edges closing triangles, as a share of the base edges (raises clustering).",
+        doc="Share of the target edges made by closing triangles (raises clustering).",
     )
     edgelist_path: str = param(
         "",
@@ -489,9 +490,6 @@ class ReturnParams:
     )
     misfit_threshold: float = param(
         0.25, 0, 1, unit="fit", doc="Realised fit below which an item is a misfit."
-    )
-    window_days: int = param(
-        7, 0, 365, unit="days", doc="Returns are decided at delivery and booked within this window."
     )
 
 

@@ -39,12 +39,18 @@ class MegaStreamer(mesa.Agent):
             return pool
         n = self.p.products_per_session
         check = min(1.0, self.p.vetting_capacity / n)
-        # Candidates in random order, with repeats allowed when the pool is small, so the
-        # session always has its slots (a product may be pitched twice in a long session).
-        candidates = rng.permutation(np.resize(rng.permutation(pool), max(pool.size, 2 * n)))
+        # Each distinct candidate is checked (or not) once; a checked product below the
+        # threshold is dropped. When fewer products pass than there are slots, the passed ones
+        # are pitched again (a long session repeats its hits).
+        candidates = rng.permutation(pool)
         checked = rng.random(candidates.size) < check
-        passes = ~checked | (catalogue.base_quality[candidates] >= self.p.vetting_threshold)
-        self.lineup = candidates[passes][:n]
+        passed = candidates[
+            ~checked | (catalogue.base_quality[candidates] >= self.p.vetting_threshold)
+        ]
+        if passed.size == 0:
+            self.lineup = passed
+        else:
+            self.lineup = passed[:n] if passed.size >= n else np.resize(passed, n)
         return self.lineup
 
     def slot_fees(self, products: int, followers: int) -> float:

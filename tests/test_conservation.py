@@ -81,3 +81,19 @@ def test_rates_are_rates(result):
     ):
         v = s[s.metric == metric].value.dropna()
         assert ((v >= 0) & (v <= 1)).all(), metric
+
+
+def test_apparel_return_rate_matches_the_order_book(result):
+    o = result.orders.merge(result.products[["product", "apparel"]], on="product")
+    s = result.summary.set_index(["channel", "metric"]).value
+    for ch in CHANNELS:
+        done = o[(o.channel == ch) & (o.status != "pending") & o.apparel]
+        assert s[(ch, "apparel_return_rate")] == pytest.approx((done.status == "returned").mean())
+
+
+def test_visit_conversion_counts_direct_orders_per_visit(result):
+    s = result.summary.set_index(["channel", "metric"]).value
+    o = result.orders
+    for ch in CHANNELS:
+        direct = ((o.channel == ch) & (o.source != "friend")).sum()
+        assert s[(ch, "visit_conversion")] == pytest.approx(direct / s[(ch, "visits")])

@@ -150,3 +150,13 @@ def test_channels_can_be_switched_off():
     assert s[("streamer", "orders")] == 0 and s[("conventional", "orders")] == 0
     assert s[("owners", "orders")] > 0
     assert Channel.OWNERS == 0
+
+
+def test_apparel_is_returned_more_often_than_other_goods():
+    """Fit is harder to judge for apparel-like goods (delivery.apparel_fit_noise)."""
+    o = run(small({"seed": 8})).orders
+    products = run(small({"seed": 8, "world.days": 1})).products
+    o = o.merge(products[["product", "apparel"]], on="product")
+    done = o[o.status != "pending"]
+    rate = done.groupby("apparel").status.apply(lambda s: (s == "returned").mean())
+    assert rate[True] > rate[False]
