@@ -51,9 +51,16 @@ def param(
     doc: str = "",
     choices: tuple[str, ...] | None = None,
     nullable: bool = False,
+    kind: str | None = None,
 ) -> Any:
-    """Declare one parameter: a dataclass field whose metadata drives validation and docs."""
+    """Declare one parameter: a dataclass field whose metadata drives validation and docs.
+
+    ``kind`` places it in the exploratory-modelling vocabulary of scenario files: ``lever``
+    (what a strategist controls), ``uncertainty`` (what nobody controls), ``world`` (size and
+    structure), ``event``; by default the kind of its section (:data:`SECTION_KINDS`).
+    """
     meta = {
+        "kind": kind,
         "lo": lo,
         "hi": hi,
         "unit": unit,
@@ -71,7 +78,12 @@ class WorldParams:
         100_000, 2, 50_000_000, unit="consumers", doc="Consumers (graph nodes) in the world."
     )
     owners: int = param(
-        500, 0, 5_000_000, unit="owners", doc="Shop owners ('small b'); each is also a consumer."
+        500,
+        0,
+        5_000_000,
+        unit="owners",
+        doc="Shop owners ('small b'); each is also a consumer.",
+        kind="lever",
     )
     brands: int = param(50, 1, 100_000, unit="brands", doc="Brands supplying products.")
     products_per_brand: int = param(6, 1, 1000, unit="products", doc="Products each brand lists.")
@@ -187,12 +199,13 @@ class OwnerParams:
         unit="groups",
         source="brief T10 (1-4 groups a typical owner)",
         doc="Mean groups per owner (1 + binomial, at most 4).",
+        kind="world",
     )
     group_size_median: float = param(
-        60.0, 1, GROUP_SIZE_CAP, unit="members", doc="Median group size (lognormal)."
+        60.0, 1, GROUP_SIZE_CAP, unit="members", doc="Median group size (lognormal).", kind="world"
     )
     group_size_sigma: float = param(
-        0.8, 0, 3, unit="log-sd", doc="Spread of group sizes (heavy upper tail)."
+        0.8, 0, 3, unit="log-sd", doc="Spread of group sizes (heavy upper tail).", kind="world"
     )
     group_size_max: int = param(
         GROUP_SIZE_CAP,
@@ -201,6 +214,7 @@ class OwnerParams:
         unit="members",
         source="brief: WeChat group size cap 500",
         doc="Largest group allowed.",
+        kind="world",
     )
     local_share: float = param(
         0.85,
@@ -208,12 +222,18 @@ class OwnerParams:
         1,
         unit="share",
         doc="Target share of members recruited from the owner's graph neighbourhood.",
+        kind="world",
     )
     neighbourhood_hops: int = param(
-        3, 1, 4, unit="hops", doc="How far in the graph an owner recruits members."
+        3, 1, 4, unit="hops", doc="How far in the graph an owner recruits members.", kind="world"
     )
     products_per_day: int = param(
-        3, 1, 100, unit="products", doc="Products an owner posts to her groups each day."
+        3,
+        1,
+        100,
+        unit="products",
+        doc="Products an owner posts to her groups each day.",
+        kind="lever",
     )
     open_rate: float = param(
         0.3, 0, 1, unit="probability/day", doc="Chance a member opens the group's posts on a day."
@@ -242,9 +262,16 @@ class OwnerParams:
         3.0, 0, 50, unit="exponent", doc="How strongly picks follow the owner's estimate."
     )
     commission: float = param(
-        0.15, 0, 1, unit="share of paid price", doc="Owner commission paid by the brand."
+        0.15,
+        0,
+        1,
+        unit="share of paid price",
+        doc="Owner commission paid by the brand.",
+        kind="lever",
     )
-    discount: float = param(0.1, 0, 0.95, unit="share of list price", doc="Owner-channel discount.")
+    discount: float = param(
+        0.1, 0, 0.95, unit="share of list price", doc="Owner-channel discount.", kind="lever"
+    )
     hype: float = param(0.2, 0, 5, unit="hype", doc="Hype of an owner's post (low: advice).")
     advice: float = param(
         0.5,
@@ -290,8 +317,11 @@ class StreamerParams:
         unit="share of consumers",
         source="brief: 64-80M followers; scaled with the population",
         doc="Share of consumers following the streamer.",
+        kind="world",
     )
-    sessions_per_week: float = param(5.0, 0, 7, unit="sessions/week", doc="Live sessions a week.")
+    sessions_per_week: float = param(
+        5.0, 0, 7, unit="sessions/week", doc="Live sessions a week.", kind="lever"
+    )
     products_per_session: int = param(
         60,
         1,
@@ -299,6 +329,7 @@ class StreamerParams:
         unit="products",
         source="brief: 26-279 products a session",
         doc="Products presented per session.",
+        kind="lever",
     )
     products_seen: int = param(
         10, 1, 1000, unit="products", doc="Products a viewer watches in one session."
@@ -307,12 +338,17 @@ class StreamerParams:
         0.2, 0, 1, unit="probability/session", doc="Chance a follower watches a session."
     )
     vetting_capacity: float = param(
-        20.0, 0, 1e6, unit="products/session", doc="Products the team can check properly a session."
+        20.0,
+        0,
+        1e6,
+        unit="products/session",
+        doc="Products the team can check properly a session.",
+        kind="lever",
     )
     vetting_threshold: float = param(
         0.9, 0, 1, unit="quality", doc="A checked product below this quality is rejected."
     )
-    hype: float = param(1.0, 0, 5, unit="hype", doc="Hype of a session.")
+    hype: float = param(1.0, 0, 5, unit="hype", doc="Hype of a session.", kind="lever")
     commission: float = param(
         0.2,
         0,
@@ -320,6 +356,7 @@ class StreamerParams:
         unit="share of paid price",
         source="brief: ~20-25% commission",
         doc="Streamer commission.",
+        kind="lever",
     )
     discount: float = param(
         0.4,
@@ -328,6 +365,7 @@ class StreamerParams:
         unit="share of list price",
         source="brief: ~40% discount demanded",
         doc="Discount the streamer demands.",
+        kind="lever",
     )
     slot_fee: float = param(
         6.0,
@@ -336,9 +374,15 @@ class StreamerParams:
         unit="RMB per product slot per 1,000 followers",
         source="brief: 300k RMB slot fee for ~50M followers",
         doc="Fixed fee a brand pays per product slot, per 1,000 followers at the session.",
+        kind="lever",
     )
     brand_share: float = param(
-        0.5, 0, 1, unit="share of brands", doc="Share of brands that contract with the streamer."
+        0.5,
+        0,
+        1,
+        unit="share of brands",
+        doc="Share of brands that contract with the streamer.",
+        kind="lever",
     )
     after_sales: float = param(
         0.1,
@@ -347,6 +391,7 @@ class StreamerParams:
         unit="probability",
         source="brief: after-sales left to the merchant",
         doc="Chance a problem with a streamer sale is resolved before a return.",
+        kind="lever",
     )
     unfollow_threshold: float = param(
         0.2, 0, 1, unit="trust", doc="Followers trusting the streamer less than this may unfollow."
@@ -362,9 +407,16 @@ class ConventionalParams:
         4, 1, 100, unit="products", doc="Products an in-market consumer sees per search."
     )
     ad_cost: float = param(
-        0.3, 0, 1e6, unit="RMB per exposure", doc="What a brand pays per search/ad exposure."
+        0.3,
+        0,
+        1e6,
+        unit="RMB per exposure",
+        doc="What a brand pays per search/ad exposure.",
+        kind="lever",
     )
-    discount: float = param(0.0, 0, 0.95, unit="share of list price", doc="Conventional discount.")
+    discount: float = param(
+        0.0, 0, 0.95, unit="share of list price", doc="Conventional discount.", kind="lever"
+    )
     hype: float = param(0.0, 0, 5, unit="hype", doc="Hype of a search result or ad.")
     after_sales: float = param(
         0.2,
@@ -372,6 +424,7 @@ class ConventionalParams:
         1,
         unit="probability",
         doc="Chance the merchant resolves a problem with a conventional sale before a return.",
+        kind="lever",
     )
 
 
@@ -383,12 +436,13 @@ class PlatformParams:
         0.95,
         unit="share of products rejected",
         doc="Share of the catalogue the platform rejects, worst inspected quality first.",
+        kind="lever",
     )
     selection_noise: float = param(
         0.05, 0, 1, unit="sd of quality", doc="Error of the platform's quality inspection."
     )
     live_2b_per_week: float = param(
-        2.0, 0, 7, unit="sessions/week", doc="2b live training sessions a week."
+        2.0, 0, 7, unit="sessions/week", doc="2b live training sessions a week.", kind="lever"
     )
     live_2b_attendance: float = param(
         0.6, 0, 1, unit="probability", doc="Chance an active owner attends a 2b live session."
@@ -402,6 +456,7 @@ class PlatformParams:
         10,
         unit="relative open-rate boost",
         doc="Material handed out at a 2b session raises the open rate of her next posts.",
+        kind="lever",
     )
     live_2b_material_days: int = param(
         3, 0, 365, unit="days", doc="How long 2b material keeps its effect."
@@ -412,6 +467,7 @@ class PlatformParams:
         1,
         unit="probability",
         doc="Chance the platform's after-sales service resolves an owner-channel problem.",
+        kind="lever",
     )
 
 
@@ -556,6 +612,27 @@ class EventParams:
         0.5, 0, 1, unit="probability", doc="Quality of the brand's items while the batch ships."
     )
 
+
+KINDS = ("world", "lever", "uncertainty", "event")
+
+# The kind of every parameter of a section, unless its declaration says otherwise.
+SECTION_KINDS: dict[str, str] = {
+    "world": "world",
+    "graph": "world",
+    "channels": "lever",
+    "consumers": "uncertainty",
+    "owners": "uncertainty",
+    "streamer": "uncertainty",
+    "conventional": "uncertainty",
+    "platform": "uncertainty",
+    "brands": "uncertainty",
+    "purchase": "uncertainty",
+    "delivery": "uncertainty",
+    "returns": "uncertainty",
+    "word_of_mouth": "uncertainty",
+    "feedback": "uncertainty",
+    "events": "event",
+}
 
 SECTIONS: dict[str, type] = {
     "world": WorldParams,
@@ -748,6 +825,40 @@ def validate(p: Params) -> None:
         raise ParameterError("graph.edgelist_path must be set when graph.kind = 'edgelist'")
 
 
+def field_of(dotted: str) -> dataclasses.Field:
+    """The declaration of a parameter, by its dotted name ("owners.open_rate").
+
+    Raises ParameterError, with a suggestion, for an unknown name.
+    """
+    section, _, name = dotted.partition(".")
+    if section not in SECTIONS or not name:
+        known = [f"{s}.{f.name}" for s, c in SECTIONS.items() for f in fields(c)]
+        raise ParameterError(f"unknown parameter '{dotted}'{_did_you_mean(dotted, known)}")
+    names = {f.name: f for f in fields(SECTIONS[section])}
+    if name not in names:
+        raise ParameterError(f"unknown parameter '{dotted}'{_did_you_mean(name, list(names))}")
+    return names[name]
+
+
+def kind_of(dotted: str) -> str:
+    """The exploratory-modelling kind of a parameter: world, lever, uncertainty or event.
+
+    >>> kind_of("owners.commission"), kind_of("owners.open_rate"), kind_of("world.consumers")
+    ('lever', 'uncertainty', 'world')
+    """
+    return field_of(dotted).metadata.get("kind") or SECTION_KINDS[dotted.partition(".")[0]]
+
+
+def parameters_of_kind(kind: str) -> list[str]:
+    """Dotted names of all parameters of one kind, in declaration order."""
+    return [
+        f"{s}.{f.name}"
+        for s, c in SECTIONS.items()
+        for f in fields(c)
+        if kind_of(f"{s}.{f.name}") == kind
+    ]
+
+
 def parameter_table() -> str:
     """The parameter table of docs/ODD.md as Markdown (generated from the declarations)."""
     rows = [
@@ -764,7 +875,11 @@ def parameter_table() -> str:
         else:
             allowed = f"[{m['lo']:g}, {m['hi']:g}]"
         default = "none" if f.default is None else repr(f.default)
-        return f"| `{name}` | {default} | {m['unit']} | {allowed} | {m['source']} | {m['doc']} |"
+        kind = "world" if name == "seed" else kind_of(name)
+        return (
+            f"| `{name}` | {kind} | {default} | {m['unit']} | {allowed} | {m['source']} | "
+            f"{m['doc']} |"
+        )
 
     rows.append(row("seed", Params.__dataclass_fields__["seed"]))
     for section, cls in SECTIONS.items():
