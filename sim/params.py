@@ -840,6 +840,25 @@ def field_of(dotted: str) -> dataclasses.Field:
     return names[name]
 
 
+def check_value(dotted: str, value: Any, label: str | None = None) -> Any:
+    """Type-check and range-check one parameter value on its own; returns it coerced.
+
+    ``label`` is how the key is named in the message (e.g. its path in a scenario file).
+
+    >>> check_value("owners.open_rate", 1)
+    1.0
+    """
+    section = dotted.partition(".")[0]
+    f = field_of(dotted)
+    shown = label or dotted
+    value = _coerce(SECTIONS[section], f.name, value, shown, "")
+    try:
+        _check_field("", f, value)
+    except ParameterError as err:
+        raise ParameterError(shown + str(err)[len(f.name) :]) from None
+    return value
+
+
 def kind_of(dotted: str) -> str:
     """The exploratory-modelling kind of a parameter: world, lever, uncertainty or event.
 
