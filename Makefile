@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/fishschool run --out results/demo --force
+	$(VENV)/bin/fishschool compare owners streamer --out results/demo --force
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -1,11 +1,19 @@
 """The ``fishschool`` command line.
 
-``fishschool run [--config FILE] [--consumers N] [--owners N] [--days N] [--seed N] --out DIR``
-runs one simulation, prints owners, streamer and conventional e-commerce side by side, and
-writes ``summary.csv``, ``timeseries.parquet`` and ``manifest.json`` to DIR.
+    fishschool run [SCENARIO] [--replicates N] [--seed S] [--workers K] [--out DIR] [--set K=V]
+    fishschool compare A B [...] [same options]
+    fishschool validate SCENARIO...
+    fishschool list
+    fishschool report DIR
 
-Bad input (an unknown or out-of-range parameter, a missing file, an existing output folder)
-prints one line naming the file, key and allowed range, exits with status 2 and writes nothing.
+``run`` and ``compare`` run replicates in parallel processes, print the channels side by side
+with 95% intervals (``compare`` adds paired differences on common random numbers) and write a
+results folder with a report. A SCENARIO is a TOML file or the name of a shipped scenario
+(``fishschool list``); without one, ``run`` uses the model's defaults.
+
+Bad input (a scenario or override that does not validate, a missing file, an existing output
+folder) prints one line naming the file, key and what is allowed, exits with status 2 and
+writes nothing.
 """
 
 from __future__ import annotations
@@ -14,31 +22,55 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
-
 from sim import __version__
-from sim.model import RunResult, run
-from sim.output import OutputExistsError, write_run
-from sim.params import ParameterError, Params
+from sim.params import ParameterError
 
-TABLE_METRICS = (
-    "reach",
-    "reach_share",
-    "exposures",
-    "orders",
-    "conversion",
-    "buyer_conversion",
-    "return_rate",
-    "gmv",
-    "net_gmv",
-    "brand_cost",
-    "brand_profit",
-    "profit_per_order",
-    "satisfaction",
-    "repeat_purchase_rate",
-)
+RESULTS = Path("results")
+
+
+class Progress:
+    """A one-line progress report on stderr: runs done, rate and time left."""
+
+    def __init__(self, unit: str, enabled: bool = True) -> None:
+        self.unit = unit
+        self.enabled = enabled
+        self.t0 = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = (total - done) / rate if rate > 0 else float("nan")
+        bar = "#" * int(20 * done / total)
+        line = (
+            f"[{bar:<20}] {done}/{total} {self.unit}  {rate * 60:.1f} {self.unit}/min  "
+            f"{left:.0f}s left"
+        )
+        end = "\n" if done == total or not self.tty else ""
+        print(f"\r{line}", end=end, file=sys.stderr, flush=True)
+
+
+def _experiment_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--replicates", type=int, help="replicates per scenario (default: the file's)")
+    p.add_argument("--seed", type=int, help="base seed (default: the first scenario's)")
+    p.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
+    p.add_argument("--out", type=Path, help="results folder (default: results/NAME-TIME)")
+    p.add_argument("--force", action="store_true", help="replace an existing results folder")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario key, e.g. levers.owners.commission=0.2 (repeatable)",
+    )
+    p.add_argument("--no-report", action="store_true", help="tables only: no figures or report")
+    p.add_argument("--quiet", action="store_true", help="no progress or table")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,118 +80,181 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fishschool {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run one simulation and write its results")
-    r.add_argument("--config", type=Path, help="TOML file of parameter sections")
-    r.add_argument("--consumers", type=int, help="consumers (the streamer's followers scale)")
-    r.add_argument("--owners", type=int, help="shop owners")
-    r.add_argument("--days", type=int, help="days to simulate")
-    r.add_argument("--seed", type=int, help="random seed")
-    r.add_argument("--out", type=Path, required=True, help="output folder")
-    r.add_argument("--force", action="store_true", help="replace an existing output folder")
-    r.add_argument("--quiet", action="store_true", help="no progress or table")
+
+    r = sub.add_parser("run", help="run one scenario over its replicates")
+    r.add_argument("scenario", nargs="?", help="scenario file or shipped name (default: defaults)")
+    r.add_argument("--config", type=Path, help="scenario file (same as SCENARIO)")
+    r.add_argument("--consumers", type=int, help="shorthand for --set world.consumers=N")
+    r.add_argument("--owners", type=int, help="shorthand for --set levers.world.owners=N")
+    r.add_argument("--days", type=int, help="shorthand for --set horizon=N")
+    _experiment_options(r)
+
+    c = sub.add_parser("compare", help="run scenarios on common random numbers, side by side")
+    c.add_argument("scenarios", nargs="+", help="two or more scenario files or shipped names")
+    _experiment_options(c)
+
+    v = sub.add_parser("validate", help="check scenario files without running them")
+    v.add_argument("scenarios", nargs="+")
+    v.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+
+    sub.add_parser("list", help="the shipped scenarios and the questions they answer")
+
+    rep = sub.add_parser("report", help="redraw the figures and report of a results folder")
+    rep.add_argument("folder", type=Path)
     return parser
 
 
-def params_from_args(args: argparse.Namespace) -> Params:
-    """The run's parameters: defaults, then the config file, then command-line options."""
-    p = Params.from_toml(args.config) if args.config else Params()
-    overrides = {
-        key: value
-        for key, value in {
-            "world.consumers": args.consumers,
-            "world.owners": args.owners,
-            "world.days": args.days,
-            "seed": args.seed,
-        }.items()
-        if value is not None
-    }
-    try:
-        return p.with_overrides(overrides)
-    except ParameterError as err:
-        raise ParameterError(f"command line: {err}") from None
+def _load_scenarios(names: Sequence[str], sets: Sequence[str]):
+    from sim.scenario import default, load
+
+    return [load(n, sets) if n is not None else default(sets) for n in names]
 
 
-def side_by_side(result: RunResult, metrics: Sequence[str] = TABLE_METRICS) -> str:
-    """The owners / streamer / conventional / all table as text."""
-    table = result.table(tuple(metrics))
+def _run_and_write(args: argparse.Namespace, scenarios, label: str) -> int:
+    from analysis.report import Results, comparison_table, write_report
+    from sim.experiment import run_experiment
+    from sim.output import atomic_folder, check_destination, experiment_manifest, write_tables
 
-    def fmt(metric: str, v: float) -> str:
-        if pd.isna(v):
-            return "-"
-        if metric in ("conversion", "buyer_conversion", "return_rate", "reach_share"):
-            return f"{100 * v:.2f}%"
-        if metric in ("satisfaction", "repeat_purchase_rate"):
-            return f"{v:.3f}"
-        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
-
-    shown = table.apply(lambda row: [fmt(row.name, v) for v in row], axis=1, result_type="expand")
-    shown.columns = table.columns
-    shown.index.name = None
-    shown.columns.name = None
-    return shown.to_string()
-
-
-class _Progress:
-    """A one-line progress report on stderr: days done, rate and time left."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.t0 = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-        self.last_pct = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        pct = 100 * done // total
-        if not self.tty and pct // 10 == self.last_pct // 10 and done != total:
-            return
-        self.last_pct = pct
-        elapsed = time.perf_counter() - self.t0
-        rate = done / elapsed if elapsed > 0 else 0.0
-        left = (total - done) / rate if rate > 0 else 0.0
-        line = f"day {done}/{total} ({pct}%)  {rate:.1f} days/s  {left:.0f}s left"
-        end = "\n" if done == total or not self.tty else ""
-        print(f"\r{line}", end=end, file=sys.stderr, flush=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = check_destination(args.out or RESULTS / f"{label}-{stamp}", args.force)
+    first = scenarios[0]
+    replicates = args.replicates or first.replicates
+    if not args.quiet:
+        w = first.params.world
+        print(
+            f"fishschool {__version__}: {', '.join(s.name for s in scenarios)}; "
+            f"{replicates} replicates each, {w.consumers:,} consumers, {w.days} days",
+            file=sys.stderr,
+        )
+    exp = run_experiment(
+        scenarios,
+        replicates=args.replicates,
+        seed=args.seed,
+        workers=args.workers,
+        progress=Progress("runs", not args.quiet),
+    )
+    command = ["fishschool", *sys.argv[1:]]
+    with atomic_folder(out, force=args.force) as tmp:
+        write_tables(exp, tmp, command)
+        if not args.no_report:
+            res = Results(
+                exp.summary, exp.timeseries, exp.owners, experiment_manifest(exp, command)
+            )
+            write_report(tmp, res)
+    if not args.quiet:
+        table = comparison_table(exp.summary, exp.names)
+        print(table.to_string())
+        print(
+            f"\n{exp.timings['runs']} runs in {exp.timings['wall_s']:.1f}s "
+            f"on {exp.timings['workers']} worker(s). Results in {out}/"
+            + ("" if args.no_report else f" (report: {out / 'report.html'})")
+        )
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    p = params_from_args(args)
-    if args.out.exists() and not args.force:
-        raise OutputExistsError(f"{args.out} exists: choose another --out or pass --force")
-    if not args.quiet:
-        w = p.world
+    if args.scenario and args.config:
+        raise ParameterError("give the scenario either as SCENARIO or as --config, not both")
+    name = args.scenario or (str(args.config) if args.config else None)
+    sets = list(args.sets)
+    if args.consumers is not None:
+        sets.append(f"world.consumers={args.consumers}")
+    if args.owners is not None:
+        sets.append(f"levers.world.owners={args.owners}")
+    if args.days is not None:
+        sets.append(f"horizon={args.days}")
+    scenarios = _load_scenarios([name], sets)
+    return _run_and_write(args, scenarios, scenarios[0].name)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    if len(args.scenarios) < 2:
+        raise ParameterError("compare needs at least two scenarios")
+    scenarios = _load_scenarios(args.scenarios, args.sets)
+    names = [s.name for s in scenarios]
+    if len(set(names)) != len(names):
+        raise ParameterError(f"compare needs scenarios with different names, got {names}")
+    sizes = {(s.params.world.consumers, s.params.world.days) for s in scenarios}
+    if len(sizes) > 1:
         print(
-            f"fishschool {__version__}: {w.consumers:,} consumers, {w.owners:,} owners, "
-            f"{w.brands} brands, {w.days} days, seed {p.seed}",
+            "fishschool: warning: the scenarios differ in world size or horizon; "
+            "their replicates are paired but do not share worlds",
             file=sys.stderr,
         )
-    result = run(p, progress=_Progress(not args.quiet))
-    extra = {
-        "command": ["fishschool", *sys.argv[1:]],
-        "config": str(args.config) if args.config else None,
-        "config_text": args.config.read_text(encoding="utf-8") if args.config else None,
-    }
-    out = write_run(result, args.out, force=args.force, extra=extra)
-    if not args.quiet:
-        print(side_by_side(result))
-        t = result.timings
+    return _run_and_write(args, scenarios, "compare-" + "-vs-".join(names))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from sim.scenario import load
+
+    status = 0
+    for name in args.scenarios:
+        try:
+            s = load(name, args.sets)
+        except ParameterError as err:
+            print(f"fishschool: error: {err}", file=sys.stderr)
+            status = 2
+            continue
+        w = s.params.world
         print(
-            f"\n{t['simulate_s']:.1f}s simulated ({t['per_tick_ms']:.0f} ms a day), "
-            f"{t['build_s']:.1f}s to build the world. Results in {out}/",
+            f"ok  {s.name}: {w.consumers:,} consumers, {w.owners:,} owners, {w.days} days, "
+            f"{s.replicates} replicates, seed {s.seed}"
         )
+    return status
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from sim.scenario import shipped, shipped_dir
+
+    print(f"Shipped scenarios ({shipped_dir()}):")
+    for s in shipped():
+        print(f"  {s.name:<18} {s.question}")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import shutil
+
+    from analysis.report import Results, write_report
+
+    try:
+        res = Results.load(args.folder)
+    except FileNotFoundError as err:
+        raise ParameterError(str(err)) from None
+    tmp = args.folder / ".report.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write_report(tmp, res)
+        for name in ("figures", "report.md", "report.html"):
+            target = args.folder / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            (tmp / name).replace(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"Report redrawn: {args.folder / 'report.html'}")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "compare": cmd_compare,
+    "validate": cmd_validate,
+    "list": cmd_list,
+    "report": cmd_report,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sim.output import OutputExistsError
+
     args = _parser().parse_args(argv)
     try:
-        if args.command == "run":
-            return cmd_run(args)
+        return COMMANDS[args.command](args)
     except (ParameterError, OutputExistsError) as err:
         print(f"fishschool: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -48,6 +48,24 @@ from sim.streamer import MegaStreamer
 
 # Child streams of the run's SeedSequence, one per part of the world and one for the dynamics.
 _STREAMS = ("graph", "consumers", "catalogue", "owners", "followers", "dynamics")
+# The dynamics stream is split again, one stream per process, so a lever that changes one
+# channel's draws leaves the other channels' draws where they were (common random numbers).
+PROCESS_STREAMS = (
+    "market",
+    "events",
+    "training",
+    "owners",
+    "streamer",
+    "search",
+    "wom",
+    "delivery",
+    "churn",
+)
+_CHANNEL_STREAM = {
+    Channel.OWNERS: "owners",
+    Channel.STREAMER: "streamer",
+    Channel.CONVENTIONAL: "search",
+}
 
 
 class CommerceModel(mesa.Model):
@@ -59,6 +77,12 @@ class CommerceModel(mesa.Model):
             zip(_STREAMS, np.random.SeedSequence(p.seed).spawn(len(_STREAMS)), strict=True)
         )
         super().__init__(rng=np.random.default_rng(streams["dynamics"]))
+        self.streams = {
+            name: np.random.default_rng(child)
+            for name, child in zip(
+                PROCESS_STREAMS, streams["dynamics"].spawn(len(PROCESS_STREAMS)), strict=True
+            )
+        }
         self.params = p
         self.day = 0
         world = {k: np.random.default_rng(s) for k, s in streams.items() if k != "dynamics"}
@@ -94,6 +118,7 @@ class CommerceModel(mesa.Model):
         self.consumers.group = group_of
         member_mean = self._member_preference_mean(group_owner, owner_nodes.size)
         self.owners = Owners(p.owners, owner_nodes, group_owner, member_mean, rng_own)
+        self._members_at_start = self._members_per_owner()
 
         # The streamer and her followers.
         self.streamer = MegaStreamer(self, p.streamer)
@@ -143,7 +168,7 @@ class CommerceModel(mesa.Model):
         self.recorder.start()
         self._first_order_today = len(self.orders)
         self._owner_earned_today = np.zeros(self.owners.m)
-        self.in_market = self.consumers.in_market(self.rng)
+        self.in_market = self.consumers.in_market(self.streams["market"])
 
     # ------------------------------------------------------------------------------------------
     # Events (ODD 7.9)
@@ -153,7 +178,7 @@ class CommerceModel(mesa.Model):
         if e.streamer_removed_day is not None and self.day == e.streamer_removed_day:
             self.remove_streamer()
         if e.churn_wave_day is not None and self.day == e.churn_wave_day:
-            self.owners.churn_wave(e.churn_wave_share, self.rng)
+            self.owners.churn_wave(e.churn_wave_share, self.streams["events"])
         if e.defective_batch_day is not None:
             products = self.brands[e.defective_batch_brand].products
             on = e.defective_batch_day <= self.day < e.defective_batch_day + e.defective_batch_days
@@ -173,7 +198,7 @@ class CommerceModel(mesa.Model):
         own, pl = self.owners, self.params.platform
         own.forget()
         if own.m and self.platform.live_2b_today(self.day):
-            attended = own.active & (self.rng.random(own.m) < pl.live_2b_attendance)
+            attended = own.active & (self.streams["training"].random(own.m) < pl.live_2b_attendance)
             own.train(attended, pl.live_2b_skill_gain, self.day, pl.live_2b_material_days)
 
     def sell_through_owners(self) -> None:
@@ -181,15 +206,17 @@ class CommerceModel(mesa.Model):
         if own.m == 0:
             return
         picks = own.pick_products(
-            lambda cats: self.catalogue.pick_in_category(self._owner_index, cats, self.rng),
-            self.rng,
+            lambda cats: self.catalogue.pick_in_category(
+                self._owner_index, cats, self.streams["owners"]
+            ),
+            self.streams["owners"],
         )
         members = np.flatnonzero(con.group >= 0)
         owner = own.group_owner[con.group[members]]
         live = own.active[owner]
         members, owner = members[live], owner[live]
         opens = (
-            self.rng.random(members.size)
+            self.streams["owners"].random(members.size)
             < own.open_rate(self.day, self.params.platform.live_2b_material)[owner]
         )
         members, owner = members[opens], owner[opens]
@@ -208,14 +235,14 @@ class CommerceModel(mesa.Model):
         s = self.streamer
         if not s.session_today(self.day):
             return
-        lineup = s.build_lineup(self.catalogue, self.streamer_products, self.rng)
+        lineup = s.build_lineup(self.catalogue, self.streamer_products, self.streams["streamer"])
         fees = s.slot_fees(lineup.size, int(self.consumers.follows.sum()))
         self.recorder.add("slot_fee", Channel.STREAMER, fees)
         self.recorder.add("brand_profit", Channel.STREAMER, -fees)
         self.recorder.add("seller_earnings", Channel.STREAMER, fees)
-        viewers = s.viewers(self.consumers.follows, self.rng)
+        viewers = s.viewers(self.consumers.follows, self.streams["streamer"])
         self.recorder.add("visits", Channel.STREAMER, viewers.size)
-        consumer, product = s.products_watched(viewers, self.rng)
+        consumer, product = s.products_watched(viewers, self.streams["streamer"])
         self.expose(consumer, product, Channel.STREAMER, Source.STREAMER)
 
     # ------------------------------------------------------------------------------------------
@@ -226,8 +253,10 @@ class CommerceModel(mesa.Model):
         searchers = np.flatnonzero(self.in_market)
         self.recorder.add("visits", Channel.CONVENTIONAL, searchers.size)
         consumer = np.repeat(searchers, k)
-        category = np.repeat(self.consumers.searched_category(searchers, self.rng), k)
-        product = self.catalogue.pick_in_category(self._search_index, category, self.rng)
+        category = np.repeat(self.consumers.searched_category(searchers, self.streams["search"]), k)
+        product = self.catalogue.pick_in_category(
+            self._search_index, category, self.streams["search"]
+        )
         ok = product >= 0
         consumer, product = consumer[ok], product[ok]
         ads = self.params.conventional.ad_cost * consumer.size
@@ -281,11 +310,12 @@ class CommerceModel(mesa.Model):
             con.price_sensitivity[consumer],
             self.in_market[consumer],
         )
-        bought = self.rng.random(size) < prob
+        rng = self.streams["wom" if source == Source.FRIEND else _CHANNEL_STREAM[int(channel[0])]]
+        bought = rng.random(size) < prob
         if not bought.any():
             return bought
         b = bought
-        lag = self.rng.integers(p.delivery.lag_min, p.delivery.lag_max + 1, int(b.sum()))
+        lag = rng.integers(p.delivery.lag_min, p.delivery.lag_max + 1, int(b.sum()))
         rows = self.orders.append(
             day=self.day,
             consumer=consumer[b],
@@ -342,14 +372,16 @@ class CommerceModel(mesa.Model):
         """
         w, con, o = self.params.word_of_mouth, self.consumers, self.orders
         today = np.arange(self._first_order_today, len(o))
-        today = today[self.rng.permutation(today.size)]
+        today = today[self.streams["wom"].permutation(today.size)]
         _, first = np.unique(o["consumer"][today], return_index=True)
         today = today[first]
-        buyers_forward = today[self.rng.random(today.size) < w.forward_rate]
+        buyers_forward = today[self.streams["wom"].random(today.size) < w.forward_rate]
         last = con.last_kept_order
         advocates = np.flatnonzero(last >= 0)
         happy = o["satisfaction"][last[advocates]] >= w.advocacy_threshold
-        advocates = advocates[happy & (self.rng.random(advocates.size) < w.advocacy_rate)]
+        advocates = advocates[
+            happy & (self.streams["wom"].random(advocates.size) < w.advocacy_rate)
+        ]
         seed_rows = np.concatenate([buyers_forward, last[advocates]])
         seed_nodes = np.concatenate([o["consumer"][buyers_forward], advocates])
         # One forward per sender per day; links of a removed streamer or a quit owner are dead.
@@ -368,7 +400,7 @@ class CommerceModel(mesa.Model):
             bought = self.expose(
                 receiver, o["product"][rows], channel, Source.FRIEND, o["owner"][rows]
             )
-            forwards = bought & (self.rng.random(receiver.size) < w.forward_rate)
+            forwards = bought & (self.streams["wom"].random(receiver.size) < w.forward_rate)
             # The new forwarders pass on the product they were sent (same row: same product,
             # channel and owner link).
             payload["row"] = rows[forwards]
@@ -378,7 +410,7 @@ class CommerceModel(mesa.Model):
             self.graph,
             seed_nodes,
             edge_prob,
-            self.rng,
+            self.streams["wom"],
             self.n,
             activate=activate,
             max_generations=w.max_generations,
@@ -425,7 +457,7 @@ class CommerceModel(mesa.Model):
         advised = via_owner & (o["source"][rows] == Source.OWNER)
         noise_scale = noise_scale * np.where(advised, 1.0 - p.owners.advice * owner_skill, 1.0)
         defect, realised = funnel.realise_delivery(
-            p.delivery, cat.quality[product], o["fit"][rows], noise_scale, self.rng
+            p.delivery, cat.quality[product], o["fit"][rows], noise_scale, self.streams["delivery"]
         )
         misfit = realised < p.returns.misfit_threshold
         gap = funnel.expectation_gap(o["expected"][rows], realised, defect)
@@ -438,9 +470,9 @@ class CommerceModel(mesa.Model):
             p.conventional.after_sales,
         )
         problem = defect | misfit
-        resolved = problem & (self.rng.random(rows.size) < resolution)
+        resolved = problem & (self.streams["delivery"].random(rows.size) < resolution)
         propensity = funnel.return_propensity(p.returns, defect, misfit, gap, o["impulse"][rows])
-        returned = ~resolved & (self.rng.random(rows.size) < propensity)
+        returned = ~resolved & (self.streams["delivery"].random(rows.size) < propensity)
         sat = funnel.satisfaction(
             returned, resolved, problem, gap, p.feedback.resolved_satisfaction
         )
@@ -484,15 +516,20 @@ class CommerceModel(mesa.Model):
         con, own = self.consumers, self.owners
         if own.m:
             own.book_earnings(self.day, self._owner_earned_today)
-            own.churn(self.day, self.rng)
+            own.churn(self.day, self.streams["churn"])
             members = np.flatnonzero(con.group >= 0)
             unhappy = con.trust[Source.OWNER, members] < self.params.owners.leave_threshold
-            leave = unhappy & (self.rng.random(members.size) < self.params.owners.leave_rate)
+            leave = unhappy & (
+                self.streams["churn"].random(members.size) < self.params.owners.leave_rate
+            )
             con.group[members[leave]] = -1
         fans = np.flatnonzero(con.follows)
         unhappy = con.trust[Source.STREAMER, fans] < self.params.streamer.unfollow_threshold
         con.follows[
-            fans[unhappy & (self.rng.random(fans.size) < self.params.streamer.unfollow_rate)]
+            fans[
+                unhappy
+                & (self.streams["churn"].random(fans.size) < self.params.streamer.unfollow_rate)
+            ]
         ] = False
 
     # ------------------------------------------------------------------------------------------
@@ -544,6 +581,26 @@ class CommerceModel(mesa.Model):
         """Per-tick metrics: one row per (day, channel)."""
         return self.recorder.frame()
 
+    def _members_per_owner(self) -> np.ndarray:
+        g = self.consumers.group
+        return np.bincount(self.owners.group_owner[g[g >= 0]], minlength=self.owners.m)
+
+    def owner_table(self) -> pd.DataFrame:
+        """One row per owner: her groups, members then and now, skill, earnings, status."""
+        own = self.owners
+        return pd.DataFrame(
+            {
+                "owner": np.arange(own.m),
+                "consumer": own.node,
+                "groups": np.bincount(own.group_owner, minlength=own.m),
+                "members_start": self._members_at_start,
+                "members_end": self._members_per_owner(),
+                "skill": own.skill,
+                "earnings": own.earnings,
+                "active": own.active,
+            }
+        )
+
     def summary(self) -> pd.DataFrame:
         """Run summary: one row per (channel, metric)."""
         return summarise(
@@ -557,13 +614,14 @@ def _mean(x: np.ndarray) -> float:
 
 @dataclass
 class RunResult:
-    """What one run returns: its tables, the order book, the catalogue and how long it took."""
+    """What one run returns: its tables, the order book, the catalogue, the owners, timings."""
 
     params: Params
     summary: pd.DataFrame
     timeseries: pd.DataFrame
     orders: pd.DataFrame
     products: pd.DataFrame
+    owners: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
 
     def table(self, metrics: tuple[str, ...] = ("reach", "conversion", "return_rate")):
@@ -595,6 +653,7 @@ def run(params: Params | None = None, progress=None) -> RunResult:
         timeseries=model.timeseries(),
         orders=model.orders.to_frame(),
         products=model.catalogue.to_frame(),
+        owners=model.owner_table(),
     )
     t3 = time.perf_counter()
     result.timings = {

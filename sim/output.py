@@ -1,29 +1,33 @@
-"""Writing a run's results to a folder, atomically, with a manifest.
+"""Results folders: written atomically, with a manifest.
 
-The folder is assembled under a temporary name next to its destination and renamed into place
+A folder is assembled under a temporary name next to its destination and renamed into place
 only when every file is written, so an interrupted run never leaves a folder that looks
 complete. An existing destination is replaced only when asked (``force``).
 
-Files: ``summary.csv`` (channel, metric, value), ``timeseries.parquet`` (one row per day and
-channel), ``manifest.json`` (seed, parameters, versions, machine, timings).
+Files of an experiment (``fishschool run`` or ``compare``): ``summary.csv`` (scenario,
+replicate, seed, channel, metric, value), ``timeseries.parquet`` (one row per scenario,
+replicate, day and channel), ``owners.parquet`` (one row per owner and run), ``manifest.json``
+(scenario texts and hashes, seeds, versions, machine, timings); the report adds ``figures/``,
+``report.md`` and ``report.html``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from sim import __version__
-from sim.model import RunResult
+from sim.experiment import Experiment
 
 DEPENDENCIES = ("mesa", "numpy", "scipy", "networkx", "pandas", "pyarrow", "matplotlib")
 
@@ -43,40 +47,30 @@ def versions() -> dict[str, str]:
     return out
 
 
-def manifest(result: RunResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What a result folder records about how it was made."""
-    params = result.params.to_dict()
-    text = json.dumps(params, sort_keys=True)
+def machine() -> dict[str, Any]:
     return {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seed": result.params.seed,
-        "parameters": params,
-        "parameters_sha256": hashlib.sha256(text.encode()).hexdigest(),
-        "versions": versions(),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.machine(),
-            "cpus": os.cpu_count(),
-        },
-        "timings": result.timings,
-        **(extra or {}),
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpus": os.cpu_count(),
     }
 
 
-def write_run(
-    result: RunResult, out: str | Path, *, force: bool = False, extra: dict | None = None
-) -> Path:
-    """Write a run's results to ``out`` (atomically). Returns the folder."""
+def check_destination(out: str | Path, force: bool) -> Path:
+    """Refuse an existing destination unless ``force``; call before spending time on runs."""
     out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(f"{out} exists: choose another --out or pass --force to replace it")
+    return out
+
+
+@contextmanager
+def atomic_folder(out: str | Path, *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder; on success it replaces ``out``, on any error it vanishes."""
+    out = check_destination(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        result.summary.to_csv(tmp / "summary.csv", index=False)
-        result.timeseries.to_parquet(tmp / "timeseries.parquet", index=False)
-        with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
-            json.dump(manifest(result, extra), fh, indent=2, sort_keys=False)
+        yield tmp
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -88,4 +82,39 @@ def write_run(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+
+
+def experiment_manifest(exp: Experiment, command: list[str] | None = None) -> dict[str, Any]:
+    """What a results folder records about how it was made."""
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "seed": exp.seed,
+        "replicates": len(exp.seeds),
+        "seeds": exp.seeds,
+        "scenarios": [
+            {
+                "name": s.name,
+                "question": s.question,
+                "path": str(s.path) if s.path else None,
+                "sha256": s.sha256,
+                "overrides": list(s.overrides),
+                "settings": s.settings,
+                "parameters": s.params.to_dict(),
+                "text": s.text,
+            }
+            for s in exp.scenarios
+        ],
+        "versions": versions(),
+        "machine": machine(),
+        "timings": exp.timings,
+    }
+
+
+def write_tables(exp: Experiment, folder: Path, command: list[str] | None = None) -> None:
+    """The experiment's tables and manifest, into an existing folder."""
+    exp.summary.to_csv(folder / "summary.csv", index=False)
+    exp.timeseries.to_parquet(folder / "timeseries.parquet", index=False)
+    exp.owners.to_parquet(folder / "owners.parquet", index=False)
+    with open(folder / "manifest.json", "w", encoding="utf-8") as fh:
+        json.dump(experiment_manifest(exp, command), fh, indent=2)

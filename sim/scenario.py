@@ -175,6 +175,25 @@ def load(
     )
 
 
+def default(overrides: Iterable[str] = ()) -> Scenario:
+    """The model's defaults as a scenario (one replicate, seed 0), with optional overrides."""
+    flat: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    overrides = tuple(overrides)
+    for item in overrides:
+        key, value = _parse_override(item)
+        flat[key], origin[key] = value, f"--set {item}"
+    return _build(
+        flat,
+        origin,
+        name="default",
+        question="The model's defaults.",
+        path=None,
+        texts="# the model's defaults\n",
+        overrides=overrides,
+    )
+
+
 def _parse(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,1 @@
+"""Post-processing: statistics over replicates, plots and reports, loading saved results."""

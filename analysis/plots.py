@@ -1,0 +1,256 @@
+"""Standard figures of an experiment. Each function draws one figure and returns it.
+
+Inputs are the tidy tables of an experiment (see :mod:`sim.experiment`): ``timeseries`` (one row
+per scenario, replicate, day and channel), ``summary`` (scenario, replicate, channel, metric,
+value) and ``owners`` (one row per scenario, replicate and owner). Channels keep one colour
+everywhere; scenarios one line style.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files, never a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from analysis.stats import mean_ci  # noqa: E402
+from sim.channels import ALL, CHANNELS  # noqa: E402
+from sim.metrics import COST_KINDS, gini  # noqa: E402
+
+CHANNEL_COLOURS = {
+    "owners": "#1b9e77",
+    "streamer": "#d95f02",
+    "conventional": "#7570b3",
+    ALL: "#333333",
+}
+SCENARIO_STYLES = ["-", "--", ":", "-."]
+plt.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
+
+
+def _style(i: int) -> str:
+    return SCENARIO_STYLES[i % len(SCENARIO_STYLES)]
+
+
+def _band(ax, ts: pd.DataFrame, metric: str, colour: str, style: str, label: str) -> None:
+    """Mean over replicates with a 95% band, against day."""
+    g = ts.groupby("day")[metric]
+    mean = g.mean()
+    sd = g.std(ddof=1).fillna(0.0)
+    n = g.count().clip(lower=1)
+    half = 1.96 * sd / np.sqrt(n)
+    ax.plot(mean.index, mean.to_numpy(), style, color=colour, label=label, lw=1.8)
+    ax.fill_between(
+        mean.index,
+        (mean - half).to_numpy(),
+        (mean + half).to_numpy(),
+        color=colour,
+        alpha=0.15,
+        lw=0,
+    )
+
+
+def _channels_present(summary: pd.DataFrame) -> list[str]:
+    """Channels that sold anything in any scenario (a switched-off channel is left out)."""
+    orders = summary[(summary.metric == "orders") & (summary.channel != ALL)]
+    sold = orders.groupby("channel")["value"].sum()
+    return [c for c in CHANNELS if sold.get(c, 0) > 0]
+
+
+def reach_over_time(timeseries: pd.DataFrame, scenarios: list[str], consumers: int) -> Figure:
+    """Share of consumers reached so far, per channel, one line style per scenario."""
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), sharey=True)
+    for ax, ch in zip(axes, [*CHANNELS, ALL], strict=True):
+        for i, sc in enumerate(scenarios):
+            ts = timeseries[(timeseries.scenario == sc) & (timeseries.channel == ch)].copy()
+            if ts["exposures"].sum() == 0:
+                continue  # the channel is switched off in this scenario
+            ts["reach"] = ts["reach"] / consumers
+            _band(ax, ts, "reach", CHANNEL_COLOURS[ch], _style(i), sc)
+        ax.set_title(ch)
+        ax.set_xlabel("day")
+    axes[0].set_ylabel("share of consumers reached")
+    axes[0].legend(frameon=False, fontsize=8)
+    fig.suptitle("Reach over time (mean and 95% band over replicates)")
+    fig.tight_layout()
+    return fig
+
+
+def funnel(summary: pd.DataFrame, scenarios: list[str]) -> Figure:
+    """Visits, exposures, orders, delivered and kept orders per channel (log scale)."""
+    stages = ["visits", "exposures", "orders", "delivered", "kept"]
+    channels = _channels_present(summary)
+    fig, axes = plt.subplots(
+        1,
+        max(1, len(channels)),
+        figsize=(4.5 * max(1, len(channels)), 3.8),
+        sharey=True,
+        squeeze=False,
+    )
+    means = summary.groupby(["scenario", "channel", "metric"])["value"].mean()
+    width = 0.8 / max(1, len(scenarios))
+    for ax, ch in zip(axes[0], channels, strict=False):
+        for i, sc in enumerate(scenarios):
+            get = lambda m, sc=sc, ch=ch: means.get((sc, ch, m), np.nan)  # noqa: E731
+            values = [
+                get("visits"),
+                get("exposures"),
+                get("orders"),
+                get("delivered"),
+                get("delivered") - get("returns"),
+            ]
+            x = np.arange(len(stages)) + (i - (len(scenarios) - 1) / 2) * width
+            ax.bar(
+                x,
+                values,
+                width,
+                color=CHANNEL_COLOURS[ch],
+                alpha=1 - 0.25 * i,
+                label=sc,
+                hatch="//" if i % 2 else None,
+                edgecolor="white",
+            )
+        ax.set_yscale("log")
+        ax.set_xticks(np.arange(len(stages)), stages, rotation=30)
+        ax.set_title(ch)
+    axes[0][0].set_ylabel("count over the run (mean of replicates)")
+    axes[0][0].legend(frameon=False, fontsize=8)
+    fig.suptitle("Conversion funnel")
+    fig.tight_layout()
+    return fig
+
+
+def rate_by_channel(summary: pd.DataFrame, scenarios: list[str], metric: str, title: str) -> Figure:
+    """A rate per channel and scenario with 95% intervals over replicates."""
+    channels = _channels_present(summary)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    width = 0.8 / max(1, len(scenarios))
+    for i, sc in enumerate(scenarios):
+        for j, ch in enumerate(channels):
+            v = summary[
+                (summary.scenario == sc) & (summary.channel == ch) & (summary.metric == metric)
+            ]["value"]
+            m, lo, hi = mean_ci(v.to_numpy())
+            x = j + (i - (len(scenarios) - 1) / 2) * width
+            err = [[m - lo], [hi - m]] if np.isfinite(lo) else None
+            ax.bar(
+                x,
+                100 * m,
+                width,
+                color=CHANNEL_COLOURS[ch],
+                alpha=1 - 0.25 * i,
+                hatch="//" if i % 2 else None,
+                edgecolor="white",
+                label=sc if j == 0 else None,
+            )
+            if err is not None:
+                ax.errorbar(x, 100 * m, yerr=100 * np.array(err), color="black", capsize=3, lw=1)
+            ax.text(x, 100 * m, f"{100 * m:.1f}%", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(channels)), channels)
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cost_breakdown(summary: pd.DataFrame, scenarios: list[str]) -> Figure:
+    """Brand cost by kind as a share of net GMV, per channel and scenario."""
+    channels = _channels_present(summary)
+    means = summary.groupby(["scenario", "channel", "metric"])["value"].mean()
+    labels, stacks = [], []
+    for sc in scenarios:
+        for ch in channels:
+            net = means.get((sc, ch, "net_gmv"), np.nan)
+            if not net or np.isnan(net):
+                continue
+            labels.append(f"{ch}\n{sc}")
+            stacks.append([means.get((sc, ch, k), 0.0) / net for k in COST_KINDS])
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4.8))
+    bottom = np.zeros(len(labels))
+    colours = plt.get_cmap("Set2").colors
+    for k, kind in enumerate(COST_KINDS):
+        vals = np.array([s[k] for s in stacks]) if stacks else np.zeros(0)
+        ax.bar(
+            range(len(labels)),
+            100 * vals,
+            bottom=100 * bottom,
+            label=kind.replace("_", " "),
+            color=colours[k % len(colours)],
+        )
+        bottom += vals
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("brand cost, % of net GMV")
+    ax.set_title("What a sale costs the brand, by kind")
+    ax.legend(frameon=False, fontsize=8, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    fig.tight_layout()
+    return fig
+
+
+def trust_over_time(timeseries: pd.DataFrame, scenarios: list[str]) -> Figure:
+    """Mean trust in each channel's own source over time."""
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), sharey=True)
+    names = {
+        "owners": "members in their owner",
+        "streamer": "followers in the streamer",
+        "conventional": "in search",
+        ALL: "in friends",
+    }
+    for ax, ch in zip(axes, [*CHANNELS, ALL], strict=True):
+        for i, sc in enumerate(scenarios):
+            ts = timeseries[(timeseries.scenario == sc) & (timeseries.channel == ch)]
+            if ts["trust"].notna().any() and ts["exposures"].sum() > 0:
+                _band(ax, ts, "trust", CHANNEL_COLOURS[ch], _style(i), sc)
+        ax.set_title(f"trust: {names[ch]}", fontsize=9)
+        ax.set_xlabel("day")
+    axes[0].set_ylabel("mean trust")
+    axes[0].legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def owner_earnings_lorenz(owners: pd.DataFrame, scenarios: list[str]) -> Figure:
+    """Lorenz curves of owners' earnings (all replicates pooled), with the Gini coefficient."""
+    fig, ax = plt.subplots(figsize=(5, 4.4))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, label="equal earnings")
+    for i, sc in enumerate(scenarios):
+        e = np.sort(owners[owners.scenario == sc]["earnings"].clip(lower=0).to_numpy())
+        if e.size == 0 or e.sum() <= 0:
+            continue
+        cum = np.r_[0, np.cumsum(e)] / e.sum()
+        share = np.linspace(0, 1, cum.size)
+        ax.plot(
+            share,
+            cum,
+            _style(i),
+            color=CHANNEL_COLOURS["owners"],
+            label=f"{sc} (Gini {gini(e):.2f})",
+        )
+    ax.set_xlabel("share of owners (poorest first)")
+    ax.set_ylabel("share of owners' earnings")
+    ax.set_title("Owner earnings distribution")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def event_before_after(timeseries: pd.DataFrame, scenario: str, events: dict[str, int]) -> Figure:
+    """Daily orders per channel around the scenario's events (vertical lines)."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    ts = timeseries[timeseries.scenario == scenario]
+    for ch in CHANNELS:
+        part = ts[ts.channel == ch]
+        if part["orders"].sum() > 0:
+            _band(ax, part, "orders", CHANNEL_COLOURS[ch], "-", ch)
+    for name, day in events.items():
+        ax.axvline(day, color="black", lw=1, ls="--")
+        ax.text(day, ax.get_ylim()[1], f" {name.replace('_', ' ')}", va="top", fontsize=8)
+    ax.set_xlabel("day")
+    ax.set_ylabel("orders a day")
+    ax.set_title(f"{scenario}: before and after")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
