@@ -22,12 +22,12 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check sim tests benchmarks
-	$(VENV)/bin/ruff format --check sim tests benchmarks
+	$(VENV)/bin/ruff check sim analysis tests benchmarks
+	$(VENV)/bin/ruff format --check sim analysis tests benchmarks
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix sim tests benchmarks
-	$(VENV)/bin/ruff format sim tests benchmarks
+	$(VENV)/bin/ruff check --fix sim analysis tests benchmarks
+	$(VENV)/bin/ruff format sim analysis tests benchmarks
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_model.py
