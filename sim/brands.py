@@ -1,9 +1,9 @@
 """Brands (Mesa agents) and the catalogue of their products (arrays).
 
-A :class:`Brand` holds its channel contracts (does it pay the streamer? its ad budget is spent
-per conventional exposure). Products live in a :class:`Catalogue` of
-arrays because every exposure looks them up: category, list price, quality (the chance an item
-is free of defects), margin and brand.
+A :class:`Brand` holds its products and its streamer contract; the other channel terms
+(commissions, discounts, ad cost per exposure) are the same for every brand. Products live in a
+:class:`Catalogue` of arrays because every exposure looks them up: category, list price,
+quality (the chance an item is free of defects), margin and brand.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Catalogue:
         n = world.brands * world.products_per_brand
         self.n = n
         self.brand = np.repeat(np.arange(world.brands, dtype=np.int32), world.products_per_brand)
-        # Every category is stocked: a shuffled round-robin, then random for the remainder.
+        # Every category is stocked (when there are enough products): a shuffled round-robin.
         cats = np.arange(n) % world.categories
         rng.shuffle(cats)
         self.category = cats.astype(np.int32)

@@ -12,8 +12,10 @@ category she searches for, and how trust and satisfaction move after a delivery.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from sim.channels import Source
+from sim.graph import regions
 from sim.params import ConsumerParams
 
 
@@ -27,14 +29,22 @@ def _beta_with_mean(rng: np.random.Generator, mean: float, concentration: float,
 class Consumers:
     """The consumer population as arrays; ``n`` consumers, ``c`` categories."""
 
-    def __init__(self, p: ConsumerParams, n: int, categories: int, rng: np.random.Generator):
+    def __init__(
+        self,
+        p: ConsumerParams,
+        n: int,
+        categories: int,
+        rng: np.random.Generator,
+        adj: sp.csr_array | None = None,
+    ):
         self.n = n
-        prefs = rng.dirichlet(np.full(categories, p.preference_concentration), size=n)
-        self.preference = prefs.astype(np.float32)
-        # Fit of a category = preference relative to her favourite: 1 for the favourite.
-        self.fit = (prefs / prefs.max(axis=1, keepdims=True)).astype(np.float32)
-        self._pref_cdf = np.cumsum(prefs, axis=1).astype(np.float32)
-        self._pref_cdf[:, -1] = 1.0
+        if adj is None:
+            prefs = rng.dirichlet(np.full(categories, p.preference_concentration), n)
+        else:
+            prefs = self.draw_preferences(
+                adj, categories, p.preference_concentration, p.homophily, p.taste_region_size, rng
+            )
+        self._set_preferences(prefs)
         ps = p.price_sensitivity
         self.price_sensitivity = (
             rng.lognormal(np.log(ps) - 0.125, 0.5, n).astype(np.float32)
@@ -51,6 +61,39 @@ class Consumers:
         self.group = np.full(n, -1, dtype=np.int32)  # -1: in no owner's group
         self.follows = np.zeros(n, dtype=bool)
         self.last_kept_order = np.full(n, -1, dtype=np.int64)
+
+    def _set_preferences(self, prefs: np.ndarray) -> None:
+        self.preference = prefs.astype(np.float32)
+        # Fit of a category = preference relative to her favourite: 1 for the favourite.
+        self.fit = (prefs / prefs.max(axis=1, keepdims=True)).astype(np.float32)
+        self._pref_cdf = np.cumsum(prefs, axis=1).astype(np.float32)
+        self._pref_cdf[:, -1] = 1.0
+
+    @staticmethod
+    def draw_preferences(
+        adj: sp.csr_array | None,
+        categories: int,
+        concentration: float,
+        homophily: float,
+        region_size: float,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Category preferences with homophily: people near each other in the graph tend to
+        like the same things.
+
+        The graph is split into contiguous regions of about ``region_size`` consumers
+        (:func:`sim.graph.regions`), each with a taste profile; a consumer's preferences are
+        ``homophily x`` her region's taste ``+ (1 - homophily) x`` her own, both drawn from a
+        Dirichlet with ``concentration`` per category. Without a graph, or with homophily 0,
+        preferences are independent.
+        """
+        n = adj.shape[0] if adj is not None else None
+        own = rng.dirichlet(np.full(categories, concentration), n)
+        if adj is None or homophily == 0:
+            return own
+        region = regions(adj, int(round(adj.shape[0] / region_size)), rng)
+        taste = rng.dirichlet(np.full(categories, concentration), int(region.max()) + 1)
+        return (1 - homophily) * own + homophily * taste[region]
 
     def in_market(self, rng: np.random.Generator) -> np.ndarray:
         """Who needs something today (a daily Bernoulli draw with her own need rate)."""

@@ -9,7 +9,7 @@ Each function is one submodel of docs/ODD.md, section 7:
   chance that after-sales service does *not* resolve a problem first.
 * :func:`satisfaction` (7.6 Feedback): what one delivered order did to its buyer's satisfaction.
 
-No function draws a random number except :func:`realise_delivery`, which takes the generator.
+No function draws a random number: the random numbers come in as arguments.
 """
 
 from __future__ import annotations
@@ -67,16 +67,19 @@ def realise_delivery(
     quality: np.ndarray,
     fit: np.ndarray,
     fit_noise_scale: np.ndarray,
-    rng: np.random.Generator,
+    u_defect: np.ndarray,
+    z_fit: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw whether each delivered item is defective and how well it really fits.
+    """Whether each delivered item is defective and how well it really fits.
 
-    ``fit_noise_scale`` multiplies ``fit_noise``: above 1 for apparel-like categories, below 1
-    where a skilled owner's advice removed part of the surprise.
+    ``u_defect`` (uniform) and ``z_fit`` (standard normal) are the order's own random numbers,
+    drawn when it was placed, so an order's fate does not depend on what else was delivered
+    that day. ``fit_noise_scale`` multiplies ``fit_noise``: above 1 for apparel-like categories,
+    below 1 where a skilled owner's advice removed part of the surprise.
     Returns (defect: bool array, realised fit clipped to [0, 1]).
     """
-    defect = rng.random(quality.size) >= quality
-    realised = np.clip(fit + rng.normal(0.0, 1.0, fit.size) * p.fit_noise * fit_noise_scale, 0, 1)
+    defect = u_defect >= quality
+    realised = np.clip(fit + z_fit * p.fit_noise * fit_noise_scale, 0.0, 1.0)
     return defect, realised
 
 

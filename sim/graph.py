@@ -202,6 +202,37 @@ def build_graph(p: GraphParams, n: int, rng: np.random.Generator) -> sp.csr_arra
     )[0]
 
 
+def regions(adj: sp.csr_array, n_regions: int, rng: np.random.Generator) -> np.ndarray:
+    """Split the graph into ``n_regions`` contiguous regions (a graph Voronoi partition).
+
+    ``n_regions`` random seed nodes each start a region; regions grow one hop at a time, a node
+    joining the region of a random already-assigned friend. Nodes no seed reaches (other
+    components) form regions of their own component piece, labelled at random.
+
+    >>> path = from_edges(np.arange(5), np.arange(1, 6), 6)
+    >>> r = regions(path, 2, np.random.default_rng(0))
+    >>> int(np.unique(r).size), bool((np.diff(r) != 0).sum() == 1)  # two contiguous pieces
+    (2, True)
+    """
+    n = adj.shape[0]
+    label = np.full(n, -1, dtype=np.int64)
+    seeds = rng.choice(n, size=min(max(n_regions, 1), n), replace=False)
+    label[seeds] = np.arange(seeds.size)
+    row = np.repeat(np.arange(n), np.diff(adj.indptr))
+    while True:
+        open_edge = (label[row] < 0) & (label[adj.indices] >= 0)
+        if not open_edge.any():
+            break
+        # Each unassigned node adopts the label of one random assigned neighbour.
+        rows, labels = row[open_edge], label[adj.indices[open_edge]]
+        order = rng.permutation(rows.size)
+        _, first = np.unique(rows[order], return_index=True)
+        label[rows[order][first]] = labels[order][first]
+    rest = label < 0
+    label[rest] = rng.integers(0, seeds.size, int(rest.sum()))
+    return label
+
+
 def neighbourhood(adj: sp.csr_array, sources: np.ndarray, hops: int) -> sp.csr_array:
     """Rows: sources; columns: nodes within ``hops`` steps (sources themselves excluded).
 

@@ -14,7 +14,9 @@ channel and source; every delivery passes through :meth:`CommerceModel.deliver`.
 
 Random streams: the seed is split (numpy ``SeedSequence``) into independent streams for the
 graph, consumers, catalogue, owners, followers and the daily dynamics, so two runs with the same
-seed share the same world even when their channel mix or levers differ (common random numbers).
+seed share the same world even when their channel mix or levers differ; the dynamics stream is
+split again into one stream per process (:data:`PROCESS_STREAMS`), so a lever that changes one
+channel's draws leaves the others' draws in place (common random numbers).
 
 Example
 -------
@@ -50,17 +52,7 @@ from sim.streamer import MegaStreamer
 _STREAMS = ("graph", "consumers", "catalogue", "owners", "followers", "dynamics")
 # The dynamics stream is split again, one stream per process, so a lever that changes one
 # channel's draws leaves the other channels' draws where they were (common random numbers).
-PROCESS_STREAMS = (
-    "market",
-    "events",
-    "training",
-    "owners",
-    "streamer",
-    "search",
-    "wom",
-    "delivery",
-    "churn",
-)
+PROCESS_STREAMS = ("market", "events", "training", "owners", "streamer", "search", "wom", "churn")
 _CHANNEL_STREAM = {
     Channel.OWNERS: "owners",
     Channel.STREAMER: "streamer",
@@ -93,7 +85,9 @@ class CommerceModel(mesa.Model):
         if p.world.owners > n:
             raise ParameterError(f"world.owners = {p.world.owners} exceeds the {n} consumers")
         self.n = n
-        self.consumers = Consumers(p.consumers, n, p.world.categories, world["consumers"])
+        self.consumers = Consumers(
+            p.consumers, n, p.world.categories, world["consumers"], self.graph
+        )
 
         # Brands and their products; the platform's selection of what owners may sell.
         rng_cat = world["catalogue"]
@@ -152,6 +146,7 @@ class CommerceModel(mesa.Model):
         self.apply_events()
         self.train_owners()
         if self.params.channels.owners:
+            self.owners_listen()
             self.sell_through_owners()
         if self.params.channels.streamer:
             self.sell_through_streamer()
@@ -200,6 +195,23 @@ class CommerceModel(mesa.Model):
         if own.m and self.platform.live_2b_today(self.day):
             attended = own.active & (self.streams["training"].random(own.m) < pl.live_2b_attendance)
             own.train(attended, pl.live_2b_skill_gain, self.day, pl.live_2b_material_days)
+
+    def owners_listen(self) -> None:
+        """Each active owner hears out ``owners.listening`` members a day (on average)."""
+        own, con = self.owners, self.consumers
+        rng = self.streams["owners"]
+        members = np.flatnonzero(con.group >= 0)
+        owner = own.group_owner[con.group[members]]
+        size = np.bincount(owner, minlength=own.m)
+        rate = np.where(own.active & (size > 0), self.params.owners.listening, 0.0)
+        heard = rng.poisson(rate)
+        who = np.repeat(np.arange(own.m), heard)
+        if who.size == 0:
+            return
+        order = np.argsort(owner, kind="stable")
+        start = np.cumsum(size) - size
+        pick = members[order[start[who] + (rng.random(who.size) * size[who]).astype(np.int64)]]
+        own.listen(who, con.preference[pick])
 
     def sell_through_owners(self) -> None:
         own, con = self.owners, self.consumers
@@ -315,7 +327,9 @@ class CommerceModel(mesa.Model):
         if not bought.any():
             return bought
         b = bought
-        lag = rng.integers(p.delivery.lag_min, p.delivery.lag_max + 1, int(b.sum()))
+        k = int(b.sum())
+        lag = rng.integers(p.delivery.lag_min, p.delivery.lag_max + 1, k)
+        fate = rng.random((3, k), dtype=np.float32)
         rows = self.orders.append(
             day=self.day,
             consumer=consumer[b],
@@ -331,6 +345,10 @@ class CommerceModel(mesa.Model):
             impulse=hype[b] * con.impulsiveness[consumer[b]],
             delivery_day=self.day + lag,
             status=PENDING,
+            u_defect=fate[0],
+            z_fit=rng.standard_normal(k, dtype=np.float32),
+            u_resolve=fate[1],
+            u_return=fate[2],
         )
         self._pending = np.concatenate([self._pending, rows])
         self._book_orders(rows, sign=+1.0)
@@ -457,7 +475,12 @@ class CommerceModel(mesa.Model):
         advised = via_owner & (o["source"][rows] == Source.OWNER)
         noise_scale = noise_scale * np.where(advised, 1.0 - p.owners.advice * owner_skill, 1.0)
         defect, realised = funnel.realise_delivery(
-            p.delivery, cat.quality[product], o["fit"][rows], noise_scale, self.streams["delivery"]
+            p.delivery,
+            cat.quality[product],
+            o["fit"][rows],
+            noise_scale,
+            o["u_defect"][rows],
+            o["z_fit"][rows],
         )
         misfit = realised < p.returns.misfit_threshold
         gap = funnel.expectation_gap(o["expected"][rows], realised, defect)
@@ -470,9 +493,9 @@ class CommerceModel(mesa.Model):
             p.conventional.after_sales,
         )
         problem = defect | misfit
-        resolved = problem & (self.streams["delivery"].random(rows.size) < resolution)
+        resolved = problem & (o["u_resolve"][rows] < resolution)
         propensity = funnel.return_propensity(p.returns, defect, misfit, gap, o["impulse"][rows])
-        returned = ~resolved & (self.streams["delivery"].random(rows.size) < propensity)
+        returned = ~resolved & (o["u_return"][rows] < propensity)
         sat = funnel.satisfaction(
             returned, resolved, problem, gap, p.feedback.resolved_satisfaction
         )

@@ -34,7 +34,16 @@ _COLUMNS: dict[str, type] = {
     "misfit": np.bool_,
     "resolved": np.bool_,
     "satisfaction": np.float32,
+    # The order's own random numbers for its delivery, drawn when it is placed (common random
+    # numbers: its fate does not depend on the other orders delivered that day).
+    "u_defect": np.float32,
+    "z_fit": np.float32,
+    "u_resolve": np.float32,
+    "u_return": np.float32,
 }
+
+
+_RANDOM_NUMBERS = ("u_defect", "z_fit", "u_resolve", "u_return")
 
 
 class Orders:
@@ -70,7 +79,8 @@ class Orders:
 
     def to_frame(self) -> pd.DataFrame:
         """The order book as a DataFrame with channel and source as labels."""
-        df = pd.DataFrame({name: self[name].copy() for name in _COLUMNS})
+        shown = [c for c in _COLUMNS if c not in _RANDOM_NUMBERS]
+        df = pd.DataFrame({name: self[name].copy() for name in shown})
         df["channel"] = pd.Categorical.from_codes(df["channel"], CHANNELS)
         df["source"] = pd.Categorical.from_codes(df["source"], SOURCES)
         df["status"] = pd.Categorical.from_codes(df["status"], ["pending", "kept", "returned"])

@@ -3,7 +3,8 @@
 An owner is a consumer who runs a shop. She holds 1-4 groups of at most 500 members recruited
 mostly from her graph neighbourhood (:func:`recruit_groups`). Each day she picks products for
 her groups by her *estimate* of what her members like (:meth:`Owners.pick_products`), learns
-from what they keep and return (:meth:`Owners.learn`), gains skill at the platform's 2b live
+from what they keep and return (:meth:`Owners.learn`) and from hearing them out
+(:meth:`Owners.listen`), gains skill at the platform's 2b live
 sessions and loses it slowly otherwise (:meth:`Owners.train`, :meth:`Owners.forget`), and quits
 when her earnings stay low (:meth:`Owners.churn`).
 
@@ -103,7 +104,7 @@ def recruit_groups(
         owner_of_seat = owner_of_seat[rng.permutation(owner_of_seat.size)[:total]]
         member_owner[free[:total]] = owner_of_seat
 
-    # Split each owner's members into her groups, in order of group size.
+    # Split each owner's members into her groups: her first group's seats first, by consumer id.
     members = np.flatnonzero(member_owner >= 0)
     members = members[np.argsort(member_owner[members], kind="stable")]
     mo = member_owner[members]
@@ -197,6 +198,20 @@ class Owners:
         k *= (1.0 - lr) ** returned
         k = np.maximum(k, 1e-6 / c)
         self.knowledge = k / k.sum(axis=1, keepdims=True)
+
+    def listen(self, owner: np.ndarray, preference: np.ndarray) -> None:
+        """Hear members out (chats, questions): each heard member's preference profile pulls
+        her owner's estimate towards it, by ``learning_rate x skill``, so a skilled owner
+        reads her group faster and more surely than one who only watches sales."""
+        if owner.size == 0:
+            return
+        heard = np.zeros_like(self.knowledge)
+        np.add.at(heard, owner, preference)
+        count = np.bincount(owner, minlength=self.m)[:, None]
+        step = 1.0 - (1.0 - self.p.learning_rate * self.skill[:, None]) ** count
+        mean = np.divide(heard, count, out=np.zeros_like(heard), where=count > 0)
+        self.knowledge = (1.0 - step) * self.knowledge + step * mean
+        self.knowledge /= self.knowledge.sum(axis=1, keepdims=True)
 
     def train(self, attended: np.ndarray, gain: float, day: int, material_days: int) -> None:
         """A 2b live session: attendees gain skill and get material for their next posts."""

@@ -152,6 +152,21 @@ class ConsumerParams:
         unit="Dirichlet alpha",
         doc="Concentration of category preferences: small is picky, large is indifferent.",
     )
+    homophily: float = param(
+        0.6,
+        0,
+        1,
+        unit="share",
+        doc="Weight of her graph region's taste in a consumer's preferences (the rest is her own).",
+    )
+    taste_region_size: float = param(
+        150.0,
+        2,
+        1e8,
+        unit="consumers",
+        kind="world",
+        doc="Size of the graph regions that share a taste.",
+    )
     price_sensitivity: float = param(
         1.0, 0, 10, unit="mean", doc="Mean price sensitivity (lognormal across consumers)."
     )
@@ -258,6 +273,13 @@ class OwnerParams:
     learning_rate: float = param(
         0.05, 0, 1, unit="per order", doc="Weight of one member's purchase or return in learning."
     )
+    listening: float = param(
+        2.0,
+        0,
+        500,
+        unit="members/day",
+        doc="Members an owner hears out a day (chats, questions); each teaches her their taste.",
+    )
     pick_sharpness: float = param(
         3.0, 0, 50, unit="exponent", doc="How strongly picks follow the owner's estimate."
     )
@@ -342,7 +364,7 @@ class StreamerParams:
         0,
         1e6,
         unit="products/session",
-        doc="Products the team can check properly a session.",
+        doc="Products the team checks properly a session; the rest go on air unchecked.",
         kind="lever",
     )
     vetting_threshold: float = param(
@@ -881,8 +903,8 @@ def parameters_of_kind(kind: str) -> list[str]:
 def parameter_table() -> str:
     """The parameter table of docs/ODD.md as Markdown (generated from the declarations)."""
     rows = [
-        "| parameter | default | unit | allowed | source | meaning |",
-        "|---|---|---|---|---|---|",
+        "| parameter | kind | default | unit | allowed | source | meaning |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def row(name: str, f: dataclasses.Field) -> str:

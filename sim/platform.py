@@ -1,4 +1,4 @@
-"""The platform (the "ocean"): brand selection, 2b live training and after-sales service."""
+"""The platform (the "ocean"): product selection, 2b live training and after-sales service."""
 
 from __future__ import annotations
 

@@ -14,10 +14,10 @@ class MegaStreamer(mesa.Agent):
     """One head streamer. Her followers are a boolean mask over consumers (``follows``).
 
     Vetting (ODD 7.1): her team can check ``vetting_capacity`` products properly per session.
-    With ``products_per_session`` products each candidate is checked with chance
-    ``min(1, capacity / products)``; a checked product below ``vetting_threshold`` quality is
-    dropped, an unchecked one goes on air. More products a session, less checking, lower
-    average quality on air.
+    Candidates come in random order; the team checks the first ``capacity`` of them and drops
+    those below ``vetting_threshold`` quality; candidates beyond that go on air unchecked. With
+    more products a session, a smaller share of what goes on air was checked, and its average
+    quality is lower.
     """
 
     def __init__(self, model: mesa.Model, p: StreamerParams):
@@ -38,15 +38,15 @@ class MegaStreamer(mesa.Agent):
             self.lineup = pool
             return pool
         n = self.p.products_per_session
-        check = min(1.0, self.p.vetting_capacity / n)
+        capacity = self.p.vetting_capacity
+        checks = int(capacity) + int(rng.random() < capacity - int(capacity))  # fractional part
         # Each distinct candidate is checked (or not) once; a checked product below the
         # threshold is dropped. When fewer products pass than there are slots, the passed ones
         # are pitched again (a long session repeats its hits).
         candidates = rng.permutation(pool)
-        checked = rng.random(candidates.size) < check
-        passed = candidates[
-            ~checked | (catalogue.base_quality[candidates] >= self.p.vetting_threshold)
-        ]
+        checked = np.arange(candidates.size) < checks
+        good = catalogue.base_quality[candidates] >= self.p.vetting_threshold
+        passed = candidates[~checked | good]
         if passed.size == 0:
             self.lineup = passed
         else:

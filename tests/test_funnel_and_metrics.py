@@ -60,7 +60,12 @@ def test_delivery_draws_defects_at_one_minus_quality():
     rng = np.random.default_rng(0)
     n = 200_000
     defect, realised = funnel.realise_delivery(
-        DeliveryParams(fit_noise=0.2), np.full(n, 0.85), np.full(n, 0.5), np.ones(n), rng
+        DeliveryParams(fit_noise=0.2),
+        np.full(n, 0.85),
+        np.full(n, 0.5),
+        np.ones(n),
+        rng.random(n),
+        rng.standard_normal(n),
     )
     assert defect.mean() == pytest.approx(0.15, abs=0.005)  # 0.15 +- 6 standard errors
     assert realised.std() == pytest.approx(0.2, rel=0.02)
