@@ -39,17 +39,20 @@ class Progress:
         self.enabled = enabled
         self.t0 = time.perf_counter()
         self.tty = sys.stderr.isatty()
+        self.reused = 0  # work found done at the start (a resumed sweep): not part of the rate
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, failed: int = 0) -> None:
         if not self.enabled:
             return
+        fresh = done - self.reused
         elapsed = time.perf_counter() - self.t0
-        rate = done / elapsed if elapsed > 0 else 0.0
-        left = (total - done) / rate if rate > 0 else float("nan")
-        bar = "#" * int(20 * done / total)
+        rate = fresh / elapsed if elapsed > 0 and fresh > 0 else 0.0
+        left = f"{(total - done) / rate:.0f}s left" if rate > 0 else "-"
+        bar = "#" * int(20 * done / max(total, 1))
         line = (
-            f"[{bar:<20}] {done}/{total} {self.unit}  {rate * 60:.1f} {self.unit}/min  "
-            f"{left:.0f}s left"
+            f"[{bar:<20}] {done}/{total} {self.unit}"
+            + (f", {failed} failed" if failed else "")
+            + f"  {rate * 60:.1f} {self.unit}/min  {left}"
         )
         end = "\n" if done == total or not self.tty else ""
         print(f"\r{line}", end=end, file=sys.stderr, flush=True)
@@ -101,6 +104,20 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="redraw the figures and report of a results folder")
     rep.add_argument("folder", type=Path)
+
+    sw = sub.add_parser("sweep", help="run (or resume) a parameter sweep")
+    sw.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    sw.add_argument("--workers", type=int, help="local processes (default: all cores)")
+    sw.add_argument(
+        "--scheduler",
+        help="a Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS, "
+        "else local processes)",
+    )
+    sw.add_argument("--out", type=Path, help="sweep folder (default: results/sweep-NAME)")
+    sw.add_argument("--quiet", action="store_true")
+
+    an = sub.add_parser("analyze", help="sensitivity and robustness analysis of a sweep")
+    an.add_argument("folder", type=Path)
     return parser
 
 
@@ -237,12 +254,91 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def make_executor(workers: int | None, scheduler: str | None):
+    """The executor a sweep runs on, and how to close it: a Dask cluster when a scheduler is
+    named (or in ``$DASK_SCHEDULER_ADDRESS``), else local processes, else this process."""
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sim.experiment import default_workers
+
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address:
+        from distributed import Client
+
+        try:
+            client = Client(address, timeout="10s")
+        except OSError as err:
+            raise ParameterError(f"--scheduler {address}: cannot connect ({err})") from None
+        return client.get_executor(pure=False), client.close, f"Dask cluster at {address}"
+    workers = workers or default_workers()
+    if workers == 1:
+        return None, lambda: None, "this process"
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver"))
+    return pool, lambda: pool.shutdown(cancel_futures=True), f"{workers} local processes"
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from sim.sweep import load_sweep, plan, run_sweep
+
+    sweep = load_sweep(args.sweep)
+    out = args.out or RESULTS / f"sweep-{sweep.name}"
+    total = len(plan(sweep))
+    executor, close, where = make_executor(args.workers, args.scheduler)
+    if not args.quiet:
+        print(
+            f"fishschool sweep {sweep.name}: {sweep.design} design, {len(sweep.factors)} "
+            f"factors, {total} runs, on {where}; results in {out}/",
+            file=sys.stderr,
+        )
+    progress = Progress("runs", not args.quiet)
+
+    first = True
+
+    def show_progress(done: int, failed: int, total: int) -> None:
+        nonlocal first
+        if first:  # the first report counts the runs a resumed sweep found done
+            progress.reused, first = done, False
+        progress(done, total, failed)
+
+    try:
+        report = run_sweep(sweep, out, executor, show_progress)
+    finally:
+        close()
+    if not args.quiet:
+        print(
+            f"{report.computed} runs computed, {report.skipped} already done, "
+            f"{len(report.failures)} failed, in {report.wall_s:.1f}s. Data: {report.dataset}"
+        )
+    for f in report.failures:
+        print(
+            f"fishschool: run failed: {f['error']} at {f['point']} (seed {f['seed']})",
+            file=sys.stderr,
+        )
+    return 1 if report.failures else 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from analysis.sensitivity import analyze
+
+    try:
+        written = analyze(args.folder)
+    except FileNotFoundError as err:
+        raise ParameterError(str(err)) from None
+    for path in written:
+        print(path)
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "compare": cmd_compare,
     "validate": cmd_validate,
     "list": cmd_list,
     "report": cmd_report,
+    "sweep": cmd_sweep,
+    "analyze": cmd_analyze,
 }
 
 

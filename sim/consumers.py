@@ -85,12 +85,14 @@ class Consumers:
         (:func:`sim.graph.regions`), each with a taste profile; a consumer's preferences are
         ``homophily x`` her region's taste ``+ (1 - homophily) x`` her own, both drawn from a
         Dirichlet with ``concentration`` per category. Without a graph, or with homophily 0,
-        preferences are independent.
+        preferences are independent across consumers.
         """
         n = adj.shape[0] if adj is not None else None
         own = rng.dirichlet(np.full(categories, concentration), n)
-        if adj is None or homophily == 0:
+        if adj is None:
             return own
+        # Regions and tastes are drawn even when homophily is 0, so the consumer stream (and
+        # every attribute drawn after it) does not depend on the homophily value.
         region = regions(adj, int(round(adj.shape[0] / region_size)), rng)
         taste = rng.dirichlet(np.full(categories, concentration), int(region.max()) + 1)
         return (1 - homophily) * own + homophily * taste[region]

@@ -4,7 +4,8 @@ Each function is one submodel of docs/ODD.md, section 7:
 
 * :func:`purchase_probability` (7.3 Purchase): a logistic choice on expected fit, trust in the
   source, hype x impulsiveness, price paid and whether the consumer is in the market.
-* :func:`realise_delivery` (7.4 Delivery): defect and realised fit drawn; expectation gap.
+* :func:`realise_delivery` (7.4 Delivery): defect and realised fit from the order's own random
+  numbers; :func:`expectation_gap`.
 * :func:`return_probability` (7.5 Return): logistic in defect, misfit, gap and impulse, times the
   chance that after-sales service does *not* resolve a problem first.
 * :func:`satisfaction` (7.6 Feedback): what one delivered order did to its buyer's satisfaction.

@@ -207,7 +207,7 @@ def regions(adj: sp.csr_array, n_regions: int, rng: np.random.Generator) -> np.n
 
     ``n_regions`` random seed nodes each start a region; regions grow one hop at a time, a node
     joining the region of a random already-assigned friend. Nodes no seed reaches (other
-    components) form regions of their own component piece, labelled at random.
+    components) join a random region.
 
     >>> path = from_edges(np.arange(5), np.arange(1, 6), 6)
     >>> r = regions(path, 2, np.random.default_rng(0))

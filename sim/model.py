@@ -3,7 +3,7 @@
 :class:`CommerceModel` is a :class:`mesa.Model` whose :meth:`~CommerceModel.step` is the daily
 schedule of docs/ODD.md (section 3)::
 
-    events -> 2b live training -> owners post -> streamer session -> search
+    events -> 2b live training -> owners listen and post -> streamer session -> search
            -> word of mouth -> deliveries and returns -> churn and unfollowing -> record
 
 Consumers and owners are populations held in numpy arrays (:mod:`sim.consumers`,

@@ -29,7 +29,17 @@ from typing import Any
 from sim import __version__
 from sim.experiment import Experiment
 
-DEPENDENCIES = ("mesa", "numpy", "scipy", "networkx", "pandas", "pyarrow", "matplotlib")
+DEPENDENCIES = (
+    "mesa",
+    "numpy",
+    "scipy",
+    "networkx",
+    "pandas",
+    "pyarrow",
+    "matplotlib",
+    "distributed",
+    "SALib",
+)
 
 
 class OutputExistsError(FileExistsError):

@@ -271,7 +271,12 @@ class OwnerParams:
         doc="How much of her members' true preference profile an owner knows at the start.",
     )
     learning_rate: float = param(
-        0.05, 0, 1, unit="per order", doc="Weight of one member's purchase or return in learning."
+        0.05,
+        0,
+        1,
+        unit="per order",
+        doc="Step of an owner's estimate per member order or return she sees; times her skill, "
+        "per member she hears out.",
     )
     listening: float = param(
         2.0,

@@ -22,3 +22,17 @@ def small(overrides: dict | None = None, **sections) -> Params:
 @pytest.fixture
 def small_params() -> Params:
     return small()
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """An in-process Dask cluster (threads), as TECH-NOTES recommends inside pytest."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

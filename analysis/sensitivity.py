@@ -1,0 +1,309 @@
+"""Sensitivity and robustness analysis of a sweep (``fishschool analyze DIR``).
+
+Reads a sweep folder (``sweep.parquet`` and ``manifest.json``, see :mod:`sim.sweep`) and writes
+into ``DIR/analysis/``:
+
+* ``response_OUTCOME.png``: each outcome against each varied parameter, per channel (points
+  are replicate means; the line is the mean within bins of the parameter);
+* for Sobol designs, ``sobol.csv`` and ``sobol_OUTCOME_CHANNEL.png``: first- and total-order
+  indices with 95% confidence intervals (SALib, Saltelli/Jansen estimators with bootstrap);
+* for Morris designs, ``morris.csv`` and figures: mu* (with interval) and sigma;
+* ``robustness.csv`` and ``robustness.md``: for each lever setting, across the uncertainty
+  space, how often and by how much the owners channel beats the streamer channel on each
+  outcome, and each strategy's regret (how much worse than the better one it does: mean and
+  worst case).
+
+References: Saltelli et al. (2010) for the Sobol estimators; Morris (1991), Campolongo et al.
+(2007); Lempert, Popper & Bankes (2003) for regret-based robustness.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.plots import CHANNEL_COLOURS  # noqa: E402
+
+# Outcomes where less is better (for wins and regret).
+LOWER_IS_BETTER = {
+    "return_rate",
+    "apparel_return_rate",
+    "returns",
+    "returned_value",
+    "brand_cost",
+    "commission",
+    "slot_fee",
+    "discount",
+    "reverse_logistics",
+    "write_off",
+    "ads",
+    "top_seller_share",
+    "owner_earnings_gini",
+    "reach_day_half",
+}
+STRATEGIES = ("owners", "streamer")
+
+
+def load(folder: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A sweep's data and manifest."""
+    folder = Path(folder)
+    if not (folder / "sweep.parquet").is_file() or not (folder / "manifest.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a sweep folder (no sweep.parquet or manifest.json)")
+    data = pd.read_parquet(folder / "sweep.parquet")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    return data, manifest
+
+
+def point_means(data: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """Replicate means: one row per point, channel and outcome, with the parameters."""
+    names = [f["name"] for f in manifest["factors"]]
+    return (
+        data.groupby(["point_id", "channel", "outcome", *names], sort=True, dropna=False)["value"]
+        .mean()
+        .reset_index()
+    )
+
+
+def _response_vector(means: pd.DataFrame, outcome: str, channel: str, n_points: int) -> np.ndarray:
+    """Outcome per point in design order (NaN where a point is missing)."""
+    part = means[(means.outcome == outcome) & (means.channel == channel)]
+    y = np.full(n_points, np.nan)
+    y[part.point_id.to_numpy()] = part.value.to_numpy()
+    return y
+
+
+def _problem(manifest: dict[str, Any]) -> dict[str, Any]:
+    factors = manifest["factors"]
+    return {
+        "num_vars": len(factors),
+        "names": [f["name"] for f in factors],
+        "bounds": [[f["low"], f["high"]] for f in factors],
+    }
+
+
+def sobol_indices(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """First- and total-order Sobol indices with 95% intervals, per outcome and channel."""
+    from SALib.analyze import sobol
+
+    problem = _problem(manifest)
+    d = problem["num_vars"]
+    n_points = manifest["samples"] * (2 * d + 2)
+    rows = []
+    for (outcome, channel), _ in means.groupby(["outcome", "channel"]):
+        y = _response_vector(means, outcome, channel, n_points)
+        if np.isnan(y).any() or np.nanstd(y) == 0:
+            continue  # a failed point, or a channel the sweep switched off: no indices
+        res = sobol.analyze(problem, y, calc_second_order=True, seed=manifest["seed"])
+        for i, name in enumerate(problem["names"]):
+            rows.append(
+                (
+                    outcome,
+                    channel,
+                    name,
+                    res["S1"][i],
+                    res["S1_conf"][i],
+                    res["ST"][i],
+                    res["ST_conf"][i],
+                )
+            )
+    return pd.DataFrame(
+        rows, columns=["outcome", "channel", "parameter", "S1", "S1_conf", "ST", "ST_conf"]
+    )
+
+
+def morris_indices(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """Morris elementary-effect statistics (mu*, its interval, sigma) per outcome and channel."""
+    from SALib.analyze import morris
+
+    problem = _problem(manifest)
+    names = problem["names"]
+    rows = []
+    for (outcome, channel), part in means.groupby(["outcome", "channel"]):
+        part = part.sort_values("point_id")
+        n_points = manifest["samples"] * (len(names) + 1)
+        if len(part) != n_points or part.value.std() == 0:
+            continue
+        x = part[names].to_numpy(dtype=float)
+        res = morris.analyze(problem, x, part.value.to_numpy(), seed=manifest["seed"])
+        for i, name in enumerate(names):
+            rows.append(
+                (outcome, channel, name, res["mu_star"][i], res["mu_star_conf"][i], res["sigma"][i])
+            )
+    return pd.DataFrame(
+        rows, columns=["outcome", "channel", "parameter", "mu_star", "mu_star_conf", "sigma"]
+    )
+
+
+def _lever_settings(means: pd.DataFrame, manifest: dict[str, Any], bins: int = 3) -> pd.Series:
+    """A label per point for its lever setting (ranges are cut into ``bins`` quantile bins)."""
+    levers = [f for f in manifest["factors"] if f["kind"] == "lever"]
+    if not levers:
+        return pd.Series("all points", index=means.index)
+    labels = []
+    for f in levers:
+        col = means[f["name"]]
+        if f["values"] is not None or col.nunique() <= bins:
+            labels.append(
+                f["name"] + "=" + col.map(lambda v: f"{v:g}" if isinstance(v, float) else str(v))
+            )
+        else:
+            cut = pd.qcut(col.astype(float), bins, duplicates="drop", precision=3)
+            labels.append(f["name"] + " in " + cut.astype(str))
+    out = labels[0]
+    for extra in labels[1:]:
+        out = out + ", " + extra
+    return out
+
+
+def robustness(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """Owners versus streamer for each lever setting, across the uncertainty space.
+
+    For every point both channels' outcomes are compared (higher is better, except for the
+    outcomes in :data:`LOWER_IS_BETTER`). Per lever setting: the share of uncertainty samples
+    where owners win, the mean margin (owners minus streamer, in the outcome's units), and each
+    strategy's regret (how far below the better strategy it falls): mean and maximum.
+    """
+    wide = means[means.channel.isin(STRATEGIES)].pivot_table(
+        index=["point_id", "outcome"], columns="channel", values="value"
+    )
+    if not set(STRATEGIES) <= set(wide.columns):
+        return pd.DataFrame()
+    params = means.drop_duplicates("point_id").set_index("point_id")
+    setting = _lever_settings(params.reset_index(), manifest)
+    setting.index = params.index
+    wide = wide.reset_index()
+    wide["setting"] = setting.loc[wide.point_id].to_numpy()
+    rows = []
+    for (label, outcome), g in wide.groupby(["setting", "outcome"], sort=True):
+        sign = -1.0 if outcome in LOWER_IS_BETTER else 1.0
+        own, streamer = sign * g["owners"], sign * g["streamer"]
+        best = np.maximum(own, streamer)
+        rows.append(
+            {
+                "lever_setting": label,
+                "outcome": outcome,
+                "better": "lower" if sign < 0 else "higher",
+                "samples": len(g),
+                "owners_win_share": float((own > streamer).mean()),
+                "mean_margin_owners_minus_streamer": float((g["owners"] - g["streamer"]).mean()),
+                "owners_mean_regret": float((best - own).mean()),
+                "owners_max_regret": float((best - own).max()),
+                "streamer_mean_regret": float((best - streamer).mean()),
+                "streamer_max_regret": float((best - streamer).max()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def response_figure(means: pd.DataFrame, manifest: dict[str, Any], outcome: str, bins: int = 8):
+    """One outcome against each varied parameter, one colour per channel."""
+    factors = [f["name"] for f in manifest["factors"]]
+    part = means[means.outcome == outcome]
+    fig, axes = plt.subplots(1, len(factors), figsize=(3.6 * len(factors), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], factors, strict=True):
+        for channel, g in part.groupby("channel"):
+            if g.value.abs().sum() == 0:
+                continue
+            colour = CHANNEL_COLOURS.get(channel, "black")
+            x = pd.to_numeric(g[name], errors="coerce")
+            if x.isna().all():  # categorical values
+                x = g[name].astype(str)
+                m = g.groupby(x)["value"].mean()
+                ax.plot(m.index, m.to_numpy(), "o-", color=colour, label=channel)
+                continue
+            ax.scatter(x, g.value, s=6, alpha=0.35, color=colour)
+            edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
+            if edges.size > 2:
+                idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, edges.size - 2)
+                m = g.value.groupby(idx).mean()
+                centre = (edges[:-1] + edges[1:]) / 2
+                ax.plot(centre[m.index], m.to_numpy(), "-", color=colour, lw=2, label=channel)
+        ax.set_xlabel(name)
+    axes[0][0].set_ylabel(outcome.replace("_", " "))
+    axes[0][0].legend(frameon=False, fontsize=8)
+    fig.suptitle(f"{outcome}: response to each parameter")
+    fig.tight_layout()
+    return fig
+
+
+def indices_figure(table: pd.DataFrame, outcome: str, channel: str, kind: str):
+    """Bar chart of Sobol (S1, ST) or Morris (mu*) indices with their intervals."""
+    part = table[(table.outcome == outcome) & (table.channel == channel)]
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(part)), 3.4))
+    x = np.arange(len(part))
+    if kind == "sobol":
+        ax.bar(x - 0.2, part.S1, 0.4, yerr=part.S1_conf, label="first order", capsize=3)
+        ax.bar(x + 0.2, part.ST, 0.4, yerr=part.ST_conf, label="total", capsize=3)
+        ax.set_ylabel("Sobol index")
+    else:
+        ax.bar(x, part.mu_star, 0.5, yerr=part.mu_star_conf, capsize=3, label="mu*")
+        ax.plot(x, part.sigma, "k^", label="sigma")
+        ax.set_ylabel("elementary effect")
+    ax.set_xticks(x, part.parameter, rotation=20, fontsize=8)
+    ax.set_title(f"{outcome} ({channel})")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    """A plain Markdown table (numbers to 3 significant digits)."""
+
+    def cell(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def analyze(folder: str | Path) -> list[Path]:
+    """Write the response figures, sensitivity indices and robustness table of a sweep."""
+    folder = Path(folder)
+    data, manifest = load(folder)
+    if data.empty:
+        raise FileNotFoundError(f"{folder}: the sweep has no finished runs yet")
+    out = folder / "analysis"
+    out.mkdir(exist_ok=True)
+    means = point_means(data, manifest)
+    written: list[Path] = []
+
+    def save(fig, name: str) -> None:
+        path = out / name
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+
+    for outcome in sorted(means.outcome.unique()):
+        save(response_figure(means, manifest, outcome), f"response_{outcome}.png")
+    if manifest["design"] in ("sobol", "morris"):
+        fn = sobol_indices if manifest["design"] == "sobol" else morris_indices
+        table = fn(means, manifest)
+        path = out / f"{manifest['design']}.csv"
+        table.to_csv(path, index=False)
+        written.append(path)
+        for (outcome, channel), _ in table.groupby(["outcome", "channel"]):
+            save(
+                indices_figure(table, outcome, channel, manifest["design"]),
+                f"{manifest['design']}_{outcome}_{channel}.png",
+            )
+    robust = robustness(means, manifest)
+    if not robust.empty:
+        path = out / "robustness.csv"
+        robust.to_csv(path, index=False)
+        md = out / "robustness.md"
+        md.write_text(
+            "# Owners versus streamer across the uncertainty space\n\n" + _markdown(robust) + "\n",
+            encoding="utf-8",
+        )
+        written += [path, md]
+    return written
