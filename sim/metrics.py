@@ -74,6 +74,11 @@ SUMMARY_METRICS: dict[str, str] = {
     "active_owners": "owners active at the end",
     "followers": "streamer followers at the end",
     "owner_earnings_gini": "Gini coefficient of owners' total earnings (all owners)",
+    "monthly_buyer_conversion": "consumers ordering in a 30-day window / consumers reached in "
+    "it, over completed windows (T5 for owners)",
+    "owner_sales_per_member_month_median": "median over owners of sales through her links per "
+    "group member (at the start) per month (RMB, T7)",
+    "owner_sales_per_member_month_p99": "99th percentile of the same (the top 1% of owners)",
     "top_seller_share": "largest single seller's share of GMV (owners and the streamer)",
 }
 

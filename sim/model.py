@@ -53,6 +53,8 @@ _STREAMS = ("graph", "consumers", "catalogue", "owners", "followers", "dynamics"
 # The dynamics stream is split again, one stream per process, so a lever that changes one
 # channel's draws leaves the other channels' draws where they were (common random numbers).
 PROCESS_STREAMS = ("market", "events", "training", "owners", "streamer", "search", "wom", "churn")
+MONTH = 30  # days in a month, for monthly conversion and sales
+
 _CHANNEL_STREAM = {
     Channel.OWNERS: "owners",
     Channel.STREAMER: "streamer",
@@ -123,12 +125,19 @@ class CommerceModel(mesa.Model):
         # so the rest of the world is the same as with it on).
         if not p.channels.streamer:
             self.remove_streamer()
+            self._displaced = np.zeros(0, dtype=np.int64)  # never had an audience to lose
         if not p.channels.owners:
             self.owners.active[:] = False
 
         self.orders = Orders(capacity=max(1024, n // 10))
         self.recorder = TickRecorder()
         self._reached = np.zeros((len(CHANNELS), n), dtype=bool)
+        # Who was reached and who bought in the current 30-day window, per channel, and the
+        # (buyers, reached) counts of each completed window (group conversion is monthly).
+        self._month_reached = np.zeros((len(CHANNELS), n), dtype=bool)
+        self._month_bought = np.zeros((len(CHANNELS), n), dtype=bool)
+        self.monthly: list[np.ndarray] = []
+        self._displaced = np.zeros(0, dtype=np.int64)  # a banned streamer's former followers
         self._pending = np.zeros(0, dtype=np.int64)
         self._first_order_today = 0
 
@@ -163,7 +172,13 @@ class CommerceModel(mesa.Model):
         self.recorder.start()
         self._first_order_today = len(self.orders)
         self._owner_earned_today = np.zeros(self.owners.m)
-        self.in_market = self.consumers.in_market(self.streams["market"])
+        rng = self.streams["market"]
+        self.in_market = self.consumers.in_market(rng)
+        if self._displaced.size and day < self._displaced_until:
+            # The audience of a banned streamer looks elsewhere (T8): each former follower is
+            # in the market with an extra daily chance, and so searches.
+            extra = rng.random(self._displaced.size) < self.params.events.ban_migration
+            self.in_market[self._displaced[extra]] = True
 
     # ------------------------------------------------------------------------------------------
     # Events (ODD 7.9)
@@ -182,8 +197,12 @@ class CommerceModel(mesa.Model):
             )
 
     def remove_streamer(self) -> None:
-        """The streamer is banned: no more sessions, her links and following vanish."""
+        """The streamer is banned: no more sessions, her links and following vanish. Her
+        former followers are displaced demand for ``events.ban_migration_days`` days (see
+        :meth:`begin_day`)."""
         self.streamer.active = False
+        self._displaced = np.flatnonzero(self.consumers.follows)
+        self._displaced_until = self.day + self.params.events.ban_migration_days
         self.consumers.follows[:] = False
 
     # ------------------------------------------------------------------------------------------
@@ -217,7 +236,7 @@ class CommerceModel(mesa.Model):
         own, con = self.owners, self.consumers
         if own.m == 0:
             return
-        picks = own.pick_products(
+        products, start, count = own.pick_products(
             lambda cats: self.catalogue.pick_in_category(
                 self._owner_index, cats, self.streams["owners"]
             ),
@@ -225,18 +244,20 @@ class CommerceModel(mesa.Model):
         )
         members = np.flatnonzero(con.group >= 0)
         owner = own.group_owner[con.group[members]]
-        live = own.active[owner]
-        members, owner = members[live], owner[live]
+        posted = count[owner] > 0  # an inactive or silent owner's group has nothing to open
+        members, owner = members[posted], owner[posted]
         opens = (
             self.streams["owners"].random(members.size)
             < own.open_rate(self.day, self.params.platform.live_2b_material)[owner]
         )
         members, owner = members[opens], owner[opens]
         self.recorder.add("visits", Channel.OWNERS, members.size)
-        k = picks.shape[1]
+        # Each member who opened sees every product her owner posted today.
+        k = count[owner]
         consumer = np.repeat(members, k)
-        product = picks[owner].ravel()  # member-major, matching the repeat above
         owner = np.repeat(owner, k)
+        offset = np.arange(owner.size) - np.repeat(np.cumsum(k) - k, k)
+        product = products[start[owner] + offset]
         ok = product >= 0
         self.expose(consumer[ok], product[ok], Channel.OWNERS, Source.OWNER, owner[ok])
 
@@ -303,8 +324,10 @@ class CommerceModel(mesa.Model):
             rec.add("wom_exposures", channel)
         if np.ndim(channel_in) == 0:
             self._reached[int(channel_in), consumer] = True
+            self._month_reached[int(channel_in), consumer] = True
         else:
             self._reached[channel, consumer] = True
+            self._month_reached[channel, consumer] = True
 
         hype = self._hype[channel]
         if source == Source.FRIEND:
@@ -327,6 +350,7 @@ class CommerceModel(mesa.Model):
         if not bought.any():
             return bought
         b = bought
+        self._month_bought[channel[b], consumer[b]] = True
         k = int(b.sum())
         lag = rng.integers(p.delivery.lag_min, p.delivery.lag_max + 1, k)
         fate = rng.random((3, k), dtype=np.float32)
@@ -371,11 +395,12 @@ class CommerceModel(mesa.Model):
         rec.add("brand_profit", ch, sign * (paid - cost - commission))
         via_owner = ch == Channel.OWNERS
         if via_owner.any() and self.owners.m:
+            owner = o["owner"][rows][via_owner]
+            m = self.owners.m
             self._owner_earned_today += np.bincount(
-                o["owner"][rows][via_owner],
-                weights=sign * commission[via_owner],
-                minlength=self.owners.m,
+                owner, weights=sign * commission[via_owner], minlength=m
             )
+            self.owners.sales += np.bincount(owner, weights=sign * paid[via_owner], minlength=m)
 
     # ------------------------------------------------------------------------------------------
     # Word of mouth (ODD 7.2, forwarding)
@@ -584,6 +609,25 @@ class CommerceModel(mesa.Model):
         rec.set("active_owners", [active, np.nan, np.nan, active])
         rec.set("followers", [np.nan, fans, np.nan, fans])
         rec.finish()
+        if (self.day + 1) % MONTH == 0:
+            self.monthly.append(self._month_counts())
+            self._month_reached[:] = False
+            self._month_bought[:] = False
+
+    def _month_counts(self) -> np.ndarray:
+        """(buyers, reached) in the current window: rows channels then all."""
+        bought, reached = self._month_bought, self._month_reached
+        return np.array(
+            [
+                [*bought.sum(axis=1), bought.any(axis=0).sum()],
+                [*reached.sum(axis=1), reached.any(axis=0).sum()],
+            ]
+        )
+
+    def monthly_windows(self) -> np.ndarray:
+        """Completed 30-day windows as an array (window, buyers/reached, column); a run
+        shorter than a month gives its one partial window."""
+        return np.array(self.monthly) if self.monthly else self._month_counts()[None]
 
     # ------------------------------------------------------------------------------------------
     def _member_preference_mean(self, group_owner: np.ndarray, m: int) -> np.ndarray:
@@ -620,15 +664,35 @@ class CommerceModel(mesa.Model):
                 "members_end": self._members_per_owner(),
                 "skill": own.skill,
                 "earnings": own.earnings,
+                "sales": own.sales,
                 "active": own.active,
             }
         )
 
     def summary(self) -> pd.DataFrame:
         """Run summary: one row per (channel, metric)."""
-        return summarise(
+        summary = summarise(
             self.recorder, self.orders, self.n, self.owners.earnings, self.catalogue.apparel
         )
+        return pd.concat([summary, self._pattern_metrics()], ignore_index=True)
+
+    def _pattern_metrics(self) -> pd.DataFrame:
+        """Monthly group conversion (T5) and owners' monthly sales per member (T7)."""
+        windows = self.monthly_windows()
+        buyers, reached = windows[:, 0].sum(axis=0), windows[:, 1].sum(axis=0)
+        rows = [
+            (name, "monthly_buyer_conversion", float(b / r) if r else float("nan"))
+            for name, b, r in zip([*CHANNELS, "all"], buyers, reached, strict=True)
+        ]
+        months = max(self.params.world.days, 1) / MONTH
+        members = self._members_at_start
+        has = members > 0
+        per_member = self.owners.sales[has] / members[has] / months
+        for q, label in ((0.5, "median"), (0.99, "p99")):
+            value = float(np.quantile(per_member, q)) if per_member.size else float("nan")
+            for name in (CHANNELS[Channel.OWNERS], "all"):
+                rows.append((name, f"owner_sales_per_member_month_{label}", value))
+        return pd.DataFrame(rows, columns=["channel", "metric", "value"])
 
 
 def _mean(x: np.ndarray) -> float:

@@ -2,7 +2,8 @@
 
 An owner is a consumer who runs a shop. She holds 1-4 groups of at most 500 members recruited
 mostly from her graph neighbourhood (:func:`recruit_groups`). Each day she picks products for
-her groups by her *estimate* of what her members like (:meth:`Owners.pick_products`), learns
+her groups (as many as her activity brings, heavy-tailed across owners) by her *estimate* of
+what her members like (:meth:`Owners.pick_products`), learns
 from what they keep and return (:meth:`Owners.learn`) and from hearing them out
 (:meth:`Owners.listen`), gains skill at the platform's 2b live
 sessions and loses it slowly otherwise (:meth:`Owners.train`, :meth:`Owners.forget`), and quits
@@ -22,6 +23,7 @@ from sim.graph import neighbourhood
 from sim.params import OwnerParams
 
 EARNINGS_WINDOW = 30  # days of earnings an owner looks back on when deciding to quit
+MAX_POSTS = 50  # products one owner posts in a day at most (more would be spam in a group chat)
 RECRUITMENT_ROUNDS = 6  # rounds of local recruitment; later rounds add little
 
 
@@ -148,26 +150,38 @@ class Owners:
         self.knowledge = k * member_preference_mean + (1 - k) * noise
         self.knowledge /= self.knowledge.sum(axis=1, keepdims=True)
         self.earnings = np.zeros(self.m)
+        self.sales = np.zeros(self.m)  # GMV through her links, net of returns
         self._window = np.zeros((EARNINGS_WINDOW, self.m))
         self.material_until = np.full(self.m, -1, dtype=np.int64)
-        self.picks = np.full((self.m, p.products_per_day), -1, dtype=np.int64)
+        # Activity: how much she posts, heavy-tailed across owners (lognormal, mean 1).
+        sigma = p.activity_sigma
+        self.activity = rng.lognormal(-(sigma**2) / 2, sigma, self.m)
 
     # -- assortment --------------------------------------------------------------------------
-    def pick_products(self, pick_in_category, rng: np.random.Generator) -> np.ndarray:
-        """Today's picks, ``products_per_day`` per owner, by her skill-weighted estimate.
+    def pick_products(
+        self, pick_in_category, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Today's posts: how many products each owner posts and which.
 
-        ``pick_in_category(categories)`` returns a product of each category from the
-        catalogue she may sell (the platform's selection).
+        She posts ``Poisson(products_per_day x activity)`` products (at most
+        :data:`MAX_POSTS`), each of a category drawn from her skill-weighted estimate, then a
+        product of that category from ``pick_in_category(categories)`` (the platform's
+        selection). Returns the products of all owners back to back, and each owner's start
+        and count in that array.
         """
         c = self.knowledge.shape[1]
+        count = np.minimum(rng.poisson(self.p.products_per_day * self.activity), MAX_POSTS)
+        count[~self.active] = 0
         weight = (self.skill[:, None] * self.knowledge + (1 - self.skill[:, None]) / c) ** (
             self.p.pick_sharpness
         )
         cdf = np.cumsum(weight / weight.sum(axis=1, keepdims=True), axis=1)
-        u = rng.random((self.m, self.p.products_per_day))
-        cat = np.minimum((cdf[:, None, :] < u[:, :, None]).sum(axis=2), c - 1)
-        self.picks = pick_in_category(cat.ravel()).reshape(cat.shape)
-        return self.picks
+        owner = np.repeat(np.arange(self.m), count)
+        u = rng.random(owner.size)
+        category = np.minimum((cdf[owner] < u[:, None]).sum(axis=1), c - 1)
+        products = pick_in_category(category)
+        start = np.cumsum(count) - count
+        return products, start, count
 
     def open_rate(self, day: int, material_boost: float) -> np.ndarray:
         """Chance a member of each owner's group opens today's posts (2b material helps)."""

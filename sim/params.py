@@ -242,13 +242,21 @@ class OwnerParams:
     neighbourhood_hops: int = param(
         3, 1, 4, unit="hops", doc="How far in the graph an owner recruits members.", kind="world"
     )
-    products_per_day: int = param(
-        3,
-        1,
-        100,
-        unit="products",
-        doc="Products an owner posts to her groups each day.",
+    products_per_day: float = param(
+        3.0,
+        0,
+        50,
+        unit="products/day",
+        doc="Mean products an owner posts to her groups a day (times her activity).",
         kind="lever",
+    )
+    activity_sigma: float = param(
+        1.0,
+        0,
+        3,
+        unit="log-sd",
+        source="brief T7: owner sales are heavy-tailed",
+        doc="Spread of owners' posting activity (lognormal, mean 1): large is a heavier tail.",
     )
     open_rate: float = param(
         0.3, 0, 1, unit="probability/day", doc="Chance a member opens the group's posts on a day."
@@ -623,6 +631,17 @@ class FeedbackParams:
 class EventParams:
     streamer_removed_day: int | None = param(
         None, 0, 100_000, unit="day", nullable=True, doc="Day the streamer is removed (banned)."
+    )
+    ban_migration: float = param(
+        0.05,
+        0,
+        1,
+        unit="probability/day",
+        source="brief T8: part of a banned streamer's audience turns to other channels",
+        doc="Extra daily chance a banned streamer's former follower is in the market.",
+    )
+    ban_migration_days: int = param(
+        14, 0, 100_000, unit="days", doc="How long a banned streamer's audience looks elsewhere."
     )
     churn_wave_day: int | None = param(
         None, 0, 100_000, unit="day", nullable=True, doc="Day of an owner churn wave."

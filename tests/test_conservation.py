@@ -97,3 +97,21 @@ def test_visit_conversion_counts_direct_orders_per_visit(result):
     for ch in CHANNELS:
         direct = ((o.channel == ch) & (o.source != "friend")).sum()
         assert s[(ch, "visit_conversion")] == pytest.approx(direct / s[(ch, "visits")])
+
+
+def test_owner_sales_add_up_to_the_owners_channel(result):
+    o = result.orders
+    kept = o[(o.channel == "owners") & (o.status != "returned")]
+    assert result.owners.sales.sum() == pytest.approx(kept.paid.sum())
+
+
+def test_monthly_conversion_matches_the_order_book():
+    res = run(small({"seed": 2, "world.days": 60}))
+    s = res.summary.set_index(["channel", "metric"]).value
+    o = res.orders
+    o = o[o.channel == "owners"]
+    buyers = sum(o[(o.day >= 30 * w) & (o.day < 30 * (w + 1))].consumer.nunique() for w in (0, 1))
+    rate = s[("owners", "monthly_buyer_conversion")]
+    assert 0 < rate < 1
+    # The numerator is the monthly buyers; the denominator, the monthly reached.
+    assert buyers / rate == pytest.approx(round(buyers / rate), abs=1e-6)

@@ -160,3 +160,28 @@ def test_apparel_is_returned_more_often_than_other_goods():
     done = o[o.status != "pending"]
     rate = done.groupby("apparel").status.apply(lambda s: (s == "returned").mean())
     assert rate[True] > rate[False]
+
+
+def test_a_banned_streamers_audience_turns_to_other_channels():
+    """T8: after the ban, her former followers search more for a while."""
+
+    def conventional_orders(overrides):
+        ts = run(small({**overrides, "seed": 6, "world.days": 30})).timeseries
+        conv = ts[ts.channel == "conventional"].set_index("day").orders
+        return conv.loc[10:19].sum()
+
+    banned = {"events.streamer_removed_day": 10, "events.ban_migration": 0.2}
+    assert conventional_orders(banned) > 1.2 * conventional_orders({})
+    quiet = {**banned, "events.ban_migration": 0.0}
+    assert conventional_orders(quiet) < conventional_orders(banned)
+
+
+def test_owner_activity_makes_sales_heavy_tailed():
+    """T7: the spread of owners' activity sets how far the top owners sell above the median."""
+
+    def tail_ratio(sigma):
+        s = run(small({"owners.activity_sigma": sigma, "seed": 3, "world.owners": 80})).summary
+        v = s[s.channel == "owners"].set_index("metric").value
+        return v["owner_sales_per_member_month_p99"] / v["owner_sales_per_member_month_median"]
+
+    assert tail_ratio(1.5) > 2 * tail_ratio(0.2)

@@ -1,0 +1,399 @@
+"""Benchmark sweep throughput: serial, two local processes and a two-worker Dask cluster.
+
+Run with ``.venv/bin/python benchmarks/bench_sweep.py`` (``--points N`` changes the size).
+
+The same sweep (the shipped ``hybrid`` scenario at 20,000 consumers, 100 owners, 30 days; a
+``random`` design over ``platform.selection_strictness`` and ``purchase.trust``, one replicate)
+runs three ways, each in its own freshly spawned process and into its own fresh output folder:
+
+* serial: ``run_sweep(sweep, out, executor=None)``;
+* local: a ``ProcessPoolExecutor`` of 2 ``forkserver`` processes;
+* dask: a loopback cluster the benchmark starts and stops as real processes
+  (``dask scheduler`` and ``dask worker --nworkers 2 --nthreads 1``), used through
+  ``Client(address).get_executor(pure=False)``.
+
+Throughput is runs per minute of the ``run_sweep`` call (worker start-up inside it counts, as
+does the gathering of ``sweep.parquet``); the time to start the cluster before it is reported
+separately as set-up. The three ``sweep.parquet`` datasets must be identical (exit 1 if not).
+The figures are printed and written to ``results/bench_sweep.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results" / "bench_sweep.json"
+BASE = ROOT / "scenarios" / "hybrid.toml"
+DASK = Path(sys.executable).parent / "dask"
+WORKERS = 2
+SEED = 7
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+MODES = {
+    "serial": "serial (this process)",
+    "local": f"{WORKERS} local processes",
+    "dask": f"Dask, {WORKERS} workers",
+}
+
+SWEEP_TOML = """\
+# Benchmark sweep (written by benchmarks/bench_sweep.py)
+name = "bench_sweep"
+base = {base}
+design = "random"
+samples = {points}
+replicates = 1
+seed = {seed}
+outcomes = ["reach_share", "visit_conversion", "return_rate", "brand_profit"]
+
+[set]
+world.consumers = 20_000
+levers.world.owners = 100
+horizon = 30
+
+[levers]
+platform.selection_strictness = [0.0, 0.8]
+
+[uncertainties]
+purchase.trust = [1.0, 3.0]
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# The Dask cluster: real scheduler and worker processes on loopback
+# ---------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], log: Path) -> subprocess.Popen:
+    """Start a cluster process in its own session (so a stuck one is killed with its children)."""
+    with log.open("wb") as fh:
+        return subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> str:
+    """Terminate a cluster process (SIGTERM); kill its process group if it does not exit."""
+    if proc.poll() is not None:
+        return f"already exited ({proc.returncode})"
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+        return "terminated"
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group of this process only (own session)
+    except ProcessLookupError:
+        pass
+    proc.wait(10)
+    return "killed"
+
+
+def busy_cpus(seconds: float = 1.0) -> float | None:
+    """How many CPUs other work keeps busy, sampled from /proc/stat (Linux; else None)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            ticks = [int(x) for x in fh.readline().split()[1:]]
+        idle = ticks[3] + ticks[4]  # idle + iowait
+        return sum(ticks) - idle, sum(ticks)
+
+    try:
+        busy0, total0 = sample()
+        time.sleep(seconds)
+        busy1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# One mode, in a fresh process
+# ---------------------------------------------------------------------------------------------
+def run_mode(mode: str, sweep_file: str, out: str, queue) -> None:
+    """Run the sweep one way; put a dict of figures (or an error) on ``queue``."""
+    try:
+        queue.put(_run_mode(mode, Path(sweep_file), Path(out)))
+    except BaseException as err:  # reported by the parent
+        import traceback
+
+        error = f"{type(err).__name__}: {err}"
+        queue.put({"mode": mode, "error": error, "traceback": traceback.format_exc()})
+
+
+def _timed_sweep(sweep, out: Path, executor) -> dict:
+    from sim.sweep import run_sweep
+
+    t0 = time.perf_counter()
+    report = run_sweep(sweep, out, executor)
+    wall = time.perf_counter() - t0
+    return {
+        "runs": report.total,
+        "computed": report.computed,
+        "skipped": report.skipped,
+        "failures": [f["error"] for f in report.failures],
+        "sweep_s": wall,
+        "dataset": str(report.dataset),
+    }
+
+
+def _run_mode(mode: str, sweep_file: Path, out: Path) -> dict:
+    t_start = time.perf_counter()
+    from sim.sweep import load_sweep
+
+    sweep = load_sweep(sweep_file)
+    row: dict = {"mode": mode, "label": MODES[mode], "error": None}
+    if mode == "serial":
+        row["setup_s"] = 0.0
+        row.update(_timed_sweep(sweep, out, None))
+        row["teardown_s"] = 0.0
+    elif mode == "local":
+        from concurrent.futures import ProcessPoolExecutor
+
+        t0 = time.perf_counter()
+        pool = ProcessPoolExecutor(max_workers=WORKERS, mp_context=mp.get_context("forkserver"))
+        row["setup_s"] = time.perf_counter() - t0  # the processes start on the first submit
+        try:
+            row.update(_timed_sweep(sweep, out, pool))
+        finally:
+            t1 = time.perf_counter()
+            pool.shutdown(wait=True, cancel_futures=True)
+            row["teardown_s"] = time.perf_counter() - t1
+    else:
+        row.update(_run_dask(sweep, out))
+    row["process_s"] = time.perf_counter() - t_start
+    return row
+
+
+def _run_dask(sweep, out: Path) -> dict:
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = out.parent / f"{out.name}-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    scheduler_cmd = [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    scheduler_cmd.append("--no-dashboard")
+    worker_cmd = [str(DASK), "worker", address, "--nworkers", str(WORKERS), "--nthreads", "1"]
+    worker_cmd.append("--no-dashboard")
+    row: dict = {"address": address, "commands": [scheduler_cmd, worker_cmd]}
+    procs: dict[str, subprocess.Popen] = {}
+    client = None
+    t0 = time.perf_counter()
+    try:
+        procs["scheduler"] = start(scheduler_cmd, logs / "scheduler.log")
+        procs["worker"] = start(worker_cmd, logs / "worker.log")
+        from distributed import Client
+
+        client = Client(address, timeout="60s")
+        client.wait_for_workers(WORKERS, timeout=60)
+        row["setup_s"] = time.perf_counter() - t0
+        row["dask_workers"] = len(client.scheduler_info(n_workers=-1)["workers"])
+        executor = client.get_executor(pure=False)
+        row.update(_timed_sweep(sweep, out, executor))
+    except BaseException as err:
+        for name, proc in procs.items():
+            err.add_note(f"{name} log ({proc.args[1]}):\n{tail(logs / f'{name}.log')}")
+        raise
+    finally:
+        t1 = time.perf_counter()
+        if client is not None:
+            client.close()
+        # Workers first, so they do not retry a vanished scheduler.
+        row["shutdown"] = {
+            name: stop(procs[name]) for name in ("worker", "scheduler") if name in procs
+        }
+        row["teardown_s"] = time.perf_counter() - t1
+    return row
+
+
+def in_fresh_process(mode: str, sweep_file: Path, out: Path) -> dict:
+    """Run one mode in a newly spawned (non-daemon: it starts processes of its own) process."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=run_mode, args=(mode, str(sweep_file), str(out), queue))
+    t0 = time.perf_counter()
+    proc.start()
+    try:
+        row = queue.get(timeout=3600)
+    except Exception as err:  # the child died without a word
+        row = {"mode": mode, "label": MODES[mode], "error": f"no result ({type(err).__name__})"}
+    proc.join(60)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    row["wall_s"] = time.perf_counter() - t0
+    row["exitcode"] = proc.exitcode
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# The parent: write the sweep, run the modes, compare, report
+# ---------------------------------------------------------------------------------------------
+def compare(rows: list[dict]) -> tuple[bool, dict[str, str | None]]:
+    """Are the ``sweep.parquet`` datasets of every mode identical to the serial one?"""
+    import pandas as pd
+    from pandas.testing import assert_frame_equal
+
+    ref = next((r for r in rows if r["mode"] == "serial" and not r.get("error")), None)
+    if ref is None:
+        return False, {r["mode"]: "no serial dataset to compare with" for r in rows}
+    expected = pd.read_parquet(ref["dataset"])
+    diffs: dict[str, str | None] = {}
+    for r in rows:
+        if r["mode"] == "serial":
+            continue
+        if r.get("error"):
+            diffs[r["mode"]] = "no dataset (the mode failed)"
+            continue
+        try:
+            assert_frame_equal(pd.read_parquet(r["dataset"]), expected, check_exact=True)
+            diffs[r["mode"]] = None
+        except AssertionError as err:
+            diffs[r["mode"]] = str(err)
+    return all(d is None for d in diffs.values()) and len(diffs) == len(MODES) - 1, diffs
+
+
+def report(rows: list[dict], points: int, identical: bool, diffs: dict) -> None:
+    serial = next((r for r in rows if r["mode"] == "serial" and not r.get("error")), None)
+    print()
+    print(
+        f"Sweep: hybrid, 20,000 consumers, 100 owners, 30 days; random design, {points} points "
+        f"x 1 replicate; {os.cpu_count()} CPUs"
+    )
+    head = (
+        f"{'mode':<24} {'runs':>5} {'setup s':>8} {'sweep s':>8} {'runs/min':>9} "
+        f"{'speed-up':>9} {'process s':>10}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        if r.get("error"):
+            print(f"{r['label']:<24} FAILED: {r['error']}")
+            continue
+        speedup = f"{r['speedup']:.2f}x" if r.get("speedup") is not None else "-"
+        print(
+            f"{r['label']:<24} {r['runs']:>5} {r['setup_s']:>8.2f} {r['sweep_s']:>8.2f} "
+            f"{r['runs_per_min']:>9.1f} {speedup:>9} {r['wall_s']:>10.2f}"
+        )
+        if r["failures"]:
+            print(f"  {len(r['failures'])} failed runs, e.g. {r['failures'][0]}")
+    print(
+        "(sweep s = the run_sweep call, worker start-up included; setup s = starting the Dask "
+        "cluster\n before it; process s = the whole fresh process; speed-up = serial sweep s / "
+        "sweep s)"
+    )
+    if serial is None:
+        print("no serial run to compare with")
+    print(f"identical results: {'yes' if identical else 'no'}")
+    for mode, diff in diffs.items():
+        if diff is not None:
+            print(f"  {mode} differs from serial: {diff}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", type=int, default=24, help="design points (default 24)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="JSON output path")
+    args = ap.parse_args(argv)
+    if args.points < 1:
+        ap.error("--points must be at least 1")
+    if not DASK.is_file():
+        ap.error(f"{DASK} not found: the Dask CLI is needed (pip install distributed)")
+
+    # Single-threaded numeric libraries everywhere (inherited by every child and cluster process).
+    for var in THREAD_VARS:
+        os.environ[var] = "1"
+
+    busy_before = busy_cpus()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_sweep-") as tmp:
+        tmp = Path(tmp)
+        sweep_file = tmp / "bench_sweep.toml"
+        text = SWEEP_TOML.format(base=json.dumps(str(BASE)), points=args.points, seed=SEED)
+        sweep_file.write_text(text, encoding="utf-8")
+        for mode, label in MODES.items():
+            out = tmp / f"out-{mode}"  # fresh: nothing is reused between modes
+            print(f"running {label}: {args.points} runs ...", flush=True)
+            row = in_fresh_process(mode, sweep_file, out)
+            row["label"] = label
+            if row.get("error") and row.get("traceback"):
+                print(row["traceback"], file=sys.stderr)
+            rows.append(row)
+        identical, diffs = compare(rows)
+        for r in rows:
+            r.pop("dataset", None)  # temporary, gone after the benchmark
+
+    serial = next((r for r in rows if r["mode"] == "serial" and not r.get("error")), None)
+    for r in rows:
+        if r.get("error"):
+            continue
+        r["runs_per_min"] = 60 * r["runs"] / r["sweep_s"]
+        r["runs_per_min_with_setup"] = 60 * r["runs"] / (r["setup_s"] + r["sweep_s"])
+        r["speedup"] = serial["sweep_s"] / r["sweep_s"] if serial else None
+    busy_after = busy_cpus()
+    report(rows, args.points, identical, diffs)
+    if busy_before is not None and busy_after is not None:
+        busy = max(busy_before, busy_after) > 0.3
+        print(
+            f"CPUs busy with other work just before / after: {busy_before:.2f} / "
+            f"{busy_after:.2f}" + ("  (other work was running: figures not clean)" if busy else "")
+        )
+
+    from importlib.metadata import version
+
+    failed_runs = sum(len(r.get("failures", [])) for r in rows)
+    out = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv[1:],
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "dask": version("dask"),
+            "distributed": version("distributed"),
+            "numpy": version("numpy"),
+            "pandas": version("pandas"),
+        },
+        "busy_cpus_before": busy_before,
+        "busy_cpus_after": busy_after,
+        "sweep": {"base": "scenarios/hybrid.toml", "points": args.points, "text": text},
+        "workers": WORKERS,
+        "modes": rows,
+        "identical": identical,
+        "differences": diffs,
+        "failed_runs": failed_runs,
+        "passed": identical and failed_runs == 0 and not any(r.get("error") for r in rows),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {args.out}")
+    return 0 if out["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
