@@ -39,6 +39,7 @@ BASE = ROOT / "scenarios" / "hybrid.toml"
 DASK = Path(sys.executable).parent / "dask"
 WORKERS = 2
 SEED = 7
+NOISE_CPUS = 0.1  # other processes using more CPU than this make a mode's figures unclean
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 MODES = {
     "serial": "serial (this process)",
@@ -108,22 +109,44 @@ def stop(proc: subprocess.Popen, timeout: float = 20.0) -> str:
     return "killed"
 
 
-def busy_cpus(seconds: float = 1.0) -> float | None:
-    """How many CPUs other work keeps busy, sampled from /proc/stat (Linux; else None)."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as fh:
-            ticks = [int(x) for x in fh.readline().split()[1:]]
-        idle = ticks[3] + ticks[4]  # idle + iowait
-        return sum(ticks) - idle, sum(ticks)
-
+def cpu_snapshot() -> dict[int, tuple[int, int, int]] | None:
+    """pid -> (ppid, start time, CPU ticks incl. waited-for children) of every process (Linux)."""
+    snap = {}
     try:
-        busy0, total0 = sample()
-        time.sleep(seconds)
-        busy1, total1 = sample()
-    except (OSError, ValueError, IndexError):
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
         return None
-    return (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        # fields[0] is field 3 (state): ppid 4, utime 14, stime 15, cutime 16, cstime 17, start 22
+        ticks = sum(int(x) for x in fields[11:15])
+        snap[pid] = (int(fields[1]), int(fields[19]), ticks)
+    return snap
+
+
+def other_cpu_seconds(before: dict | None, after: dict | None) -> float | None:
+    """CPU seconds spent between two snapshots by processes outside this benchmark's tree."""
+    if before is None or after is None:
+        return None
+    ours = {os.getpid()}
+    changed = True
+    while changed:  # descendants of this process (the cluster is in its own session, still ours)
+        changed = False
+        for pid, (ppid, _, _) in after.items():
+            if ppid in ours and pid not in ours:
+                ours.add(pid)
+                changed = True
+    ticks = 0
+    for pid, (_, start, cpu) in after.items():
+        if pid in ours:
+            continue
+        old = before.get(pid)
+        ticks += cpu - old[2] if old is not None and old[1] == start else cpu
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -236,6 +259,7 @@ def in_fresh_process(mode: str, sweep_file: Path, out: Path) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=run_mode, args=(mode, str(sweep_file), str(out), queue))
+    snap = cpu_snapshot()
     t0 = time.perf_counter()
     proc.start()
     try:
@@ -248,6 +272,9 @@ def in_fresh_process(mode: str, sweep_file: Path, out: Path) -> dict:
         proc.join()
     row["wall_s"] = time.perf_counter() - t0
     row["exitcode"] = proc.exitcode
+    other = other_cpu_seconds(snap, cpu_snapshot())
+    row["other_cpu_s"] = other
+    row["other_cpus"] = other / row["wall_s"] if other is not None else None
     return row
 
 
@@ -287,7 +314,7 @@ def report(rows: list[dict], points: int, identical: bool, diffs: dict) -> None:
     )
     head = (
         f"{'mode':<24} {'runs':>5} {'setup s':>8} {'sweep s':>8} {'runs/min':>9} "
-        f"{'speed-up':>9} {'process s':>10}"
+        f"{'speed-up':>9} {'process s':>10} {'other CPUs':>11}"
     )
     print(head)
     print("-" * len(head))
@@ -296,17 +323,24 @@ def report(rows: list[dict], points: int, identical: bool, diffs: dict) -> None:
             print(f"{r['label']:<24} FAILED: {r['error']}")
             continue
         speedup = f"{r['speedup']:.2f}x" if r.get("speedup") is not None else "-"
+        other = f"{r['other_cpus']:.2f}" if r.get("other_cpus") is not None else "-"
         print(
             f"{r['label']:<24} {r['runs']:>5} {r['setup_s']:>8.2f} {r['sweep_s']:>8.2f} "
-            f"{r['runs_per_min']:>9.1f} {speedup:>9} {r['wall_s']:>10.2f}"
+            f"{r['runs_per_min']:>9.1f} {speedup:>9} {r['wall_s']:>10.2f} {other:>11}"
         )
         if r["failures"]:
             print(f"  {len(r['failures'])} failed runs, e.g. {r['failures'][0]}")
     print(
         "(sweep s = the run_sweep call, worker start-up included; setup s = starting the Dask "
         "cluster\n before it; process s = the whole fresh process; speed-up = serial sweep s / "
-        "sweep s)"
+        "sweep s;\n other CPUs = mean CPUs used by processes outside the benchmark meanwhile)"
     )
+    noisy = [r["mode"] for r in rows if (r.get("other_cpus") or 0) > NOISE_CPUS]
+    if noisy:
+        print(
+            f"WARNING: other work used over {NOISE_CPUS} CPU during {', '.join(noisy)}: "
+            "those figures are not clean; rerun on an idle machine"
+        )
     if serial is None:
         print("no serial run to compare with")
     print(f"identical results: {'yes' if identical else 'no'}")
@@ -329,7 +363,6 @@ def main(argv: list[str] | None = None) -> int:
     for var in THREAD_VARS:
         os.environ[var] = "1"
 
-    busy_before = busy_cpus()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_sweep-") as tmp:
         tmp = Path(tmp)
@@ -355,14 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         r["runs_per_min"] = 60 * r["runs"] / r["sweep_s"]
         r["runs_per_min_with_setup"] = 60 * r["runs"] / (r["setup_s"] + r["sweep_s"])
         r["speedup"] = serial["sweep_s"] / r["sweep_s"] if serial else None
-    busy_after = busy_cpus()
     report(rows, args.points, identical, diffs)
-    if busy_before is not None and busy_after is not None:
-        busy = max(busy_before, busy_after) > 0.3
-        print(
-            f"CPUs busy with other work just before / after: {busy_before:.2f} / "
-            f"{busy_after:.2f}" + ("  (other work was running: figures not clean)" if busy else "")
-        )
 
     from importlib.metadata import version
 
@@ -379,8 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             "numpy": version("numpy"),
             "pandas": version("pandas"),
         },
-        "busy_cpus_before": busy_before,
-        "busy_cpus_after": busy_after,
+        "noisy_modes": [r["mode"] for r in rows if (r.get("other_cpus") or 0) > NOISE_CPUS],
         "sweep": {"base": "scenarios/hybrid.toml", "points": args.points, "text": text},
         "workers": WORKERS,
         "modes": rows,

@@ -116,6 +116,18 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, help="sweep folder (default: results/sweep-NAME)")
     sw.add_argument("--quiet", action="store_true")
 
+    ca = sub.add_parser("calibrate", help="fit uncertain parameters to the brief's patterns (ABC)")
+    ca.add_argument("--draws", type=int, default=600, help="prior draws (default 600)")
+    ca.add_argument("--accept", type=float, default=0.05, help="share accepted (default 0.05)")
+    ca.add_argument("--consumers", type=int, default=10_000)
+    ca.add_argument("--days", type=int, default=90)
+    ca.add_argument("--seed", type=int, default=2026)
+    ca.add_argument("--replicates", type=int, default=4, help="replicates checking candidates")
+    ca.add_argument("--workers", type=int)
+    ca.add_argument("--scheduler", help="a Dask scheduler address (as for sweep)")
+    ca.add_argument("--out", type=Path, default=RESULTS / "calibration")
+    ca.add_argument("--quiet", action="store_true")
+
     an = sub.add_parser("analyze", help="sensitivity and robustness analysis of a sweep")
     an.add_argument("folder", type=Path)
     return parser
@@ -319,6 +331,43 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from sim.calibration import calibrate
+
+    if not 0 < args.accept <= 1:
+        raise ParameterError(f"--accept {args.accept} is outside the allowed range (0, 1]")
+    if args.draws < 10:
+        raise ParameterError(f"--draws {args.draws} is outside the allowed range [10, ...)")
+    executor, close, where = make_executor(args.workers, args.scheduler)
+    if not args.quiet:
+        print(
+            f"fishschool calibrate: {args.draws} draws on {where} into {args.out}/", file=sys.stderr
+        )
+    progress = Progress("runs", not args.quiet)
+    try:
+        res = calibrate(
+            args.out,
+            draws=args.draws,
+            accept=args.accept,
+            consumers=args.consumers,
+            days=args.days,
+            seed=args.seed,
+            replicates=args.replicates,
+            executor=executor,
+            workers=args.workers,
+            progress=lambda d, f, t: progress(d, t, f),
+        )
+    finally:
+        close()
+    chosen = res.candidates[res.chosen]
+    print(
+        f"accepted {len(res.accepted)} of {len(res.draws)} draws (epsilon {res.epsilon:.3g}); "
+        f"default: {res.chosen}, {chosen['inside']} targets met. "
+        f"Report: {args.out / 'calibration.md'}"
+    )
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.sensitivity import analyze
 
@@ -339,6 +388,7 @@ COMMANDS = {
     "report": cmd_report,
     "sweep": cmd_sweep,
     "analyze": cmd_analyze,
+    "calibrate": cmd_calibrate,
 }
 
 
