@@ -109,8 +109,8 @@ def stop(proc: subprocess.Popen, timeout: float = 20.0) -> str:
     return "killed"
 
 
-def cpu_snapshot() -> dict[int, tuple[int, int, int]] | None:
-    """pid -> (ppid, start time, CPU ticks incl. waited-for children) of every process (Linux)."""
+def cpu_snapshot() -> dict[int, tuple[int, int, int, int]] | None:
+    """pid -> (ppid, process group, start time, CPU ticks incl. waited-for children) (Linux)."""
     snap = {}
     try:
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
@@ -122,30 +122,35 @@ def cpu_snapshot() -> dict[int, tuple[int, int, int]] | None:
                 fields = fh.read().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue  # gone meanwhile
-        # fields[0] is field 3 (state): ppid 4, utime 14, stime 15, cutime 16, cstime 17, start 22
+        # fields[0] is field 3 (state): ppid 4, pgrp 5, utime..cstime 14-17, start time 22
         ticks = sum(int(x) for x in fields[11:15])
-        snap[pid] = (int(fields[1]), int(fields[19]), ticks)
+        snap[pid] = (int(fields[1]), int(fields[2]), int(fields[19]), ticks)
     return snap
 
 
 def other_cpu_seconds(before: dict | None, after: dict | None) -> float | None:
-    """CPU seconds spent between two snapshots by processes outside this benchmark's tree."""
+    """CPU seconds spent between two snapshots by processes outside this benchmark.
+
+    Ours: this process, its descendants (the cluster runs in its own session, still a child)
+    and its process group (a forkserver outlives the pool that started it, re-parented).
+    """
     if before is None or after is None:
         return None
     ours = {os.getpid()}
+    group = os.getpgrp()
     changed = True
-    while changed:  # descendants of this process (the cluster is in its own session, still ours)
+    while changed:
         changed = False
-        for pid, (ppid, _, _) in after.items():
-            if ppid in ours and pid not in ours:
+        for pid, (ppid, pgrp, _, _) in after.items():
+            if (ppid in ours or pgrp == group) and pid not in ours:
                 ours.add(pid)
                 changed = True
     ticks = 0
-    for pid, (_, start, cpu) in after.items():
+    for pid, (_, _, start, cpu) in after.items():
         if pid in ours:
             continue
         old = before.get(pid)
-        ticks += cpu - old[2] if old is not None and old[1] == start else cpu
+        ticks += cpu - old[3] if old is not None and old[2] == start else cpu
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -128,6 +128,16 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument("--out", type=Path, default=RESULTS / "calibration")
     ca.add_argument("--quiet", action="store_true")
 
+    vm = sub.add_parser("validate-model", help="docking, direction checks, patterns: a report")
+    vm.add_argument("--size", choices=("small", "full"), default="full")
+    vm.add_argument("--out", type=Path, default=Path("docs/VALIDATION.md"))
+    vm.add_argument(
+        "--posterior",
+        type=Path,
+        default=Path("docs/calibration/posterior.csv"),
+        help="accepted ranges from fishschool calibrate (for the verdict's sensitivity)",
+    )
+
     an = sub.add_parser("analyze", help="sensitivity and robustness analysis of a sweep")
     an.add_argument("folder", type=Path)
     return parser
@@ -368,6 +378,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate_model(args: argparse.Namespace) -> int:
+    from sim.validation import write_report
+
+    path = write_report(args.out, args.size, args.posterior)
+    print(f"Validation report: {path}")
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.sensitivity import analyze
 
@@ -389,6 +407,7 @@ COMMANDS = {
     "sweep": cmd_sweep,
     "analyze": cmd_analyze,
     "calibrate": cmd_calibrate,
+    "validate-model": cmd_validate_model,
 }
 
 
