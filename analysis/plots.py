@@ -12,6 +12,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files, never a window
 
+from typing import Any  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -254,3 +256,114 @@ def event_before_after(timeseries: pd.DataFrame, scenario: str, events: dict[str
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+STATE_COLOURS = (
+    "#d9d9d9",
+    CHANNEL_COLOURS["owners"],
+    CHANNEL_COLOURS["streamer"],
+    CHANNEL_COLOURS["conventional"],
+    "#1f3b73",
+    "#d62728",
+)
+
+
+def graph_sample(model, size: int = 400, seed: int = 0) -> tuple[Any, np.ndarray, np.ndarray]:
+    """A connected sample of the social graph around a few owners: (networkx graph of sample
+    indices, the consumers sampled, their positions in a spring layout).
+
+    The sample grows breadth first from random owners until it has ``size`` consumers.
+    """
+    import networkx as nx
+
+    rng = np.random.default_rng(seed)
+    adj = model.graph
+    if adj is None:
+        raise ValueError("a well-mixed world has no graph to draw")
+    owners = model.owners.node if model.owners.m else rng.integers(0, model.n, 3)
+    start = rng.choice(owners, size=min(3, len(owners)), replace=False)
+    chosen = list(dict.fromkeys(int(s) for s in start))
+    frontier = list(chosen)
+    seen = set(chosen)
+    while frontier and len(chosen) < size:
+        nxt = []
+        for u in frontier:
+            for v in adj.indices[adj.indptr[u] : adj.indptr[u + 1]]:
+                v = int(v)
+                if v not in seen and len(chosen) < size:
+                    seen.add(v)
+                    chosen.append(v)
+                    nxt.append(v)
+        frontier = nxt
+    nodes = np.array(chosen)
+    sub = adj[nodes][:, nodes]
+    g = nx.from_scipy_sparse_array(sub)
+    pos = nx.spring_layout(g, seed=seed, k=1.5 / np.sqrt(max(len(nodes), 1)))
+    return g, nodes, np.array([pos[i] for i in range(len(nodes))])
+
+
+def social_graph(model, size: int = 400, seed: int = 0, ax=None) -> Figure:
+    """A sample of the social graph coloured by consumer state, owners as squares, the
+    streamer's followers ringed in her colour and linked to her star."""
+    from sim.model import CONSUMER_STATES
+
+    g, nodes, xy = graph_sample(model, size, seed)
+    state = model.consumer_states()[nodes]
+    fig = ax.figure if ax is not None else plt.figure(figsize=(7.5, 6.5))
+    ax = ax or fig.add_subplot()
+    rows, cols = np.nonzero(np.triu(np.asarray(nx_adjacency(g))))
+    for a, b in zip(rows, cols, strict=True):
+        ax.plot(*xy[[a, b]].T, color="#bbbbbb", lw=0.4, zorder=1)
+    follows = model.consumers.follows[nodes]
+    if follows.any():
+        star = np.array([xy[:, 0].max() + 0.25, xy[:, 1].mean()])
+        for p in xy[follows]:
+            ax.plot(
+                [star[0], p[0]],
+                [star[1], p[1]],
+                color=CHANNEL_COLOURS["streamer"],
+                lw=0.15,
+                alpha=0.5,
+                zorder=0,
+            )
+        ax.scatter(
+            *star,
+            marker="*",
+            s=400,
+            color=CHANNEL_COLOURS["streamer"],
+            edgecolor="black",
+            zorder=4,
+            label="the streamer",
+        )
+    is_owner = np.isin(nodes, model.owners.node)
+    for code, name in enumerate(CONSUMER_STATES):
+        m = (state == code) & ~is_owner
+        if m.any():
+            ax.scatter(
+                *xy[m].T,
+                s=22,
+                color=STATE_COLOURS[code],
+                zorder=2,
+                label=name,
+                edgecolor=np.where(follows[m], CHANNEL_COLOURS["streamer"], "none"),
+            )
+    if is_owner.any():
+        ax.scatter(
+            *xy[is_owner].T,
+            s=90,
+            marker="s",
+            color=CHANNEL_COLOURS["owners"],
+            edgecolor="black",
+            zorder=3,
+            label="owner",
+        )
+    ax.set_axis_off()
+    ax.legend(frameon=False, fontsize=8, loc="lower left")
+    ax.set_title(f"{len(nodes)} consumers around {int(is_owner.sum())} owners, day {model.day}")
+    return fig
+
+
+def nx_adjacency(g) -> np.ndarray:
+    import networkx as nx
+
+    return nx.to_numpy_array(g, nodelist=range(g.number_of_nodes()))

@@ -110,7 +110,7 @@ def stop(proc: subprocess.Popen, timeout: float = 20.0) -> str:
 
 
 def cpu_snapshot() -> dict[int, tuple[int, int, int, int]] | None:
-    """pid -> (ppid, process group, start time, CPU ticks incl. waited-for children) (Linux)."""
+    """pid -> (ppid, process group, start time, CPU ticks with waited-for children) (Linux)."""
     snap = {}
     try:
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
@@ -123,7 +123,8 @@ def cpu_snapshot() -> dict[int, tuple[int, int, int, int]] | None:
         except (OSError, IndexError):
             continue  # gone meanwhile
         # fields[0] is field 3 (state): ppid 4, pgrp 5, utime..cstime 14-17, start time 22
-        ticks = sum(int(x) for x in fields[11:15])
+        # init reaps orphans (ours too: a finished pool's forkserver): count its own time only
+        ticks = sum(int(x) for x in fields[11 : 13 if pid == 1 else 15])
         snap[pid] = (int(fields[1]), int(fields[2]), int(fields[19]), ticks)
     return snap
 
@@ -241,6 +242,12 @@ def _run_dask(sweep, out: Path) -> dict:
         client.wait_for_workers(WORKERS, timeout=60)
         row["setup_s"] = time.perf_counter() - t0
         row["dask_workers"] = len(client.scheduler_info(n_workers=-1)["workers"])
+        # The nanny sets these in its workers (distributed.nanny.pre-spawn-environ); a low
+        # MALLOC_TRIM_THRESHOLD_ slows this allocation-heavy model.
+        row["worker_environ"] = {
+            var: sorted(set(client.run(os.getenv, var).values()), key=str)
+            for var in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
+        }
         executor = client.get_executor(pure=False)
         row.update(_timed_sweep(sweep, out, executor))
     except BaseException as err:

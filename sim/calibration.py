@@ -133,7 +133,7 @@ PRIORS: dict[str, tuple[float, float]] = {
     "returns.misfit": (1.0, 4.5),
     "returns.gap": (0.5, 4.0),
     "returns.impulse": (0.5, 3.5),
-    "owners.activity_sigma": (0.5, 2.0),
+    "owners.activity_sigma": (0.5, 2.5),
     "owners.open_rate": (0.1, 0.6),
 }
 

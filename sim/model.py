@@ -54,6 +54,14 @@ _STREAMS = ("graph", "consumers", "catalogue", "owners", "followers", "dynamics"
 # channel's draws leaves the other channels' draws where they were (common random numbers).
 PROCESS_STREAMS = ("market", "events", "training", "owners", "streamer", "search", "wom", "churn")
 MONTH = 30  # days in a month, for monthly conversion and sales
+CONSUMER_STATES = (
+    "unreached",
+    "exposed by owners",
+    "exposed by streamer",
+    "exposed by search",
+    "bought",
+    "returned",
+)
 
 _CHANNEL_STREAM = {
     Channel.OWNERS: "owners",
@@ -647,6 +655,22 @@ class CommerceModel(mesa.Model):
     def timeseries(self) -> pd.DataFrame:
         """Per-tick metrics: one row per (day, channel)."""
         return self.recorder.frame()
+
+    def consumer_states(self) -> np.ndarray:
+        """Each consumer's state now, as an index into :data:`CONSUMER_STATES`: returned an
+        order, else bought, else exposed (owners first, then streamer, then search), else
+        unreached. For drawings of the network."""
+        state = np.zeros(self.n, dtype=np.int8)
+        for code, channel in (
+            (3, Channel.CONVENTIONAL),
+            (2, Channel.STREAMER),
+            (1, Channel.OWNERS),
+        ):
+            state[self._reached[channel]] = code
+        o = self.orders
+        state[o["consumer"]] = 4
+        state[o["consumer"][o["status"] == RETURNED]] = 5
+        return state
 
     def _members_per_owner(self) -> np.ndarray:
         g = self.consumers.group

@@ -1,0 +1,162 @@
+"""What a notebook needs, in one import: ``from analysis import api``.
+
+Run and compare scenarios in-process, load saved runs and sweeps, summarise with confidence
+intervals, and draw the standard figures::
+
+    >>> from analysis import api
+    >>> exp = api.compare("owners", "streamer", replicates=2,
+    ...                   sets={"world.consumers": 2000, "levers.world.owners": 10, "horizon": 10})
+    >>> table = api.summarise(exp, metrics=("return_rate",), channels=("owners", "streamer"))
+    >>> sorted(table.columns)
+    ['channel', 'hi', 'lo', 'mean', 'metric', 'n', 'scenario']
+
+Every function returns data or a matplotlib figure; none prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis import plots
+from analysis.report import Results, comparison_table
+from analysis.stats import paired_differences, scenario_means
+from sim.experiment import Experiment, run_experiment
+from sim.model import CommerceModel
+from sim.scenario import default, load
+
+Tables = Experiment | Results
+
+
+def _sets(sets: Mapping[str, Any] | None) -> list[str]:
+    return [f"{k}={v!r}".replace("'", '"') if isinstance(v, str) else f"{k}={v}"
+            for k, v in (sets or {}).items()]
+
+
+def scenario(name: str = "default", sets: Mapping[str, Any] | None = None):
+    """A scenario by file or shipped name ("default": the model's defaults), with overrides
+    given as a dict of key paths (``{"world.consumers": 5000, "streamer.hype": 1.5}``)."""
+    overrides = _sets(sets)
+    return default(overrides) if name == "default" else load(name, overrides)
+
+
+def run_scenario(
+    name: str = "default",
+    *,
+    replicates: int | None = None,
+    seed: int | None = None,
+    workers: int | None = 1,
+    sets: Mapping[str, Any] | None = None,
+) -> Experiment:
+    """Run one scenario over its replicates (in this process unless ``workers`` > 1)."""
+    return run_experiment([scenario(name, sets)], replicates=replicates, seed=seed,
+                          workers=workers)
+
+
+def compare(
+    *names: str,
+    replicates: int | None = None,
+    seed: int | None = None,
+    workers: int | None = None,
+    sets: Mapping[str, Any] | None = None,
+) -> Experiment:
+    """Run scenarios on common random numbers (same seeds replicate by replicate)."""
+    return run_experiment([scenario(n, sets) for n in names], replicates=replicates, seed=seed,
+                          workers=workers)
+
+
+def simulate(name: str = "default", days: int | None = None,
+             sets: Mapping[str, Any] | None = None, seed: int | None = None) -> CommerceModel:
+    """A model object after ``days`` days (for drawings and for looking inside)."""
+    s = scenario(name, sets)
+    params = s.params if seed is None else s.params.with_overrides({"seed": seed})
+    model = CommerceModel(params)
+    for _ in range(days if days is not None else params.world.days):
+        model.step()
+    return model
+
+
+def load_results(folder: str | Path) -> Results:
+    """A results folder written by ``fishschool run`` or ``compare``."""
+    return Results.load(folder)
+
+
+def load_sweep(folder: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A sweep folder: its tidy data (one row per run, channel and outcome) and manifest."""
+    from analysis.sensitivity import load
+
+    return load(folder)
+
+
+def summarise(
+    tables: Tables,
+    metrics: Sequence[str] | None = None,
+    channels: Sequence[str] | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Mean and confidence interval over replicates, per scenario, channel and metric."""
+    s = tables.summary
+    if metrics is not None:
+        s = s[s.metric.isin(metrics)]
+    if channels is not None:
+        s = s[s.channel.isin(channels)]
+    return scenario_means(s, level)
+
+
+def differences(tables: Tables, baseline: str | None = None) -> pd.DataFrame:
+    """Paired differences of every scenario from ``baseline`` (default: the first)."""
+    names = _names(tables)
+    return paired_differences(tables.summary, baseline or names[0])
+
+
+def table(tables: Tables) -> pd.DataFrame:
+    """The side-by-side table of ``fishschool compare`` (strings with intervals)."""
+    return comparison_table(tables.summary, _names(tables))
+
+
+def _names(tables: Tables) -> list[str]:
+    return tables.names if isinstance(tables, Experiment) else tables.scenarios
+
+
+def _consumers(tables: Tables) -> int:
+    if isinstance(tables, Experiment):
+        return tables.scenarios[0].params.world.consumers
+    return tables.manifest["scenarios"][0]["parameters"]["world"]["consumers"]
+
+
+def plot_reach(tables: Tables) -> Figure:
+    return plots.reach_over_time(tables.timeseries, _names(tables), _consumers(tables))
+
+
+def plot_funnel(tables: Tables) -> Figure:
+    return plots.funnel(tables.summary, _names(tables))
+
+
+def plot_return_rates(tables: Tables) -> Figure:
+    return plots.rate_by_channel(tables.summary, _names(tables), "return_rate",
+                                 "Return rate (returns / delivered orders)")
+
+
+def plot_costs(tables: Tables) -> Figure:
+    return plots.cost_breakdown(tables.summary, _names(tables))
+
+
+def plot_trust(tables: Tables) -> Figure:
+    return plots.trust_over_time(tables.timeseries, _names(tables))
+
+
+def plot_owner_earnings(tables: Tables) -> Figure:
+    return plots.owner_earnings_lorenz(tables.owners, _names(tables))
+
+
+def plot_events(tables: Tables, scenario_name: str, events: Mapping[str, int]) -> Figure:
+    return plots.event_before_after(tables.timeseries, scenario_name, dict(events))
+
+
+def plot_graph(model: CommerceModel, size: int = 400, seed: int = 0) -> Figure:
+    """A sample of the social graph coloured by channel and state (see :func:`simulate`)."""
+    return plots.social_graph(model, size, seed)
