@@ -153,11 +153,27 @@ def calibration_world(consumers: int = 10_000, days: int = 90) -> Scenario:
     )
 
 
-def calibration_sweep(base: Scenario, draws: int, seed: int) -> Sweep:
+def refined_priors(posterior: str | Path) -> dict[str, tuple[float, float]]:
+    """Priors narrowed to an earlier round's accepted 5%-95% ranges (a second ABC round
+    searches where the first found the patterns; sequential ABC in its simplest form)."""
+    post = pd.read_csv(posterior).set_index("parameter")
+    out = {}
+    for name, (lo, hi) in PRIORS.items():
+        if name in post.index:
+            q05, q95 = float(post.loc[name, "q05"]), float(post.loc[name, "q95"])
+            out[name] = (max(lo, q05), min(hi, q95)) if q95 > q05 else (lo, hi)
+        else:
+            out[name] = (lo, hi)
+    return out
+
+
+def calibration_sweep(
+    base: Scenario, draws: int, seed: int, priors: dict[str, tuple[float, float]] | None = None
+) -> Sweep:
     from sim.params import field_of
 
     factors = []
-    for name, (lo, hi) in PRIORS.items():
+    for name, (lo, hi) in (priors or PRIORS).items():
         f = field_of(name)
         integer = isinstance(f.default, int) and not isinstance(f.default, bool)
         factors.append(Factor(name, "uncertainty", low=float(lo), high=float(hi), integer=integer))
@@ -169,7 +185,7 @@ def calibration_sweep(base: Scenario, draws: int, seed: int) -> Sweep:
         name="calibration",
         question="ABC calibration to the brief's patterns",
         path=Path("-"),
-        text=json.dumps({"priors": PRIORS, "draws": draws, "seed": seed}),
+        text=json.dumps({"priors": priors or PRIORS, "draws": draws, "seed": seed}),
         base=base,
         design="lhs",
         samples=draws,
@@ -231,13 +247,19 @@ def calibrate(
     executor=None,
     workers: int | None = None,
     progress=None,
+    refine: str | Path | None = None,
 ) -> Calibration:
-    """Run the ABC calibration into ``out`` (resumable) and write its report files."""
+    """Run the ABC calibration into ``out`` (resumable) and write its report files.
+
+    ``refine``: the ``posterior.csv`` of an earlier round, whose accepted ranges become the
+    priors of this one.
+    """
     from sim.experiment import run_experiment
 
     out = Path(out)
     base = calibration_world(consumers, days)
-    sweep = calibration_sweep(base, draws, seed)
+    priors = refined_priors(refine) if refine else dict(PRIORS)
+    sweep = calibration_sweep(base, draws, seed, priors)
     run_sweep(sweep, out / "draws", executor, progress)
     data = pd.read_parquet(out / "draws" / "sweep.parquet")
     params = data.drop_duplicates("point_id").set_index("point_id")[list(PRIORS)]
@@ -253,8 +275,8 @@ def calibrate(
             "q05": [accepted[p].quantile(0.05) for p in PRIORS],
             "median": [accepted[p].median() for p in PRIORS],
             "q95": [accepted[p].quantile(0.95) for p in PRIORS],
-            "prior_low": [lo for lo, _ in PRIORS.values()],
-            "prior_high": [hi for _, hi in PRIORS.values()],
+            "prior_low": [priors[p][0] for p in PRIORS],
+            "prior_high": [priors[p][1] for p in PRIORS],
         }
     )
     best = accepted.iloc[0]
@@ -280,7 +302,7 @@ def calibrate(
         }
     chosen = max(checks, key=lambda k: (checks[k]["inside"], -checks[k]["distance"]))
     result = Calibration(table, accepted, post, epsilon, checks, chosen)
-    _write(out, result, base, sweep)
+    _write(out, result, base, priors)
     return result
 
 
@@ -293,7 +315,7 @@ def _typed(name: str, value: float) -> float | int:
     return float(round(value, 4))
 
 
-def _write(out: Path, res: Calibration, base: Scenario, sweep: Sweep) -> None:
+def _write(out: Path, res: Calibration, base: Scenario, priors: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -331,7 +353,7 @@ def _write(out: Path, res: Calibration, base: Scenario, sweep: Sweep) -> None:
     names = list(PRIORS)
     fig, axes = plt.subplots(3, 4, figsize=(14, 8))
     for ax, name in zip(axes.ravel(), names, strict=False):
-        lo, hi = PRIORS[name]
+        lo, hi = priors[name]
         ax.hist(res.accepted[name], bins=np.linspace(lo, hi, 15), color="#1b9e77")
         ax.set_xlim(lo, hi)
         ax.set_title(name, fontsize=8)

@@ -126,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument("--workers", type=int)
     ca.add_argument("--scheduler", help="a Dask scheduler address (as for sweep)")
     ca.add_argument("--out", type=Path, default=RESULTS / "calibration")
+    ca.add_argument(
+        "--refine",
+        type=Path,
+        help="posterior.csv of an earlier round (its ranges become the priors)",
+    )
     ca.add_argument("--quiet", action="store_true")
 
     vm = sub.add_parser("validate-model", help="docking, direction checks, patterns: a report")
