@@ -5,6 +5,7 @@
     fishschool validate SCENARIO...
     fishschool list
     fishschool report DIR
+    fishschool viz [SCENARIO] [--consumers N] [--port P]
 
 ``run`` and ``compare`` run replicates in parallel processes, print the channels side by side
 with 95% intervals (``compare`` adds paired differences on common random numbers) and write a
@@ -145,6 +146,19 @@ def _parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="sensitivity and robustness analysis of a sweep")
     an.add_argument("folder", type=Path)
+
+    vz = sub.add_parser("viz", help="watch a run in the browser (Mesa SolaraViz on localhost)")
+    vz.add_argument("scenario", nargs="?", help="scenario file or shipped name (default: hybrid)")
+    vz.add_argument(
+        "--consumers",
+        type=int,
+        default=4000,
+        help="consumers in the view's world, owners scaled with them (default 4000)",
+    )
+    vz.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    vz.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    vz.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    vz.add_argument("--no-open", action="store_true", help="do not open a browser window")
     return parser
 
 
@@ -403,6 +417,66 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_viz(args: argparse.Namespace) -> int:
+    """Serve analysis/viz.py with Solara in the foreground until Ctrl-C (or SIGTERM)."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    try:
+        from analysis import viz
+    except ImportError as err:
+        raise ParameterError(
+            f"viz needs {err.name}, which is not installed: pip install -e '.[dev]'"
+        ) from None
+    scenario = args.scenario
+    if scenario and Path(scenario).is_file():
+        scenario = str(Path(scenario).resolve())
+    if args.consumers < 2:
+        raise ParameterError(f"--consumers {args.consumers} is outside the allowed range [2, ...)")
+    p = viz.base_params(scenario, args.consumers, tuple(args.sets))  # bad input stops here
+    env = {
+        **os.environ,
+        viz.ENV_SCENARIO: scenario or "",
+        viz.ENV_CONSUMERS: str(args.consumers),
+        viz.ENV_SET: json.dumps(args.sets),
+    }
+    env.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")  # no calls home
+    command = [
+        sys.executable,
+        "-m",
+        "solara",
+        "run",
+        "analysis.viz",
+        "--production",
+        "--no-check-version",
+    ]
+    command += ["--host", args.host, "--port", str(args.port)]
+    command += ["--no-open"] if args.no_open else ["--open"]
+    print(
+        f"fishschool viz: {scenario or viz.DEFAULT_SCENARIO}, {p.world.consumers:,} consumers, "
+        f"{p.world.owners:,} owners at http://{args.host}:{args.port}/ (Ctrl-C stops it)",
+        file=sys.stderr,
+        flush=True,
+    )
+    server = subprocess.Popen(command, env=env)
+    previous = signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+    try:
+        while True:
+            try:
+                code = server.wait()
+                break
+            except KeyboardInterrupt:
+                continue  # the server had the same Ctrl-C and is shutting down
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    return 0 if code in (-signal.SIGINT, -signal.SIGTERM) else code
+
+
 COMMANDS = {
     "run": cmd_run,
     "compare": cmd_compare,
@@ -413,13 +487,25 @@ COMMANDS = {
     "analyze": cmd_analyze,
     "calibrate": cmd_calibrate,
     "validate-model": cmd_validate_model,
+    "viz": cmd_viz,
 }
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so ``finally`` blocks shut worker pools down and remove
+    partial output instead of leaving orphans behind."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from sim.output import OutputExistsError
 
     args = _parser().parse_args(argv)
+    _exit_on_sigterm()
     try:
         return COMMANDS[args.command](args)
     except (ParameterError, OutputExistsError) as err:

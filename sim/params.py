@@ -174,10 +174,11 @@ class ConsumerParams:
         0.3, 0, 1, unit="mean", doc="Mean impulsiveness (Beta across consumers)."
     )
     need_rate: float = param(
-        0.03,
+        0.0703,
         0,
         1,
         unit="probability/day",
+        source="calibrated: ABC, docs/calibration",
         doc="Mean daily chance a consumer is in the market (Beta across consumers); "
         "in-market consumers search.",
     )
@@ -251,15 +252,20 @@ class OwnerParams:
         kind="lever",
     )
     activity_sigma: float = param(
-        1.0,
+        1.7568,
         0,
         3,
         unit="log-sd",
-        source="brief T7: owner sales are heavy-tailed",
+        source="calibrated: ABC, docs/calibration",
         doc="Spread of owners' posting activity (lognormal, mean 1): large is a heavier tail.",
     )
     open_rate: float = param(
-        0.3, 0, 1, unit="probability/day", doc="Chance a member opens the group's posts on a day."
+        0.555,
+        0,
+        1,
+        unit="probability/day",
+        source="calibrated: ABC, docs/calibration",
+        doc="Chance a member opens the group's posts on a day.",
     )
     skill: float = param(
         0.5, 0, 1, unit="skill", doc="Mean initial owner skill (Beta across owners)."
@@ -367,7 +373,12 @@ class StreamerParams:
         kind="lever",
     )
     products_seen: int = param(
-        10, 1, 1000, unit="products", doc="Products a viewer watches in one session."
+        9,
+        1,
+        1000,
+        unit="products",
+        source="calibrated: ABC, docs/calibration",
+        doc="Products a viewer watches in one session.",
     )
     attention_rate: float = param(
         0.2, 0, 1, unit="probability/session", doc="Chance a follower watches a session."
@@ -537,19 +548,41 @@ class BrandParams:
 
 @dataclass(frozen=True)
 class PurchaseParams:
-    intercept: float = param(-8.5, -50, 50, unit="log-odds", doc="Baseline log-odds of buying.")
+    intercept: float = param(
+        -9.7457,
+        -50,
+        50,
+        unit="log-odds",
+        doc="Baseline log-odds of buying.",
+        source="calibrated: ABC, docs/calibration",
+    )
     fit: float = param(2.0, 0, 50, unit="log-odds per unit fit", doc="Weight of expected fit.")
     trust: float = param(
-        2.0, 0, 50, unit="log-odds per unit trust", doc="Weight of trust in the source."
+        1.8784,
+        0,
+        50,
+        unit="log-odds per unit trust",
+        source="calibrated: ABC, docs/calibration",
+        doc="Weight of trust in the source.",
     )
     hype: float = param(
-        2.0, 0, 50, unit="log-odds per unit hype x impulsiveness", doc="Weight of hype."
+        0.9775,
+        0,
+        50,
+        unit="log-odds per unit hype x impulsiveness",
+        source="calibrated: ABC, docs/calibration",
+        doc="Weight of hype.",
     )
     price: float = param(
         1.0, 0, 50, unit="log-odds per log price", doc="Weight of log(paid / median price)."
     )
     need: float = param(
-        2.7, 0, 50, unit="log-odds", doc="Extra log-odds when the consumer is in the market."
+        2.8789,
+        0,
+        50,
+        unit="log-odds",
+        source="calibrated: ABC, docs/calibration",
+        doc="Extra log-odds when the consumer is in the market.",
     )
     hype_expectation: float = param(
         0.5, 0, 5, unit="expected fit per unit hype", doc="How much hype inflates expectation."
@@ -570,14 +603,38 @@ class DeliveryParams:
 
 @dataclass(frozen=True)
 class ReturnParams:
-    intercept: float = param(-3.5, -50, 50, unit="log-odds", doc="Baseline log-odds of returning.")
+    intercept: float = param(
+        -4.1403,
+        -50,
+        50,
+        unit="log-odds",
+        doc="Baseline log-odds of returning.",
+        source="calibrated: ABC, docs/calibration",
+    )
     defect: float = param(3.5, 0, 50, unit="log-odds", doc="Extra log-odds for a defective item.")
-    misfit: float = param(2.5, 0, 50, unit="log-odds", doc="Extra log-odds for a misfit.")
+    misfit: float = param(
+        3.6581,
+        0,
+        50,
+        unit="log-odds",
+        doc="Extra log-odds for a misfit.",
+        source="calibrated: ABC, docs/calibration",
+    )
     gap: float = param(
-        2.5, 0, 50, unit="log-odds per unit gap", doc="Weight of the expectation gap."
+        1.7789,
+        0,
+        50,
+        unit="log-odds per unit gap",
+        source="calibrated: ABC, docs/calibration",
+        doc="Weight of the expectation gap.",
     )
     impulse: float = param(
-        2.0, 0, 50, unit="log-odds per unit hype x impulsiveness", doc="Weight of impulse."
+        2.1312,
+        0,
+        50,
+        unit="log-odds per unit hype x impulsiveness",
+        source="calibrated: ABC, docs/calibration",
+        doc="Weight of impulse.",
     )
     misfit_threshold: float = param(
         0.25, 0, 1, unit="fit", doc="Realised fit below which an item is a misfit."

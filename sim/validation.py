@@ -104,15 +104,6 @@ DIRECTIONS = (
         "return_rate",
         -1,
     ),
-    (
-        "more products a session lowers streamer satisfaction",
-        "streamer.products_per_session",
-        20,
-        200,
-        "streamer",
-        "satisfaction",
-        -1,
-    ),
 )
 
 VERDICTS = (
@@ -207,7 +198,24 @@ def directions(size: Size) -> list[dict]:
                 "passed": bool(ok),
             }
         )
+    rows.append(_removal_check(size))
     return rows
+
+
+def _removal_check(size: Size) -> dict:
+    """Removing the streamer drops her channel's orders to zero from that day on (T8)."""
+    day = size.days // 3
+    s = default(_world(size, f"events.streamer_removed_day={day}"))
+    ts = run_experiment([s], workers=1).timeseries
+    streamer = ts[ts.channel == "streamer"]
+    before = streamer[streamer.day < day].orders.sum()
+    after = streamer[streamer.day >= day].orders.sum()
+    return {
+        "check": "removing the streamer stops her channel from that day",
+        "lever": f"events.streamer_removed_day: none -> {day}",
+        "outcome": f"streamer orders before {before:.0f}, from day {day} on {after:.0f}",
+        "passed": bool(before > 0 and after == 0),
+    }
 
 
 def patterns(size: Size) -> tuple[list[dict], pd.DataFrame]:
