@@ -33,8 +33,10 @@ Tables = Experiment | Results
 
 
 def _sets(sets: Mapping[str, Any] | None) -> list[str]:
-    return [f"{k}={v!r}".replace("'", '"') if isinstance(v, str) else f"{k}={v}"
-            for k, v in (sets or {}).items()]
+    return [
+        f"{k}={v!r}".replace("'", '"') if isinstance(v, str) else f"{k}={v}"
+        for k, v in (sets or {}).items()
+    ]
 
 
 def scenario(name: str = "default", sets: Mapping[str, Any] | None = None):
@@ -53,8 +55,7 @@ def run_scenario(
     sets: Mapping[str, Any] | None = None,
 ) -> Experiment:
     """Run one scenario over its replicates (in this process unless ``workers`` > 1)."""
-    return run_experiment([scenario(name, sets)], replicates=replicates, seed=seed,
-                          workers=workers)
+    return run_experiment([scenario(name, sets)], replicates=replicates, seed=seed, workers=workers)
 
 
 def compare(
@@ -65,12 +66,17 @@ def compare(
     sets: Mapping[str, Any] | None = None,
 ) -> Experiment:
     """Run scenarios on common random numbers (same seeds replicate by replicate)."""
-    return run_experiment([scenario(n, sets) for n in names], replicates=replicates, seed=seed,
-                          workers=workers)
+    return run_experiment(
+        [scenario(n, sets) for n in names], replicates=replicates, seed=seed, workers=workers
+    )
 
 
-def simulate(name: str = "default", days: int | None = None,
-             sets: Mapping[str, Any] | None = None, seed: int | None = None) -> CommerceModel:
+def simulate(
+    name: str = "default",
+    days: int | None = None,
+    sets: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+) -> CommerceModel:
     """A model object after ``days`` days (for drawings and for looking inside)."""
     s = scenario(name, sets)
     params = s.params if seed is None else s.params.with_overrides({"seed": seed})
@@ -137,8 +143,9 @@ def plot_funnel(tables: Tables) -> Figure:
 
 
 def plot_return_rates(tables: Tables) -> Figure:
-    return plots.rate_by_channel(tables.summary, _names(tables), "return_rate",
-                                 "Return rate (returns / delivered orders)")
+    return plots.rate_by_channel(
+        tables.summary, _names(tables), "return_rate", "Return rate (returns / delivered orders)"
+    )
 
 
 def plot_costs(tables: Tables) -> Figure:

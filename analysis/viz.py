@@ -18,16 +18,23 @@ parameter overrides.
 
 from __future__ import annotations
 
+import html
+import io
 import json
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import solara
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
@@ -38,7 +45,7 @@ from sim.params import Params
 
 ENV_SCENARIO = "FISHSCHOOL_VIZ_SCENARIO"  # a scenario file or shipped name
 ENV_CONSUMERS = "FISHSCHOOL_VIZ_CONSUMERS"  # consumers in the view's world
-ENV_SET = "FISHSCHOOL_VIZ_SET"  # a JSON list of --set overrides, e.g. ["levers.owners.hype=0.5"]
+ENV_SET = "FISHSCHOOL_VIZ_SET"  # JSON list of --set overrides: ["levers.owners.commission=0.2"]
 DEFAULT_SCENARIO = "hybrid"
 VIEW_CONSUMERS = 4000
 SAMPLE_SIZE = 600  # consumers drawn in the graph view
@@ -122,11 +129,16 @@ class VizModel(CommerceModel):
         overrides = {LEVERS[k][0]: v for k, v in given.items() if v is not None}
         params = base_params(scenario_name, consumers, tuple(sets)).with_overrides(overrides)
         super().__init__(params)
-        self.scenario_name = scenario_name or DEFAULT_SCENARIO
+        self.scenario_name = scenario_label(scenario_name)
 
     def step(self) -> None:
         super().step()
         self.running = self.steps < self.params.world.days
+
+
+def scenario_label(scenario: str | None) -> str:
+    """A scenario's short name: a shipped name as is, a file by its stem."""
+    return Path(scenario).stem if scenario else DEFAULT_SCENARIO
 
 
 def lever_value(params: Params, key: str):
@@ -166,8 +178,9 @@ _SAMPLES: dict[tuple, GraphSample] = {}
 
 def graph_view_sample(model: CommerceModel, size: int = SAMPLE_SIZE, seed: int = 0) -> GraphSample:
     """A connected sample of ``size`` consumers grown breadth first from the first three owners
-    (as :func:`analysis.plots.graph_sample`), with a spring layout. Owners are drawn in a fixed
-    order, so the sample depends on the world, not on the number of owners; it is cached."""
+    (as :func:`analysis.plots.graph_sample`), with a spring layout. Owners are a prefix of one
+    permutation of the consumers, so the first three, and the sample, do not change with the
+    number of owners: the layout is computed once per world and cached."""
     adj = model.graph
     if adj is None:
         raise ValueError("a well-mixed world has no graph to draw")
@@ -201,9 +214,12 @@ def _breadth_first(adj, start: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64)
 
 
-def spring_layout(n: int, edges: np.ndarray, seed: int = 0, iterations: int = 60) -> np.ndarray:
+def spring_layout(
+    n: int, edges: np.ndarray, seed: int = 0, iterations: int = 60, gravity: float = 1.5
+) -> np.ndarray:
     """Fruchterman-Reingold positions in [-1, 1]^2 (dense numpy, as networkx's small-graph
-    path; about a second for a thousand nodes).
+    path; about a second for a thousand nodes), with a pull towards the centre so that a
+    consumer without friends in the sample stays in view.
 
     >>> spring_layout(3, np.array([[0, 1], [1, 2]])).shape
     (3, 2)
@@ -218,7 +234,7 @@ def spring_layout(n: int, edges: np.ndarray, seed: int = 0, iterations: int = 60
         delta = pos[:, None, :] - pos[None, :, :]
         dist = np.maximum(np.sqrt((delta**2).sum(axis=-1)), 0.01)
         force = k * k / dist**2 - adj * dist / k
-        disp = np.einsum("ijk,ij->ik", delta, force)
+        disp = np.einsum("ijk,ij->ik", delta, force) - gravity * (pos - pos.mean(axis=0))
         length = np.maximum(np.sqrt((disp**2).sum(axis=-1)), 0.01)
         pos += disp * (t / length)[:, None]
         t -= 0.1 / (iterations + 1)
@@ -230,78 +246,136 @@ def spring_layout(n: int, edges: np.ndarray, seed: int = 0, iterations: int = 60
 # ----------------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------------
-def graph_figure(model: CommerceModel, size: int = SAMPLE_SIZE) -> Figure:
-    """The sample coloured by state (:data:`~sim.model.CONSUMER_STATES`); owners are squares,
-    the streamer a star linked to her followers in the sample (ringed in her colour). Legend
-    shares are of all consumers."""
-    s = graph_view_sample(model, size)
-    state = model.consumer_states()
-    share = np.bincount(state, minlength=len(CONSUMER_STATES)) / model.n
-    here = state[s.nodes]
-    follows = model.consumers.follows[s.nodes]
-    colours = np.asarray(STATE_COLOURS)[here]
-    streamer_colour = CHANNEL_COLOURS["streamer"]
+class _Painter:
+    """A figure built once for a model and updated in place before each drawing. The artists
+    that change every step (``animated``) are drawn over a cached background (blitting), which
+    is redrawn only when :meth:`background_key` changes: a step costs tens of milliseconds."""
 
-    fig = Figure(figsize=(6.4, 6.2), dpi=80)
-    ax = fig.add_axes((0.0, 0.2, 1.0, 0.74))
-    ax.add_collection(LineCollection(s.segments, colors="#c8c8c8", linewidths=0.35, zorder=1))
-    handles = []
-    if model.params.channels.streamer:
-        star = np.array([1.22, 0.0])
-        if follows.any():
-            links = np.stack([np.broadcast_to(star, (int(follows.sum()), 2)), s.xy[follows]], 1)
-            ax.add_collection(
-                LineCollection(links, colors=streamer_colour, linewidths=0.2, alpha=0.35, zorder=0)
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fig = Figure(figsize=(6.4, 6.2), dpi=80)
+        self.canvas = FigureCanvasAgg(self.fig)
+        self.animated: list = []
+        self._background = None
+        self._background_key = None
+
+    def update(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def background_key(self):
+        return None
+
+    def figure(self) -> Figure:
+        """The figure now, every artist in it (to save or show as usual)."""
+        with self.lock:
+            self.update()
+            for artist in self.animated:
+                artist.set_animated(False)
+            self._background = None
+            return self.fig
+
+    def png(self) -> bytes:
+        """The figure now, as PNG bytes."""
+        with self.lock:
+            self.update()
+            key = self.background_key()
+            if self._background is None or key != self._background_key:
+                for artist in self.animated:
+                    artist.set_animated(True)
+                self.canvas.draw()
+                self._background = self.canvas.copy_from_bbox(self.fig.bbox)
+                self._background_key = key
+            else:
+                self.canvas.restore_region(self._background)
+            for artist in self.animated:
+                self.fig.draw_artist(artist)
+            image = PIL.Image.fromarray(np.asarray(self.canvas.buffer_rgba()))
+            out = io.BytesIO()
+            image.save(out, format="png", compress_level=1)
+            return out.getvalue()
+
+
+class GraphPainter(_Painter):
+    """The sample coloured by state (:data:`~sim.model.CONSUMER_STATES`); owners are squares
+    (white once they quit), the streamer a star linked to her followers in the sample, who are
+    ringed in her colour. Legend shares are of all consumers."""
+
+    def __init__(self, model: CommerceModel, size: int = SAMPLE_SIZE) -> None:
+        super().__init__()
+        self.model = model
+        self.sample = s = graph_view_sample(model, size)
+        ax = self.ax = self.fig.add_axes((0.0, 0.2, 1.0, 0.74))
+        ax.set_xlim(-1.08, 1.32)
+        ax.set_ylim(-1.08, 1.08)
+        ax.set_axis_off()
+        ax.add_collection(LineCollection(s.segments, colors="#c8c8c8", linewidths=0.35, zorder=1))
+        streamer = CHANNEL_COLOURS["streamer"]
+        self.star = np.array([1.22, 0.0])
+        self.links = LineCollection([], colors=streamer, linewidths=0.2, alpha=0.35, zorder=0)
+        ax.add_collection(self.links)
+        states = zip(STATE_COLOURS, CONSUMER_STATES, strict=True)
+        handles = [_marker("o", colour, name, 7) for colour, name in states]
+        self.has_streamer = model.params.channels.streamer
+        if self.has_streamer:
+            self.star_marker = ax.scatter(
+                *self.star, marker="*", s=520, color=streamer, edgecolor="black", zorder=4
             )
-        active = model.streamer.active
-        ax.scatter(
-            *star,
-            marker="*",
-            s=520,
-            color=streamer_colour if active else "#999999",
-            edgecolor="black",
-            zorder=4,
+            handles.append(_marker("*", streamer, "the streamer", 13))
+            handles.append(_marker("o", "white", "follower (ring)", 7, edge=streamer))
+        # Owners of a switched-off channel never sell: not drawn (the sample still grows
+        # from their places in the graph).
+        self.has_owners = model.params.channels.owners
+        owner_node = model.owners.node if self.has_owners else np.zeros(0, dtype=np.int64)
+        self.owner_at = np.isin(s.nodes, owner_node)
+        order = np.argsort(owner_node)
+        self.owner_index = order[np.searchsorted(owner_node[order], s.nodes[self.owner_at])]
+        plain = ~self.owner_at
+        self.dots = ax.scatter(*s.xy[plain].T, s=16, linewidths=0.7, zorder=2)
+        self.squares = ax.scatter(
+            *s.xy[self.owner_at].T, s=110, marker="s", edgecolors="black", zorder=3
         )
-        label = "the streamer" if active else "the streamer (removed)"
-        handles.append(_marker("*", streamer_colour if active else "#999999", label, 13))
-        handles.append(_marker("o", "white", "follower (ring)", 7, edge=streamer_colour))
-    owner_at = np.isin(s.nodes, model.owners.node)
-    plain = ~owner_at
-    ax.scatter(
-        *s.xy[plain].T,
-        s=16,
-        c=colours[plain],
-        edgecolors=np.where(follows[plain], streamer_colour, "none").tolist(),
-        linewidths=0.7,
-        zorder=2,
-    )
-    if owner_at.any():
-        order = np.argsort(model.owners.node)
-        which = order[np.searchsorted(model.owners.node[order], s.nodes[owner_at])]
-        active = model.owners.active[which]
-        ax.scatter(
-            *s.xy[owner_at].T,
-            s=110,
-            marker="s",
-            c=np.where(active, CHANNEL_COLOURS["owners"], "white").tolist(),
-            edgecolors="black",
-            zorder=3,
+        if self.has_owners:
+            owner = _marker("s", CHANNEL_COLOURS["owners"], "owner (white: quit)", 9, "black")
+            handles.append(owner)
+        self.legend = self.fig.legend(
+            handles=handles, loc="lower center", ncols=3, frameon=False, fontsize=8
         )
-    handles.append(_marker("s", CHANNEL_COLOURS["owners"], "owner (white: quit)", 9, "black"))
-    handles[:0] = [
-        _marker("o", STATE_COLOURS[i], f"{name} {share[i]:.0%}", 7)
-        for i, name in enumerate(CONSUMER_STATES)
-    ]
-    ax.set_xlim(-1.08, 1.32)
-    ax.set_ylim(-1.08, 1.08)
-    ax.set_axis_off()
-    ax.set_title(
-        f"Day {model.steps}: {s.nodes.size} of {model.n:,} consumers around "
-        f"{int(owner_at.sum())} owners",
-        fontsize=10,
-    )
-    fig.legend(handles=handles, loc="lower center", ncols=3, frameon=False, fontsize=8)
-    return fig
+        self.title = ax.set_title("", fontsize=10)
+        self.animated = [self.links, self.dots, self.squares, self.legend, self.title]
+        if self.has_streamer:
+            self.animated.append(self.star_marker)
+
+    def update(self) -> None:
+        m, s = self.model, self.sample
+        state = m.consumer_states()
+        share = np.bincount(state, minlength=len(CONSUMER_STATES)) / m.n
+        for text, name, x in zip(self.legend.get_texts(), CONSUMER_STATES, share, strict=False):
+            text.set_text(f"{name} {x:.0%}")
+        follows = m.consumers.follows[s.nodes]
+        plain = ~self.owner_at
+        self.dots.set_facecolors(np.asarray(STATE_COLOURS)[state[s.nodes[plain]]])
+        ring = np.where(follows[plain], CHANNEL_COLOURS["streamer"], "none")
+        self.dots.set_edgecolors(ring.tolist())
+        active = m.owners.active[self.owner_index]
+        self.squares.set_facecolors(np.where(active, CHANNEL_COLOURS["owners"], "white").tolist())
+        if self.has_streamer:
+            ends = s.xy[follows]
+            self.links.set_segments(np.stack([np.broadcast_to(self.star, ends.shape), ends], 1))
+            removed = not m.streamer.active
+            colour = "#999999" if removed else CHANNEL_COLOURS["streamer"]
+            self.star_marker.set_facecolor(colour)
+            i = len(CONSUMER_STATES)
+            self.legend.legend_handles[i].set_markerfacecolor(colour)
+            self.legend.get_texts()[i].set_text(
+                "the streamer (removed)" if removed else "the streamer"
+            )
+        around = f" around {int(self.owner_at.sum())} owners" if self.has_owners else ""
+        self.title.set_text(f"Day {m.steps}: {s.nodes.size} of {m.n:,} consumers{around}")
+
+
+def graph_figure(model: CommerceModel, size: int = SAMPLE_SIZE) -> Figure:
+    """The graph view of :class:`GraphPainter` as a one-off figure."""
+    return GraphPainter(model, size).figure()
 
 
 def _marker(shape: str, colour: str, label: str, size: float, edge: str = "none") -> Line2D:
@@ -345,50 +419,97 @@ CHART_PANELS = (
 )
 
 
-def _percent(value: float, _pos) -> str:
-    return f"{value:.0%}" if value == 0 or abs(value) >= 0.1 else f"{value:.1%}"
+class ChartsPainter(_Painter):
+    """Four panels over days: reach, conversion, return rate and trust, one line a channel
+    switched on, plus all channels together (for trust: trust in friends)."""
+
+    def __init__(self, model: CommerceModel) -> None:
+        super().__init__()
+        self.model = model
+        days = model.params.world.days
+        axes = self.fig.subplots(2, 2, sharex=True)
+        self.fig.subplots_adjust(
+            left=0.1, right=0.98, top=0.88, bottom=0.14, wspace=0.28, hspace=0.3
+        )
+        on = [c for c in CHANNELS if getattr(model.params.channels, c)]
+        self.lines: dict[tuple[str, str], Line2D] = {}
+        for ax, (metric, title) in zip(axes.flat, CHART_PANELS, strict=True):
+            for ch in [*on, ALL]:
+                (self.lines[metric, ch],) = ax.plot(
+                    [], [], color=CHANNEL_COLOURS[ch], lw=1.6, label=ch
+                )
+            ax.set_title(title, fontsize=9)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+            ax.set_xlim(0, days)
+            ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(5))
+            ax.set_ylim(0, 1)
+            if metric != "trust":
+                ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        for ax in axes[1]:
+            ax.set_xlabel("day", fontsize=8)
+        self.axes = axes
+        self.hint = axes[0, 0].text(
+            0.5, 0.5, "press Step or Play", transform=axes[0, 0].transAxes, ha="center"
+        )
+        self.fig.legend(
+            *axes[0, 0].get_legend_handles_labels(), loc="lower center", ncols=4, frameon=False
+        )
+        self.title = self.fig.suptitle("", fontsize=11)
+        self.animated = [*self.lines.values(), self.hint, self.title]
+
+    def background_key(self):
+        return tuple(ax.get_ylim() for ax in self.axes.flat)
+
+    def update(self) -> None:
+        m = self.model
+        series = channel_series(m)
+        for (metric, ch), line in self.lines.items():
+            line.set_data(series[ch]["day"], series[ch][metric])
+        for ax, (metric, _) in zip(self.axes.flat, CHART_PANELS, strict=True):
+            if metric in ("conversion", "return_rate"):
+                values = [series[ch][metric] for ch in series]
+                top = max((np.nanmax(v) for v in values if np.isfinite(v).any()), default=0)
+                ax.set_ylim(0, _nice_top(top))
+        self.hint.set_visible(m.steps == 0)
+        self.title.set_text(f"Channels, day {m.steps} of {m.params.world.days}")
+
+
+def _nice_top(value: float) -> float:
+    """An upper axis limit above ``value`` that changes rarely as the value moves.
+
+    >>> _nice_top(0.0), _nice_top(0.012), _nice_top(0.37)
+    (0.01, 0.015, 0.4)
+    """
+    if not value > 0:
+        return 0.01
+    scale = 10 ** np.floor(np.log10(value))
+    for k in (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0):
+        if value * 1.05 <= k * scale:
+            return float(round(k * scale, 12))
+    return float(10 * scale)
 
 
 def charts_figure(model: CommerceModel) -> Figure:
-    """Four panels over days: reach, conversion, return rate and trust, one line a channel."""
-    series = channel_series(model)
-    fig = Figure(figsize=(6.4, 6.2), dpi=80)
-    axes = fig.subplots(2, 2, sharex=True)
-    fig.subplots_adjust(left=0.1, right=0.98, top=0.88, bottom=0.14, wspace=0.28, hspace=0.3)
-    for ax, (metric, title) in zip(axes.flat, CHART_PANELS, strict=True):
-        for ch, s in series.items():
-            ax.plot(s["day"], s[metric], color=CHANNEL_COLOURS[ch], lw=1.6, label=ch)
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-        ax.set_xlim(0, model.params.world.days)
-        if metric == "trust":
-            ax.set_ylim(0, 1)
-        else:
-            ax.set_ylim(bottom=0, top=None if model.steps else 1)
-            ax.yaxis.set_major_formatter(_percent)
-    for ax in axes[1]:
-        ax.set_xlabel("day", fontsize=8)
-    if model.steps == 0:
-        axes[0, 0].text(0.5, 0.5, "press Step or Play", transform=axes[0, 0].transAxes, ha="center")
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncols=4, frameon=False)
-    fig.suptitle(f"Channels, day {model.steps} of {model.params.world.days}", fontsize=11)
-    return fig
+    """The charts of :class:`ChartsPainter` as a one-off figure."""
+    return ChartsPainter(model).figure()
 
 
 # ----------------------------------------------------------------------------------------------
 # Solara components and the page
 # ----------------------------------------------------------------------------------------------
 def world_summary(model: CommerceModel) -> str:
-    """One line: the world and the levers this model was built with."""
+    """One line of HTML: the world and the levers this model was built with."""
     p = model.params
     on = [c for c in CHANNELS if getattr(p.channels, c)]
+    name = html.escape(getattr(model, "scenario_name", "model"))
     return (
-        f"**{getattr(model, 'scenario_name', 'model')}**: {model.n:,} consumers, "
-        f"{p.world.owners:,} owners; channels {', '.join(on) or 'none'}; "
-        f"{p.streamer.products_per_session} products a session, streamer hype "
-        f"{p.streamer.hype:.1f}; selection strictness {p.platform.selection_strictness:.2f}, "
-        f"after-sales {p.platform.after_sales:.2f}. *Controls apply on Reset.*"
+        f"<b>{name}</b>: {model.n:,} consumers, {p.world.owners:,} owners; "
+        f"channels {', '.join(on) or 'none'}; {p.streamer.products_per_session} products a "
+        f"session, streamer hype {p.streamer.hype:.1f}; selection strictness "
+        f"{p.platform.selection_strictness:.2f}, after-sales {p.platform.after_sales:.2f}. "
+        "<i>Controls apply on Reset.</i>"
     )
 
 
@@ -396,9 +517,20 @@ def world_summary(model: CommerceModel) -> str:
 def GraphView(model: CommerceModel):
     """The world's levers and the social graph sample, redrawn after every step."""
     update_counter.get()
+    painter = solara.use_memo(
+        lambda: GraphPainter(model) if model.graph is not None else None, [model]
+    )
     with solara.Column(gap="0px") as main:
-        solara.Markdown(world_summary(model), style={"font-size": "13px"})
-        solara.FigureMatplotlib(graph_figure(model), format="png")
+        solara.HTML(
+            tag="div",
+            unsafe_innerHTML=world_summary(model),
+            classes=["fishschool-world"],
+            style="font-size: 13px; padding: 4px 8px",
+        )
+        if painter is None:
+            solara.Info("A well-mixed world (graph.kind) has no social graph to draw.")
+        else:
+            solara.Image(painter.png(), classes=["fishschool-graph"])
     return main
 
 
@@ -406,7 +538,8 @@ def GraphView(model: CommerceModel):
 def ChannelCharts(model: CommerceModel):
     """Reach, conversion, return rate and trust per channel, redrawn after every step."""
     update_counter.get()
-    return solara.FigureMatplotlib(charts_figure(model), format="png")
+    painter = solara.use_memo(lambda: ChartsPainter(model), [model])
+    return solara.Image(painter.png(), classes=["fishschool-charts"])
 
 
 def make_page(
@@ -417,7 +550,7 @@ def make_page(
     sets = tuple(sets)
     controls = model_params(scenario, consumers, sets)
     initial = {k: (v["value"] if isinstance(v, dict) else v) for k, v in controls.items()}
-    title = f"fishschool: {scenario or DEFAULT_SCENARIO}"
+    title = f"fishschool: {scenario_label(scenario)}"
 
     @solara.component
     def Page():

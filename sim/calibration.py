@@ -160,8 +160,9 @@ def refined_priors(posterior: str | Path) -> dict[str, tuple[float, float]]:
     out = {}
     for name, (lo, hi) in PRIORS.items():
         if name in post.index:
-            q05, q95 = float(post.loc[name, "q05"]), float(post.loc[name, "q95"])
-            out[name] = (max(lo, q05), min(hi, q95)) if q95 > q05 else (lo, hi)
+            low = max(lo, float(post.loc[name, "q05"]))
+            high = min(hi, float(post.loc[name, "q95"]))
+            out[name] = (low, high) if high > low else (lo, hi)  # an empty box: keep the prior
         else:
             out[name] = (lo, hi)
     return out

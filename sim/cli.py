@@ -385,6 +385,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             executor=executor,
             workers=args.workers,
             progress=lambda d, f, t: progress(d, t, f),
+            refine=args.refine,
         )
     finally:
         close()
@@ -428,7 +429,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
         from analysis import viz
     except ImportError as err:
         raise ParameterError(
-            f"viz needs {err.name}, which is not installed: pip install -e '.[dev]'"
+            f"viz needs {err.name or err}, which is not installed: pip install -e '.[dev]'"
         ) from None
     scenario = args.scenario
     if scenario and Path(scenario).is_file():
@@ -443,16 +444,12 @@ def cmd_viz(args: argparse.Namespace) -> int:
         viz.ENV_SET: json.dumps(args.sets),
     }
     env.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")  # no calls home
-    command = [
-        sys.executable,
-        "-m",
-        "solara",
-        "run",
-        "analysis.viz",
-        "--production",
-        "--no-check-version",
-    ]
-    command += ["--host", args.host, "--port", str(args.port)]
+    # Served on 127.0.0.1 (not "localhost"), Solara warns on every page load that its cookie
+    # falls back to samesite=lax, which is fine for a local page.
+    quiet = "ignore:Cookies with samesite=none require https:UserWarning"
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), quiet]))
+    command = [sys.executable, "-m", "solara", "run", "analysis.viz", "--production"]
+    command += ["--no-check-version", "--host", args.host, "--port", str(args.port)]
     command += ["--no-open"] if args.no_open else ["--open"]
     print(
         f"fishschool viz: {scenario or viz.DEFAULT_SCENARIO}, {p.world.consumers:,} consumers, "

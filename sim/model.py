@@ -52,7 +52,17 @@ from sim.streamer import MegaStreamer
 _STREAMS = ("graph", "consumers", "catalogue", "owners", "followers", "dynamics")
 # The dynamics stream is split again, one stream per process, so a lever that changes one
 # channel's draws leaves the other channels' draws where they were (common random numbers).
-PROCESS_STREAMS = ("market", "events", "training", "owners", "streamer", "search", "wom", "churn")
+PROCESS_STREAMS = (
+    "market",
+    "events",
+    "training",
+    "owners",
+    "streamer",
+    "search",
+    "wom",
+    "churn",
+    "migration",
+)
 MONTH = 30  # days in a month, for monthly conversion and sales
 CONSUMER_STATES = (
     "unreached",
@@ -132,8 +142,7 @@ class CommerceModel(mesa.Model):
         # A channel switched off does not exist in this world (its agents were still drawn,
         # so the rest of the world is the same as with it on).
         if not p.channels.streamer:
-            self.remove_streamer()
-            self._displaced = np.zeros(0, dtype=np.int64)  # never had an audience to lose
+            self.remove_streamer()  # (her displaced audience is reset below: she never had one)
         if not p.channels.owners:
             self.owners.active[:] = False
 
@@ -180,11 +189,12 @@ class CommerceModel(mesa.Model):
         self.recorder.start()
         self._first_order_today = len(self.orders)
         self._owner_earned_today = np.zeros(self.owners.m)
-        rng = self.streams["market"]
-        self.in_market = self.consumers.in_market(rng)
+        self.in_market = self.consumers.in_market(self.streams["market"])
         if self._displaced.size and day < self._displaced_until:
             # The audience of a banned streamer looks elsewhere (T8): each former follower is
-            # in the market with an extra daily chance, and so searches.
+            # in the market with an extra daily chance, and so searches. Its own stream keeps
+            # everyone else's draws paired with a run without the ban.
+            rng = self.streams["migration"]
             extra = rng.random(self._displaced.size) < self.params.events.ban_migration
             self.in_market[self._displaced[extra]] = True
 
@@ -210,7 +220,9 @@ class CommerceModel(mesa.Model):
         :meth:`begin_day`)."""
         self.streamer.active = False
         self._displaced = np.flatnonzero(self.consumers.follows)
-        self._displaced_until = self.day + self.params.events.ban_migration_days
+        # The ban comes after today's market draw: the displaced look elsewhere from tomorrow,
+        # for ban_migration_days days.
+        self._displaced_until = self.day + 1 + self.params.events.ban_migration_days
         self.consumers.follows[:] = False
 
     # ------------------------------------------------------------------------------------------

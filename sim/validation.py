@@ -10,7 +10,7 @@ It reruns, at a chosen size, everything a reviewer needs to trust the model:
 4. the owners-versus-streamer verdict under the least certain parameters: each set to the low
    and high end of its accepted range (or prior), does the verdict still hold?
 
-CI regenerates it at a small size (``--small``) so that it never goes stale.
+The tests regenerate it at a small size (``--size small``) so that it never goes stale.
 """
 
 from __future__ import annotations
