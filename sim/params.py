@@ -803,14 +803,7 @@ class Params:
     @classmethod
     def from_toml(cls, path: str | Path) -> Params:
         """Load a TOML file of parameter sections; errors name the file."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ParameterError(f"{path}: file not found") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ParameterError(f"{path}: not valid TOML ({err})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_toml(path), source=str(path))
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Params:
         """A copy with dotted-key overrides applied, e.g. ``{"owners.commission": 0.2}``."""
@@ -830,6 +823,19 @@ class Params:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/TOML-friendly)."""
         return dataclasses.asdict(self)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file (data only: nothing in it is executed); errors name the file."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParameterError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ParameterError(f"{path}: not valid TOML ({err})") from None
+    except UnicodeDecodeError:
+        raise ParameterError(f"{path}: not a text file (UTF-8 TOML expected)") from None
 
 
 def _top_keys() -> list[str]:

@@ -55,6 +55,7 @@ from sim.params import (
     _did_you_mean,
     check_value,
     kind_of,
+    read_toml,
 )
 
 TOP_KEYS = ("extends", "name", "question", "seed", "replicates", "horizon")
@@ -196,13 +197,9 @@ def default(overrides: Iterable[str] = ()) -> Scenario:
 
 def _parse(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"{path}: not valid TOML ({err})") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{path}: not a text file (UTF-8 TOML expected)") from None
+        return read_toml(path)
+    except ParameterError as err:
+        raise ScenarioError(str(err)) from None
 
 
 def _read_chain(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, str], str]:

@@ -45,7 +45,6 @@ import json
 import os
 import tempfile
 import time
-import tomllib
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, as_completed
@@ -57,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from sim.metrics import SUMMARY_METRICS
-from sim.params import ParameterError, _did_you_mean, check_value, kind_of
+from sim.params import ParameterError, _did_you_mean, check_value, kind_of, read_toml
 from sim.scenario import Scenario, ScenarioError, load, replicate_seeds, resolve
 
 DESIGNS = ("grid", "random", "lhs", "sobol", "morris")
@@ -131,11 +130,9 @@ def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file (errors name the file, the key and what is allowed)."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"{path}: not valid TOML ({err})") from None
+        raw = read_toml(path)
+    except ParameterError as err:
+        raise ScenarioError(str(err)) from None
     for key in raw:
         if key not in TOP_KEYS and key not in SECTIONS:
             allowed = [*TOP_KEYS, *SECTIONS]
