@@ -133,6 +133,11 @@ class CommerceModel(mesa.Model):
         member_mean = self._member_preference_mean(group_owner, owner_nodes.size)
         self.owners = Owners(p.owners, owner_nodes, group_owner, member_mean, rng_own)
         self._members_at_start = self._members_per_owner()
+        # Members sorted by owner as recruited, with each owner's start and count (listening).
+        recruited = np.flatnonzero(group_of >= 0)
+        recruited = recruited[np.argsort(group_owner[group_of[recruited]], kind="stable")]
+        count = self._members_at_start
+        self._members_by_owner = (recruited, np.cumsum(count) - count, count)
 
         # The streamer and her followers.
         self.streamer = MegaStreamer(self, p.streamer)
@@ -236,21 +241,21 @@ class CommerceModel(mesa.Model):
             own.train(attended, pl.live_2b_skill_gain, self.day, pl.live_2b_material_days)
 
     def owners_listen(self) -> None:
-        """Each active owner hears out ``owners.listening`` members a day (on average)."""
+        """Each active owner hears out ``owners.listening`` of her members a day (Poisson).
+
+        Members are drawn from her groups as recruited; one who has since left the group is
+        no longer heard (that hearing is lost), which spares sorting every member every day.
+        """
         own, con = self.owners, self.consumers
         rng = self.streams["owners"]
-        members = np.flatnonzero(con.group >= 0)
-        owner = own.group_owner[con.group[members]]
-        size = np.bincount(owner, minlength=own.m)
+        members, start, size = self._members_by_owner
         rate = np.where(own.active & (size > 0), self.params.owners.listening, 0.0)
-        heard = rng.poisson(rate)
-        who = np.repeat(np.arange(own.m), heard)
+        who = np.repeat(np.arange(own.m), rng.poisson(rate))
         if who.size == 0:
             return
-        order = np.argsort(owner, kind="stable")
-        start = np.cumsum(size) - size
-        pick = members[order[start[who] + (rng.random(who.size) * size[who]).astype(np.int64)]]
-        own.listen(who, con.preference[pick])
+        pick = members[start[who] + (rng.random(who.size) * size[who]).astype(np.int64)]
+        still = con.group[pick] >= 0
+        own.listen(who[still], con.preference[pick[still]])
 
     def sell_through_owners(self) -> None:
         own, con = self.owners, self.consumers
