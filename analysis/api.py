@@ -33,10 +33,10 @@ Tables = Experiment | Results
 
 
 def _sets(sets: Mapping[str, Any] | None) -> list[str]:
-    return [
-        f"{k}={v!r}".replace("'", '"') if isinstance(v, str) else f"{k}={v}"
-        for k, v in (sets or {}).items()
-    ]
+    """``--set`` items from a dict; values written as TOML (JSON is TOML for these values)."""
+    import json
+
+    return [f"{k}={json.dumps(v)}" for k, v in (sets or {}).items()]
 
 
 def scenario(name: str = "default", sets: Mapping[str, Any] | None = None):
@@ -128,10 +128,10 @@ def _names(tables: Tables) -> list[str]:
     return tables.names if isinstance(tables, Experiment) else tables.scenarios
 
 
-def _consumers(tables: Tables) -> int:
+def _consumers(tables: Tables) -> dict[str, int]:
     if isinstance(tables, Experiment):
-        return tables.scenarios[0].params.world.consumers
-    return tables.manifest["scenarios"][0]["parameters"]["world"]["consumers"]
+        return {s.name: s.params.world.consumers for s in tables.scenarios}
+    return {s["name"]: s["parameters"]["world"]["consumers"] for s in tables.manifest["scenarios"]}
 
 
 def plot_reach(tables: Tables) -> Figure:

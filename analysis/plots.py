@@ -62,15 +62,22 @@ def _channels_present(summary: pd.DataFrame) -> list[str]:
     return [c for c in CHANNELS if sold.get(c, 0) > 0]
 
 
-def reach_over_time(timeseries: pd.DataFrame, scenarios: list[str], consumers: int) -> Figure:
-    """Share of consumers reached so far, per channel, one line style per scenario."""
+def reach_over_time(
+    timeseries: pd.DataFrame, scenarios: list[str], consumers: int | dict[str, int]
+) -> Figure:
+    """Share of consumers reached so far, per channel, one line style per scenario.
+
+    ``consumers``: the population, one number or one per scenario.
+    """
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), sharey=True)
     for ax, ch in zip(axes, [*CHANNELS, ALL], strict=True):
         for i, sc in enumerate(scenarios):
             ts = timeseries[(timeseries.scenario == sc) & (timeseries.channel == ch)].copy()
             if ts["exposures"].sum() == 0:
                 continue  # the channel is switched off in this scenario
-            ts["reach"] = ts["reach"] / consumers
+            ts["reach"] = ts["reach"] / (
+                consumers[sc] if isinstance(consumers, dict) else consumers
+            )
             _band(ax, ts, "reach", CHANNEL_COLOURS[ch], _style(i), sc)
         ax.set_title(ch)
         ax.set_xlabel("day")

@@ -149,7 +149,9 @@ def draw_figures(res: Results, folder: Path) -> dict[str, Path]:
     """Draw the standard figures into ``folder`` (PNG); returns them by name."""
     folder.mkdir(parents=True, exist_ok=True)
     names = res.scenarios
-    consumers = res.manifest["scenarios"][0]["parameters"]["world"]["consumers"]
+    consumers = {
+        s["name"]: s["parameters"]["world"]["consumers"] for s in res.manifest["scenarios"]
+    }
     figures = {
         "reach": plots.reach_over_time(res.timeseries, names, consumers),
         "funnel": plots.funnel(res.summary, names),

@@ -12,6 +12,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
+from sim.distributions import beta_with_mean
 from sim.params import BrandParams, WorldParams
 
 
@@ -36,20 +37,14 @@ class Catalogue:
         self.n = n
         self.brand = np.repeat(np.arange(world.brands, dtype=np.int32), world.products_per_brand)
         # Every category is stocked (when there are enough products): a shuffled round-robin.
+        category, price, quality, margin = rng.spawn(4)  # one stream per attribute
         cats = np.arange(n) % world.categories
-        rng.shuffle(cats)
+        category.shuffle(cats)
         self.category = cats.astype(np.int32)
-        sigma = p.price_sigma
-        self.list_price = p.price_median * np.exp(rng.normal(0.0, sigma, n))
-        q = p.quality
-        if 0.0 < q < 1.0:
-            self.base_quality = rng.beta(
-                q * p.quality_concentration, (1 - q) * p.quality_concentration, n
-            )
-        else:
-            self.base_quality = np.full(n, q)
+        self.list_price = p.price_median * np.exp(price.normal(0.0, p.price_sigma, n))
+        self.base_quality = beta_with_mean(quality, p.quality, p.quality_concentration, n)
         self.quality = self.base_quality.copy()  # today's quality (events can lower it)
-        self.margin = np.clip(rng.normal(p.margin, 0.05, n), 0.0, 1.0)
+        self.margin = np.clip(margin.normal(p.margin, 0.05, n), 0.0, 1.0)
         self.cost = self.list_price * (1.0 - self.margin)
         n_apparel = int(round(world.apparel_share * world.categories))
         self.apparel_category = np.zeros(world.categories, dtype=bool)

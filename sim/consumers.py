@@ -15,15 +15,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from sim.channels import Source
+from sim.distributions import beta_with_mean
 from sim.graph import regions
 from sim.params import ConsumerParams
-
-
-def _beta_with_mean(rng: np.random.Generator, mean: float, concentration: float, n: int):
-    """Beta draws with the given mean; degenerate at the bounds instead of failing."""
-    if mean <= 0.0 or mean >= 1.0:
-        return np.full(n, mean, dtype=np.float32)
-    return rng.beta(mean * concentration, (1 - mean) * concentration, n).astype(np.float32)
 
 
 class Consumers:
@@ -38,25 +32,28 @@ class Consumers:
         adj: sp.csr_array | None = None,
     ):
         self.n = n
+        # One child stream per attribute: changing how one attribute is drawn (a parameter at a
+        # bound, a Beta sampler that consumes a variable number of draws) leaves the others.
+        taste, price, impulse, need, trust = rng.spawn(5)
         if adj is None:
-            prefs = rng.dirichlet(np.full(categories, p.preference_concentration), n)
+            prefs = taste.dirichlet(np.full(categories, p.preference_concentration), n)
         else:
             prefs = self.draw_preferences(
-                adj, categories, p.preference_concentration, p.homophily, p.taste_region_size, rng
+                adj, categories, p.preference_concentration, p.homophily, p.taste_region_size, taste
             )
         self._set_preferences(prefs)
-        ps = p.price_sensitivity
-        self.price_sensitivity = (
-            rng.lognormal(np.log(ps) - 0.125, 0.5, n).astype(np.float32)
-            if ps > 0
-            else np.zeros(n, dtype=np.float32)
+        # Lognormal with mean consumers.price_sensitivity.
+        self.price_sensitivity = (p.price_sensitivity * price.lognormal(-0.125, 0.5, n)).astype(
+            np.float32
         )
-        self.impulsiveness = _beta_with_mean(rng, p.impulsiveness, 4.0, n)
-        self.need_rate = _beta_with_mean(rng, p.need_rate, p.need_concentration, n)
+        self.impulsiveness = beta_with_mean(impulse, p.impulsiveness, 4.0, n).astype(np.float32)
+        self.need_rate = beta_with_mean(need, p.need_rate, p.need_concentration, n).astype(
+            np.float32
+        )
         initial = [p.trust_owner, p.trust_streamer, p.trust_friend, p.trust_search]
         self.trust = np.empty((len(Source), n), dtype=np.float32)
         for s, mean in enumerate(initial):
-            self.trust[s] = np.clip(rng.normal(mean, p.trust_sd, n), 0.0, 1.0)
+            self.trust[s] = np.clip(trust.normal(mean, p.trust_sd, n), 0.0, 1.0)
         self.satisfaction = np.full(n, 0.5, dtype=np.float32)
         self.group = np.full(n, -1, dtype=np.int32)  # -1: in no owner's group
         self.follows = np.zeros(n, dtype=bool)

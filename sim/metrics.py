@@ -75,7 +75,7 @@ SUMMARY_METRICS: dict[str, str] = {
     "followers": "streamer followers at the end",
     "owner_earnings_gini": "Gini coefficient of owners' total earnings (all owners)",
     "monthly_buyer_conversion": "consumers ordering in a 30-day window / consumers reached in "
-    "it, over completed windows (T5 for owners)",
+    "it, over completed windows (a run shorter than 30 days: its one window; T5 for owners)",
     "owner_sales_per_member_month_median": "median over owners of sales through her links per "
     "group member (at the start) per month (RMB, T7)",
     "owner_sales_per_member_month_p99": "99th percentile of the same (the top 1% of owners)",
@@ -220,7 +220,9 @@ def summarise(
         v["profit_per_order"] = _ratio(v["brand_profit"], v["orders"])
         if name in (CHANNELS[Channel.OWNERS], ALL):
             v["active_owners"] = last[_INDEX["active_owners"], col]
-            v["owner_earnings_gini"] = gini(owner_earnings)
+            v["owner_earnings_gini"] = (
+                gini(owner_earnings) if owner_earnings.sum() > 0 else float("nan")
+            )
         if name in (CHANNELS[Channel.STREAMER], ALL):
             v["followers"] = last[_INDEX["followers"], col]
         if name == ALL:

@@ -61,6 +61,8 @@ PROCESS_STREAMS = (
     "search",
     "wom",
     "churn",
+    "leave",
+    "unfollow",
     "migration",
 )
 MONTH = 30  # days in a month, for monthly conversion and sales
@@ -593,7 +595,7 @@ class CommerceModel(mesa.Model):
             members = np.flatnonzero(con.group >= 0)
             unhappy = con.trust[Source.OWNER, members] < self.params.owners.leave_threshold
             leave = unhappy & (
-                self.streams["churn"].random(members.size) < self.params.owners.leave_rate
+                self.streams["leave"].random(members.size) < self.params.owners.leave_rate
             )
             con.group[members[leave]] = -1
         fans = np.flatnonzero(con.follows)
@@ -601,7 +603,7 @@ class CommerceModel(mesa.Model):
         con.follows[
             fans[
                 unhappy
-                & (self.streams["churn"].random(fans.size) < self.params.streamer.unfollow_rate)
+                & (self.streams["unfollow"].random(fans.size) < self.params.streamer.unfollow_rate)
             ]
         ] = False
 
@@ -728,6 +730,8 @@ class CommerceModel(mesa.Model):
         months = max(self.params.world.days, 1) / MONTH
         members = self._members_at_start
         has = members > 0
+        if not self.params.channels.owners:
+            has[:] = False  # no owner network: nothing to measure (NaN, as other owner metrics)
         per_member = self.owners.sales[has] / members[has] / months
         for q, label in ((0.5, "median"), (0.99, "p99")):
             value = float(np.quantile(per_member, q)) if per_member.size else float("nan")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from sim.distributions import beta_with_mean
 from sim.graph import neighbourhood
 from sim.params import OwnerParams
 
@@ -136,16 +137,11 @@ class Owners:
         self.node = node
         self.group_owner = group_owner
         self.active = np.ones(self.m, dtype=bool)
-        a = 4.0
-        s = p.skill
-        self.skill0 = (
-            rng.beta(max(s, 1e-3) * a, max(1 - s, 1e-3) * a, self.m)
-            if 0 < s < 1
-            else np.full(self.m, s)
-        )
+        skill, knowledge, activity = rng.spawn(3)  # one stream per attribute
+        self.skill0 = beta_with_mean(skill, p.skill, 4.0, self.m)
         self.skill = self.skill0.copy()
         c = member_preference_mean.shape[1]
-        noise = rng.dirichlet(np.ones(c), self.m)
+        noise = knowledge.dirichlet(np.ones(c), self.m)
         k = p.knowledge
         self.knowledge = k * member_preference_mean + (1 - k) * noise
         self.knowledge /= self.knowledge.sum(axis=1, keepdims=True)
@@ -155,7 +151,7 @@ class Owners:
         self.material_until = np.full(self.m, -1, dtype=np.int64)
         # Activity: how much she posts, heavy-tailed across owners (lognormal, mean 1).
         sigma = p.activity_sigma
-        self.activity = rng.lognormal(-(sigma**2) / 2, sigma, self.m)
+        self.activity = activity.lognormal(-(sigma**2) / 2, sigma, self.m)
 
     # -- assortment --------------------------------------------------------------------------
     def pick_products(

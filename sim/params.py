@@ -707,12 +707,23 @@ class EventParams:
         0.5, 0, 1, unit="share of active owners", doc="Owners quitting in the wave."
     )
     defective_batch_day: int | None = param(
-        None, 0, 100_000, unit="day", nullable=True, doc="Day a defective batch starts shipping."
+        None,
+        0,
+        100_000,
+        unit="day",
+        nullable=True,
+        doc="First delivery day on which the brand's items are of the batch's quality.",
     )
     defective_batch_brand: int = param(0, 0, 100_000, unit="brand id", doc="Brand of the batch.")
-    defective_batch_days: int = param(14, 1, 100_000, unit="days", doc="How long it ships.")
+    defective_batch_days: int = param(
+        14, 1, 100_000, unit="days", doc="For how many delivery days the batch's quality applies."
+    )
     defective_batch_quality: float = param(
-        0.5, 0, 1, unit="probability", doc="Quality of the brand's items while the batch ships."
+        0.5,
+        0,
+        1,
+        unit="probability",
+        doc="Quality of the brand's items delivered during the batch.",
     )
 
 

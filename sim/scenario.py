@@ -263,11 +263,25 @@ def _parse_override(item: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise ScenarioError(f"--set {item}: expected key.path=value")
-    try:
-        value = tomllib.loads(f"v = {text.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = text.strip()
+    if text.strip().lower() in ("none", "null"):
+        value = None  # TOML has no null: an event switched off, for instance
+    else:
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
     first = key.split(".")[0]
+    if key == "world.days":
+        return "horizon", value
+    if first == "world" and key.count(".") == 1:
+        # world.owners is a parameter name as well as a key path under [world]: a parameter
+        # of another kind is placed by its kind (world.owners -> levers.world.owners).
+        try:
+            kind = kind_of(key)
+        except ParameterError:
+            kind = "world"
+        if kind != "world":
+            return f"{_SECTION_OF_KIND[kind]}.{key}", value
     if first in TOP_KEYS or first in SCENARIO_SECTIONS:
         return key, value
     try:  # a bare parameter name: place it by its kind

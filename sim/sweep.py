@@ -28,7 +28,8 @@ Dask cluster's executor, with identical numbers either way. Replicate r of every
 same seed (common random numbers across points).
 
 Nothing is lost: each run's result is written atomically to ``runs/KEY.json``, where KEY
-hashes the base scenario, the point and the replicate seed; a rerun of the same sweep skips the
+hashes the base scenario, the model, the outcomes, the package version, the point and the
+replicate seed; a rerun of the same sweep skips the
 keys already there, so a sweep killed at any moment resumes without recomputing finished runs.
 A run that raises is recorded in ``runs/KEY.error.json`` with its parameters and traceback; the
 sweep goes on, reports failures at the end (and retries them on the next run).
@@ -55,6 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim import __version__
 from sim.metrics import SUMMARY_METRICS
 from sim.params import ParameterError, _did_you_mean, check_value, kind_of, read_toml
 from sim.scenario import Scenario, ScenarioError, load, replicate_seeds, resolve
@@ -412,12 +414,15 @@ def plan(sweep: Sweep) -> list[dict[str, Any]]:
     """Every run of the sweep as plain data, with its key, in a fixed order."""
     seeds = replicate_seeds(sweep.seed, sweep.replicates)
     params = sweep.base.params.to_dict()
+    # What a stored run depends on besides its point and seed: the base scenario, the model,
+    # the outcomes kept and the package version (a changed model must not reuse old runs).
+    identity = "|".join([sweep.base.sha256, sweep.model, *sorted(sweep.outcomes), __version__])
     tasks = []
     for i, point in enumerate(design_points(sweep)):
         for r, seed in enumerate(seeds):
             tasks.append(
                 {
-                    "key": run_key(sweep.base.sha256 + sweep.model, point, seed),
+                    "key": run_key(identity, point, seed),
                     "point_id": i,
                     "replicate": r,
                     "seed": seed,

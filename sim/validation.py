@@ -52,7 +52,7 @@ class Size:
 
 
 SIZES = {
-    "small": Size(consumers=3000, replicates=3, ic_copies=3000, bass_consumers=5000, days=60),
+    "small": Size(consumers=5000, replicates=3, ic_copies=3000, bass_consumers=5000, days=60),
     "full": Size(consumers=20_000, replicates=8, ic_copies=20_000, bass_consumers=20_000, days=90),
 }
 
@@ -125,7 +125,8 @@ def _world(size: Size, *sets: str):
 
 
 def _fit_metric(exp, channel: str) -> np.ndarray:
-    """Mean expected fit of a channel's exposures over the run, per replicate."""
+    """Per replicate, the mean over days of the day's mean expected fit of the channel's
+    exposures (each day weighs the same)."""
     ts = exp.timeseries
     part = ts[ts.channel == channel]
     return part.groupby("replicate")["fit"].mean().to_numpy()

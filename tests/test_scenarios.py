@@ -375,3 +375,20 @@ def test_killed_run_leaves_no_complete_looking_folder(tmp_path):
     leftovers = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert leftovers == []
     assert np.all([p.name.endswith(".partial") for p in tmp_path.iterdir()])
+
+
+def test_set_accepts_bare_parameter_names_days_and_none():
+    s = load(
+        "streamer_banned", ["world.days=40", "world.owners=30", "events.streamer_removed_day=none"]
+    )
+    assert s.horizon == 40 and s.params.world.owners == 30
+    assert s.params.events.streamer_removed_day is None
+
+
+def test_a_parameter_at_its_bound_does_not_redraw_the_world():
+    from sim.model import CommerceModel
+
+    a = CommerceModel(load("hybrid", SMALL + ["consumers.impulsiveness=0.0"]).params)
+    b = CommerceModel(load("hybrid", SMALL + ["consumers.impulsiveness=0.1"]).params)
+    assert np.array_equal(a.consumers.need_rate, b.consumers.need_rate)
+    assert np.array_equal(a.consumers.trust, b.consumers.trust)

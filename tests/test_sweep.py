@@ -266,3 +266,13 @@ def test_bad_sweep_files(tmp_path, capsys, body, message):
         load_sweep(path)
     assert message in str(err.value)
     assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_changing_the_outcomes_recomputes_instead_of_reusing(tmp_path):
+    sweep = small_sweep(tmp_path, VARY, samples=1, replicates=1)
+    run_sweep(sweep, tmp_path / "out")
+    text = sweep.path.read_text().replace('"brand_profit"]', '"brand_profit", "reach_share"]')
+    sweep.path.write_text(text)
+    again = run_sweep(load_sweep(sweep.path), tmp_path / "out")
+    assert again.computed == 1 and again.skipped == 0
+    assert "reach_share" in set(pd.read_parquet(again.dataset).outcome)
