@@ -8,18 +8,20 @@ everywhere; scenarios one line style.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import matplotlib
 
 matplotlib.use("Agg")  # files, never a window
 
-from typing import Any  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from analysis.stats import mean_ci  # noqa: E402
+from analysis.stats import channel_presence, channels_present, mean_ci  # noqa: E402
 from sim.channels import ALL, CHANNELS  # noqa: E402
 from sim.metrics import COST_KINDS, gini  # noqa: E402
 
@@ -55,13 +57,6 @@ def _band(ax, ts: pd.DataFrame, metric: str, colour: str, style: str, label: str
     )
 
 
-def _channels_present(summary: pd.DataFrame) -> list[str]:
-    """Channels that sold anything in any scenario (a switched-off channel is left out)."""
-    orders = summary[(summary.metric == "orders") & (summary.channel != ALL)]
-    sold = orders.groupby("channel")["value"].sum()
-    return [c for c in CHANNELS if sold.get(c, 0) > 0]
-
-
 def reach_over_time(
     timeseries: pd.DataFrame, scenarios: list[str], consumers: int | dict[str, int]
 ) -> Figure:
@@ -69,12 +64,13 @@ def reach_over_time(
 
     ``consumers``: the population, one number or one per scenario.
     """
+    presence = channel_presence(timeseries)
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), sharey=True)
     for ax, ch in zip(axes, [*CHANNELS, ALL], strict=True):
         for i, sc in enumerate(scenarios):
-            ts = timeseries[(timeseries.scenario == sc) & (timeseries.channel == ch)].copy()
-            if ts["exposures"].sum() == 0:
+            if not presence.get((sc, ch), True):
                 continue  # the channel is switched off in this scenario
+            ts = timeseries[(timeseries.scenario == sc) & (timeseries.channel == ch)].copy()
             ts["reach"] = ts["reach"] / (
                 consumers[sc] if isinstance(consumers, dict) else consumers
             )
@@ -91,7 +87,7 @@ def reach_over_time(
 def funnel(summary: pd.DataFrame, scenarios: list[str]) -> Figure:
     """Visits, exposures, orders, delivered and kept orders per channel (log scale)."""
     stages = ["visits", "exposures", "orders", "delivered", "kept"]
-    channels = _channels_present(summary)
+    channels = channels_present(summary)
     fig, axes = plt.subplots(
         1,
         max(1, len(channels)),
@@ -134,7 +130,7 @@ def funnel(summary: pd.DataFrame, scenarios: list[str]) -> Figure:
 
 def rate_by_channel(summary: pd.DataFrame, scenarios: list[str], metric: str, title: str) -> Figure:
     """A rate per channel and scenario with 95% intervals over replicates."""
-    channels = _channels_present(summary)
+    channels = channels_present(summary)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     width = 0.8 / max(1, len(scenarios))
     for i, sc in enumerate(scenarios):
@@ -168,7 +164,7 @@ def rate_by_channel(summary: pd.DataFrame, scenarios: list[str], metric: str, ti
 
 def cost_breakdown(summary: pd.DataFrame, scenarios: list[str]) -> Figure:
     """Brand cost by kind as a share of net GMV, per channel and scenario."""
-    channels = _channels_present(summary)
+    channels = channels_present(summary)
     means = summary.groupby(["scenario", "channel", "metric"])["value"].mean()
     labels, stacks = [], []
     for sc in scenarios:
@@ -201,6 +197,7 @@ def cost_breakdown(summary: pd.DataFrame, scenarios: list[str]) -> Figure:
 
 def trust_over_time(timeseries: pd.DataFrame, scenarios: list[str]) -> Figure:
     """Mean trust in each channel's own source over time."""
+    presence = channel_presence(timeseries)
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), sharey=True)
     names = {
         "owners": "members in their owner",
@@ -211,7 +208,7 @@ def trust_over_time(timeseries: pd.DataFrame, scenarios: list[str]) -> Figure:
     for ax, ch in zip(axes, [*CHANNELS, ALL], strict=True):
         for i, sc in enumerate(scenarios):
             ts = timeseries[(timeseries.scenario == sc) & (timeseries.channel == ch)]
-            if ts["trust"].notna().any() and ts["exposures"].sum() > 0:
+            if ts["trust"].notna().any() and presence.get((sc, ch), True):
                 _band(ax, ts, "trust", CHANNEL_COLOURS[ch], _style(i), sc)
         ax.set_title(f"trust: {names[ch]}", fontsize=9)
         ax.set_xlabel("day")
@@ -275,38 +272,71 @@ STATE_COLOURS = (
 )
 
 
-def graph_sample(model, size: int = 400, seed: int = 0) -> tuple[Any, np.ndarray, np.ndarray]:
-    """A connected sample of the social graph around a few owners: (networkx graph of sample
-    indices, the consumers sampled, their positions in a spring layout).
+@dataclass(frozen=True)
+class GraphSample:
+    nodes: np.ndarray  # consumer ids
+    xy: np.ndarray  # positions, (n, 2)
+    segments: np.ndarray  # friendship edges inside the sample, (edges, 2, 2)
 
-    The sample grows breadth first from random owners until it has ``size`` consumers.
-    """
-    import networkx as nx
 
-    rng = np.random.default_rng(seed)
+def graph_sample(model, size: int = 400, seed: int = 0) -> GraphSample:
+    """A connected sample of ``size`` consumers grown breadth first from the first three
+    owners (any three consumers without owners), with a spring layout: the consumers sampled,
+    their positions, and the friendships inside the sample as line segments."""
     adj = model.graph
     if adj is None:
         raise ValueError("a well-mixed world has no graph to draw")
-    owners = model.owners.node if model.owners.m else rng.integers(0, model.n, 3)
-    start = rng.choice(owners, size=min(3, len(owners)), replace=False)
-    chosen = list(dict.fromkeys(int(s) for s in start))
-    frontier = list(chosen)
-    seen = set(chosen)
-    while frontier and len(chosen) < size:
-        nxt = []
-        for u in frontier:
-            for v in adj.indices[adj.indptr[u] : adj.indptr[u + 1]]:
-                v = int(v)
-                if v not in seen and len(chosen) < size:
-                    seen.add(v)
-                    chosen.append(v)
-                    nxt.append(v)
-        frontier = nxt
-    nodes = np.array(chosen)
-    sub = adj[nodes][:, nodes]
-    g = nx.from_scipy_sparse_array(sub)
-    pos = nx.spring_layout(g, seed=seed, k=1.5 / np.sqrt(max(len(nodes), 1)))
-    return g, nodes, np.array([pos[i] for i in range(len(nodes))])
+    start = model.owners.node[:3] if model.owners.m else np.arange(min(3, model.n))
+    nodes = _breadth_first(adj, np.asarray(start, dtype=np.int64), size)
+    sub = adj[nodes][:, nodes].tocoo()
+    upper = sub.row < sub.col
+    edges = np.c_[sub.row[upper], sub.col[upper]]
+    xy = spring_layout(nodes.size, edges, seed)
+    return GraphSample(nodes, xy, xy[edges])
+
+
+def _breadth_first(adj, start: np.ndarray, size: int) -> np.ndarray:
+    seen = np.zeros(adj.shape[0], dtype=bool)
+    start = start[np.sort(np.unique(start, return_index=True)[1])]
+    seen[start] = True
+    parts, frontier, count = [start], start, start.size
+    while frontier.size and count < size:
+        nb = adj[frontier].indices
+        nb = nb[~seen[nb]]
+        nb = nb[np.sort(np.unique(nb, return_index=True)[1])][: size - count]
+        seen[nb] = True
+        parts.append(nb)
+        frontier, count = nb, count + nb.size
+    return np.concatenate(parts).astype(np.int64)
+
+
+def spring_layout(
+    n: int, edges: np.ndarray, seed: int = 0, iterations: int = 60, gravity: float = 1.5
+) -> np.ndarray:
+    """Fruchterman-Reingold positions in [-1, 1]^2 (dense numpy, as networkx's small-graph
+    path; about a second for a thousand nodes), with a pull towards the centre so that a
+    consumer without friends in the sample stays in view.
+
+    >>> spring_layout(3, np.array([[0, 1], [1, 2]])).shape
+    (3, 2)
+    """
+    rng = np.random.default_rng(seed)
+    pos = rng.random((n, 2)).astype(np.float32)
+    adj = np.zeros((n, n), dtype=np.float32)
+    adj[edges[:, 0], edges[:, 1]] = adj[edges[:, 1], edges[:, 0]] = 1.0
+    k = np.float32(1.5 / np.sqrt(max(n, 1)))
+    t = 0.1
+    for _ in range(iterations):
+        delta = pos[:, None, :] - pos[None, :, :]
+        dist = np.maximum(np.sqrt((delta**2).sum(axis=-1)), 0.01)
+        force = k * k / dist**2 - adj * dist / k
+        disp = np.einsum("ijk,ij->ik", delta, force) - gravity * (pos - pos.mean(axis=0))
+        length = np.maximum(np.sqrt((disp**2).sum(axis=-1)), 0.01)
+        pos += disp * (t / length)[:, None]
+        t -= 0.1 / (iterations + 1)
+    pos -= pos.mean(axis=0)
+    scale = np.abs(pos).max()
+    return (pos / scale if scale > 0 else pos).astype(np.float64)
 
 
 def social_graph(model, size: int = 400, seed: int = 0, ax=None) -> Figure:
@@ -314,25 +344,21 @@ def social_graph(model, size: int = 400, seed: int = 0, ax=None) -> Figure:
     streamer's followers ringed in her colour and linked to her star."""
     from sim.model import CONSUMER_STATES
 
-    g, nodes, xy = graph_sample(model, size, seed)
+    sample = graph_sample(model, size, seed)
+    nodes, xy = sample.nodes, sample.xy
     state = model.consumer_states()[nodes]
     fig = ax.figure if ax is not None else plt.figure(figsize=(7.5, 6.5))
     ax = ax or fig.add_subplot()
-    rows, cols = np.nonzero(np.triu(np.asarray(nx_adjacency(g))))
-    for a, b in zip(rows, cols, strict=True):
-        ax.plot(*xy[[a, b]].T, color="#bbbbbb", lw=0.4, zorder=1)
+    ax.add_collection(LineCollection(sample.segments, colors="#bbbbbb", linewidths=0.4, zorder=1))
     follows = model.consumers.follows[nodes]
     if follows.any():
         star = np.array([xy[:, 0].max() + 0.25, xy[:, 1].mean()])
-        for p in xy[follows]:
-            ax.plot(
-                [star[0], p[0]],
-                [star[1], p[1]],
-                color=CHANNEL_COLOURS["streamer"],
-                lw=0.15,
-                alpha=0.5,
-                zorder=0,
+        links = np.stack([np.broadcast_to(star, xy[follows].shape), xy[follows]], axis=1)
+        ax.add_collection(
+            LineCollection(
+                links, colors=CHANNEL_COLOURS["streamer"], linewidths=0.15, alpha=0.5, zorder=0
             )
+        )
         ax.scatter(
             *star,
             marker="*",
@@ -368,9 +394,3 @@ def social_graph(model, size: int = 400, seed: int = 0, ax=None) -> Figure:
     ax.legend(frameon=False, fontsize=8, loc="lower left")
     ax.set_title(f"{len(nodes)} consumers around {int(is_owner.sum())} owners, day {model.day}")
     return fig
-
-
-def nx_adjacency(g) -> np.ndarray:
-    import networkx as nx
-
-    return nx.to_numpy_array(g, nodelist=range(g.number_of_nodes()))

@@ -18,8 +18,13 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis.stats import paired_differences, scenario_means
-from sim.channels import ALL, CHANNELS
+from analysis.stats import (
+    channel_presence,
+    channels_present,
+    paired_differences,
+    scenario_means,
+)
+from sim.channels import ALL
 
 TABLE_METRICS = (
     "reach_share",
@@ -108,9 +113,8 @@ def comparison_table(
         if len(scenarios) > 1
         else None
     )
-    exposures = summary[summary.metric == "exposures"].groupby(["scenario", "channel"])["value"]
-    present = exposures.sum() > 0  # a channel switched off in a scenario shows "-"
-    channels = [c for c in CHANNELS if present.xs(c, level="channel").any()] + [ALL]
+    present = channel_presence(summary)  # a channel switched off in a scenario shows "-"
+    channels = [*channels_present(summary), ALL]
 
     def shown(sc: str, ch: str, metric: str, frame: pd.DataFrame) -> bool:
         return (sc, ch, metric) in frame.index and bool(present.get((sc, ch), False))

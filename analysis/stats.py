@@ -84,3 +84,22 @@ def unpaired_differences(summary: pd.DataFrame, baseline: str, level: float = 0.
     return pd.DataFrame(
         rows, columns=["scenario", "baseline", "channel", "metric", "diff", "lo", "hi"]
     )
+
+
+def channel_presence(table: pd.DataFrame) -> pd.Series:
+    """Was each channel there in each scenario? (It exposed anyone: a channel switched off in a
+    scenario did not.) Takes an experiment's summary or time series; a boolean Series indexed
+    by (scenario, channel)."""
+    if "metric" in table.columns:
+        exposures = table[table.metric == "exposures"].groupby(["scenario", "channel"])["value"]
+    else:
+        exposures = table.groupby(["scenario", "channel"])["exposures"]
+    return exposures.sum() > 0
+
+
+def channels_present(table: pd.DataFrame) -> list[str]:
+    """The sales channels (not ``all``) present in at least one scenario, in channel order."""
+    from sim.channels import CHANNELS
+
+    presence = channel_presence(table)
+    return [c for c in CHANNELS if presence.xs(c, level="channel").any()]

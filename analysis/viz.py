@@ -23,7 +23,6 @@ import io
 import json
 import os
 import threading
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
-from analysis.plots import CHANNEL_COLOURS, STATE_COLOURS
+from analysis.plots import CHANNEL_COLOURS, STATE_COLOURS, GraphSample, graph_sample
 from sim.channels import ALL, CHANNELS
 from sim.model import CONSUMER_STATES, CommerceModel
 from sim.params import Params
@@ -166,81 +165,21 @@ def model_params(scenario: str | None, consumers: int | None, sets: tuple) -> di
 # ----------------------------------------------------------------------------------------------
 # The graph sample: chosen and laid out once per world, then coloured every step
 # ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class GraphSample:
-    nodes: np.ndarray  # consumer ids
-    xy: np.ndarray  # positions, (n, 2)
-    segments: np.ndarray  # friendship edges inside the sample, (edges, 2, 2)
-
-
 _SAMPLES: dict[tuple, GraphSample] = {}
 
 
 def graph_view_sample(model: CommerceModel, size: int = SAMPLE_SIZE, seed: int = 0) -> GraphSample:
-    """A connected sample of ``size`` consumers grown breadth first from the first three owners
-    (as :func:`analysis.plots.graph_sample`), with a spring layout. Owners are a prefix of one
-    permutation of the consumers, so the first three, and the sample, do not change with the
-    number of owners: the layout is computed once per world and cached."""
-    adj = model.graph
-    if adj is None:
-        raise ValueError("a well-mixed world has no graph to draw")
+    """:func:`analysis.plots.graph_sample`, cached: owners are a prefix of one permutation of
+    the consumers, so the first three, and the sample, do not change with the number of
+    owners, and the layout is computed once per world."""
     start = model.owners.node[:3] if model.owners.m else np.arange(min(3, model.n))
     p = model.params
     key = (p.seed, p.world.consumers, p.graph, tuple(int(s) for s in start), size, seed)
     if key not in _SAMPLES:
-        nodes = _breadth_first(adj, np.asarray(start, dtype=np.int64), size)
-        sub = adj[nodes][:, nodes].tocoo()
-        upper = sub.row < sub.col
-        edges = np.c_[sub.row[upper], sub.col[upper]]
-        xy = spring_layout(nodes.size, edges, seed)
         if len(_SAMPLES) >= 16:
             _SAMPLES.pop(next(iter(_SAMPLES)))
-        _SAMPLES[key] = GraphSample(nodes, xy, xy[edges])
+        _SAMPLES[key] = graph_sample(model, size, seed)
     return _SAMPLES[key]
-
-
-def _breadth_first(adj, start: np.ndarray, size: int) -> np.ndarray:
-    seen = np.zeros(adj.shape[0], dtype=bool)
-    start = start[np.sort(np.unique(start, return_index=True)[1])]
-    seen[start] = True
-    parts, frontier, count = [start], start, start.size
-    while frontier.size and count < size:
-        nb = adj[frontier].indices
-        nb = nb[~seen[nb]]
-        nb = nb[np.sort(np.unique(nb, return_index=True)[1])][: size - count]
-        seen[nb] = True
-        parts.append(nb)
-        frontier, count = nb, count + nb.size
-    return np.concatenate(parts).astype(np.int64)
-
-
-def spring_layout(
-    n: int, edges: np.ndarray, seed: int = 0, iterations: int = 60, gravity: float = 1.5
-) -> np.ndarray:
-    """Fruchterman-Reingold positions in [-1, 1]^2 (dense numpy, as networkx's small-graph
-    path; about a second for a thousand nodes), with a pull towards the centre so that a
-    consumer without friends in the sample stays in view.
-
-    >>> spring_layout(3, np.array([[0, 1], [1, 2]])).shape
-    (3, 2)
-    """
-    rng = np.random.default_rng(seed)
-    pos = rng.random((n, 2)).astype(np.float32)
-    adj = np.zeros((n, n), dtype=np.float32)
-    adj[edges[:, 0], edges[:, 1]] = adj[edges[:, 1], edges[:, 0]] = 1.0
-    k = np.float32(1.5 / np.sqrt(max(n, 1)))
-    t = 0.1
-    for _ in range(iterations):
-        delta = pos[:, None, :] - pos[None, :, :]
-        dist = np.maximum(np.sqrt((delta**2).sum(axis=-1)), 0.01)
-        force = k * k / dist**2 - adj * dist / k
-        disp = np.einsum("ijk,ij->ik", delta, force) - gravity * (pos - pos.mean(axis=0))
-        length = np.maximum(np.sqrt((disp**2).sum(axis=-1)), 0.01)
-        pos += disp * (t / length)[:, None]
-        t -= 0.1 / (iterations + 1)
-    pos -= pos.mean(axis=0)
-    scale = np.abs(pos).max()
-    return (pos / scale if scale > 0 else pos).astype(np.float64)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pandas as pd
 
 from sim.distributions import beta_with_mean
 from sim.params import BrandParams, WorldParams
+from sim.ragged import starts
 
 
 class Brand(mesa.Agent):
@@ -76,8 +77,7 @@ class Catalogue:
         idx = idx[np.argsort(self.category[idx], kind="stable")]
         k = self.apparel_category.size
         count = np.bincount(self.category[idx], minlength=k)
-        start = np.cumsum(count) - count
-        return idx, start, count
+        return idx, starts(count), count
 
     def pick_in_category(
         self,

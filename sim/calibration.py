@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.params import is_whole_number
 from sim.scenario import Scenario, default
 from sim.sweep import Factor, Sweep, run_sweep
 
@@ -145,12 +146,17 @@ DERIVED = {
 }
 
 
+def smaller_world(consumers: int, days: int) -> list[str]:
+    """Overrides for the default world at another size, owners in the default proportion
+    (500 for 100,000 consumers). Shared by calibration and validation."""
+    ratio = default().params.world
+    owners = max(1, round(ratio.owners * consumers / ratio.consumers))
+    return [f"world.consumers={consumers}", f"levers.world.owners={owners}", f"horizon={days}"]
+
+
 def calibration_world(consumers: int = 10_000, days: int = 90) -> Scenario:
     """The world the calibration runs in: the defaults at a smaller size (same ratios)."""
-    owners = max(1, consumers // 200)  # as 500 owners for 100,000 consumers
-    return default(
-        [f"world.consumers={consumers}", f"levers.world.owners={owners}", f"horizon={days}"]
-    )
+    return default(smaller_world(consumers, days))
 
 
 def refined_priors(posterior: str | Path) -> dict[str, tuple[float, float]]:
@@ -171,13 +177,13 @@ def refined_priors(posterior: str | Path) -> dict[str, tuple[float, float]]:
 def calibration_sweep(
     base: Scenario, draws: int, seed: int, priors: dict[str, tuple[float, float]] | None = None
 ) -> Sweep:
-    from sim.params import field_of
-
     factors = []
     for name, (lo, hi) in (priors or PRIORS).items():
-        f = field_of(name)
-        integer = isinstance(f.default, int) and not isinstance(f.default, bool)
-        factors.append(Factor(name, "uncertainty", low=float(lo), high=float(hi), integer=integer))
+        factors.append(
+            Factor(
+                name, "uncertainty", low=float(lo), high=float(hi), integer=is_whole_number(name)
+            )
+        )
     outcomes = sorted(
         {t.metric for t in TARGETS if t.metric not in DERIVED}
         | {m for pair in DERIVED.values() for m in pair}
@@ -308,10 +314,7 @@ def calibrate(
 
 
 def _typed(name: str, value: float) -> float | int:
-    from sim.params import field_of
-
-    default_value = field_of(name).default
-    if isinstance(default_value, int) and not isinstance(default_value, bool):
+    if is_whole_number(name):
         return int(round(value))
     return float(round(value, 4))
 

@@ -20,6 +20,8 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from sim.ragged import offsets
+
 
 def forward(
     adj: sp.csr_array | None,
@@ -67,7 +69,7 @@ def forward(
     start = adj.indptr[senders]
     degree = adj.indptr[senders + 1] - start
     sender_pos = np.repeat(np.arange(senders.size), degree)
-    offset = np.arange(sender_pos.size) - np.repeat(np.cumsum(degree) - degree, degree)
+    offset = offsets(degree)
     receiver = adj.indices[start[sender_pos] + offset]
     prob = float(edge_prob) if scalar else edge_prob[receiver]
     hit = rng.random(receiver.size) < prob

@@ -18,6 +18,7 @@ from sim.channels import Source
 from sim.distributions import beta_with_mean
 from sim.graph import regions
 from sim.params import ConsumerParams
+from sim.ragged import rank_in_run
 
 
 class Consumers:
@@ -126,8 +127,7 @@ def _smooth(x: np.ndarray, who: np.ndarray, target: np.ndarray, rate: float) -> 
         return
     order = np.argsort(who, kind="stable")
     who, target = who[order], target[order]
-    first = np.r_[True, who[1:] != who[:-1]]
-    rank = np.arange(who.size) - np.maximum.accumulate(np.where(first, np.arange(who.size), 0))
+    rank = rank_in_run(who)
     for r in range(int(rank.max()) + 1):
         m = rank == r
         i = who[m]

@@ -14,6 +14,7 @@ import pandas as pd
 
 from sim.channels import ALL, CHANNELS, Channel
 from sim.orders import KEPT, RETURNED, Orders
+from sim.ragged import first_of_run, run_starts
 
 # Flow metrics add up across channels; the "all" column of a flow is the sum of the channels.
 FLOW_METRICS: dict[str, str] = {
@@ -172,8 +173,8 @@ def repeat_purchase(consumer: np.ndarray, day: np.ndarray, window: int = 90) -> 
         return 0, 0
     order = np.lexsort((day, consumer))
     c, d = consumer[order], day[order]
-    first = np.r_[True, c[1:] != c[:-1]]
-    first_day = d[np.maximum.accumulate(np.where(first, np.arange(c.size), 0))]
+    first = run_starts(c)
+    first_day = d[first_of_run(c)]
     later = d > first_day  # days are sorted within a buyer: the later orders are a suffix
     first_later = later & ~np.r_[False, later[:-1] & ~first[1:]]
     repeat = first_later & (d - first_day <= window)

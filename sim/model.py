@@ -46,6 +46,7 @@ from sim.orders import KEPT, PENDING, RETURNED, Orders
 from sim.owners import Owners, recruit_groups
 from sim.params import ParameterError, Params
 from sim.platform import Platform
+from sim.ragged import offsets, starts
 from sim.streamer import MegaStreamer
 
 # Child streams of the run's SeedSequence, one per part of the world and one for the dynamics.
@@ -139,7 +140,7 @@ class CommerceModel(mesa.Model):
         recruited = np.flatnonzero(group_of >= 0)
         recruited = recruited[np.argsort(group_owner[group_of[recruited]], kind="stable")]
         count = self._members_at_start
-        self._members_by_owner = (recruited, np.cumsum(count) - count, count)
+        self._members_by_owner = (recruited, starts(count), count)
 
         # The streamer and her followers.
         self.streamer = MegaStreamer(self, p.streamer)
@@ -283,7 +284,7 @@ class CommerceModel(mesa.Model):
         k = count[owner]
         consumer = np.repeat(members, k)
         owner = np.repeat(owner, k)
-        offset = np.arange(owner.size) - np.repeat(np.cumsum(k) - k, k)
+        offset = offsets(k)
         product = products[start[owner] + offset]
         ok = product >= 0
         self.expose(consumer[ok], product[ok], Channel.OWNERS, Source.OWNER, owner[ok])

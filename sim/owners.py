@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from sim.distributions import beta_with_mean
 from sim.graph import neighbourhood
 from sim.params import OwnerParams
+from sim.ragged import rank_in_run, run_starts, starts
 
 EARNINGS_WINDOW = 30  # days of earnings an owner looks back on when deciding to quit
 MAX_POSTS = 50  # products one owner posts in a day at most (more would be spam in a group chat)
@@ -85,13 +86,10 @@ def recruit_groups(
                 break
             # One float sort key instead of lexsort (several times faster); prio < 8.
             by_consumer = np.argsort(cols * 8.0 + prio)
-            first = np.r_[True, cols[by_consumer][1:] != cols[by_consumer][:-1]]
-            cand = by_consumer[first]  # each consumer's nearest owner
+            cand = by_consumer[run_starts(cols[by_consumer])]  # each consumer's nearest owner
             cand = cand[np.argsort(rows[cand] * 8.0 + prio[cand])]
             r = rows[cand]
-            start = np.r_[True, r[1:] != r[:-1]]
-            rank = np.arange(r.size) - np.maximum.accumulate(np.where(start, np.arange(r.size), 0))
-            ok = rank < (local_seats[r] - filled[r])
+            ok = rank_in_run(r) < (local_seats[r] - filled[r])
             chosen = cand[ok]
             member_owner[cols[chosen]] = rows[chosen]
             taken[cols[chosen]] = True
@@ -112,8 +110,7 @@ def recruit_groups(
     members = members[np.argsort(member_owner[members], kind="stable")]
     mo = member_owner[members]
     group_first = np.r_[0, np.cumsum(n_groups)[:-1]]
-    starts = np.r_[True, mo[1:] != mo[:-1]]
-    rank = np.arange(mo.size) - np.maximum.accumulate(np.where(starts, np.arange(mo.size), 0))
+    rank = rank_in_run(mo)
     cum = np.cumsum(sizes)  # group seat boundaries, laid out owner by owner
     owner_seat_start = cum[group_first] - sizes[group_first]
     g = np.searchsorted(cum, owner_seat_start[mo] + rank, side="right")
@@ -175,9 +172,7 @@ class Owners:
         owner = np.repeat(np.arange(self.m), count)
         u = rng.random(owner.size)
         category = np.minimum((cdf[owner] < u[:, None]).sum(axis=1), c - 1)
-        products = pick_in_category(category)
-        start = np.cumsum(count) - count
-        return products, start, count
+        return pick_in_category(category), starts(count), count
 
     def open_rate(self, day: int, material_boost: float) -> np.ndarray:
         """Chance a member of each owner's group opens today's posts (2b material helps)."""

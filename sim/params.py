@@ -979,6 +979,17 @@ def check_value(dotted: str, value: Any, label: str | None = None) -> Any:
     return value
 
 
+def is_whole_number(dotted: str) -> bool:
+    """Does the parameter take whole numbers (a count, or the day of an event)?
+
+    >>> is_whole_number("world.owners"), is_whole_number("owners.open_rate")
+    (True, False)
+    """
+    f = field_of(dotted)
+    whole = isinstance(f.default, int) and not isinstance(f.default, bool)
+    return whole or (f.default is None and bool(f.metadata.get("nullable")))
+
+
 def kind_of(dotted: str) -> str:
     """The exploratory-modelling kind of a parameter: world, lever, uncertainty or event.
 

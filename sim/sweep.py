@@ -58,7 +58,14 @@ import pandas as pd
 
 from sim import __version__
 from sim.metrics import SUMMARY_METRICS
-from sim.params import ParameterError, _did_you_mean, check_value, kind_of, read_toml
+from sim.params import (
+    ParameterError,
+    _did_you_mean,
+    check_value,
+    is_whole_number,
+    kind_of,
+    read_toml,
+)
 from sim.scenario import Scenario, ScenarioError, load, replicate_seeds, resolve
 
 DESIGNS = ("grid", "random", "lhs", "sobol", "morris")
@@ -254,19 +261,10 @@ def _factor(path: Path, section: str, name: str, spec: Any, model: str) -> Facto
         raise ScenarioError(f"{where} = {spec!r}: low must be below high")
     integer = False
     if model == "fishschool":
-        integer = _declared_int(name)
+        integer = is_whole_number(name)
         _checked(where, name, int(low) if integer else low)
         _checked(where, name, int(high) if integer else high)
     return Factor(name, kind, low=float(low), high=float(high), integer=integer)
-
-
-def _declared_int(name: str) -> bool:
-    """Is the parameter a whole number (a count, or a day of an event)?"""
-    from sim.params import field_of
-
-    f = field_of(name)
-    whole = isinstance(f.default, int) and not isinstance(f.default, bool)
-    return whole or (f.default is None and bool(f.metadata.get("nullable")))
 
 
 def _checked(where: str, name: str, value: Any) -> Any:

@@ -26,7 +26,7 @@ from scipy import stats
 
 from analysis.stats import mean_ci
 from sim import __version__
-from sim.calibration import PRIORS, TARGETS, pattern_values
+from sim.calibration import PRIORS, TARGETS, pattern_values, smaller_world
 from sim.experiment import run_experiment
 from sim.graph import community_graph
 from sim.scenario import default
@@ -114,11 +114,8 @@ VERDICTS = (
 
 
 def _world(size: Size, *sets: str):
-    owners = max(1, size.consumers // 200)
     return [
-        f"world.consumers={size.consumers}",
-        f"levers.world.owners={owners}",
-        f"horizon={size.days}",
+        *smaller_world(size.consumers, size.days),
         f"replicates={size.replicates}",
         *sets,
     ]
