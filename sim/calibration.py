@@ -154,7 +154,7 @@ def smaller_world(consumers: int, days: int) -> list[str]:
     return [f"world.consumers={consumers}", f"levers.world.owners={owners}", f"horizon={days}"]
 
 
-def calibration_world(consumers: int = 10_000, days: int = 90) -> Scenario:
+def calibration_world(consumers: int = 10_000, days: int = 120) -> Scenario:
     """The world the calibration runs in: the defaults at a smaller size (same ratios)."""
     return default(smaller_world(consumers, days))
 
@@ -208,12 +208,20 @@ def pattern_values(data: pd.DataFrame) -> pd.DataFrame:
     """One row per point, one column per target id: the simulated value of each pattern."""
     wide = data.pivot_table(index="point_id", columns=["channel", "outcome"], values="value")
     out = pd.DataFrame(index=wide.index)
+
+    def column(channel: str, metric: str) -> pd.Series:
+        # A metric that is NaN in every run (e.g. repeat purchase in a run too short for a
+        # 90-day follow-up) is dropped by the pivot: it is missing, not an error.
+        if (channel, metric) in wide.columns:
+            return wide[(channel, metric)]
+        return pd.Series(np.nan, index=wide.index)
+
     for t in TARGETS:
         if t.metric in DERIVED:
             num, den = DERIVED[t.metric]
-            out[t.id] = wide[(t.channel, num)] / wide[(t.channel, den)].replace(0, np.nan)
+            out[t.id] = column(t.channel, num) / column(t.channel, den).replace(0, np.nan)
         else:
-            out[t.id] = wide[(t.channel, t.metric)]
+            out[t.id] = column(t.channel, t.metric)
     return out
 
 
@@ -248,7 +256,7 @@ def calibrate(
     draws: int = 600,
     accept: float = 0.05,
     consumers: int = 10_000,
-    days: int = 90,
+    days: int = 120,
     seed: int = 2026,
     replicates: int = 4,
     executor=None,

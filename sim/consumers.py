@@ -1,12 +1,12 @@
 """Consumers: the population, held as arrays (one entry per consumer, i.e. per graph node).
 
-State (ODD 2, "Consumer"): category preferences, price sensitivity, impulsiveness, daily need
-rate, trust in each kind of source (her owner, the streamer, friends, search), satisfaction,
-the group she belongs to, whether she follows the streamer, and her last kept purchase (what she
-recommends as an advocate).
+State (ODD 2, "Consumer"): category preferences, price sensitivity, impulsiveness, trust in
+each kind of source (her owner, the streamer, friends, search), satisfaction, the group she
+belongs to, whether she follows the streamer, her last kept purchase (what she recommends as an
+advocate), and her demand (open needs and monthly budget, :mod:`sim.demand`).
 
-Behaviour that is a consumer's own lives here: whether she is in the market today, which
-category she searches for, and how trust and satisfaction move after a delivery.
+Behaviour that is a consumer's own lives here: how engaged she is with a source she trusts, and
+how trust and satisfaction move after a delivery.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from sim.channels import Source
+from sim.demand import Demand
 from sim.distributions import beta_with_mean
+from sim.funnel import sigmoid
 from sim.graph import regions
 from sim.params import ConsumerParams
 from sim.ragged import rank_in_run
@@ -48,10 +50,10 @@ class Consumers:
             np.float32
         )
         self.impulsiveness = beta_with_mean(impulse, p.impulsiveness, 4.0, n).astype(np.float32)
-        self.need_rate = beta_with_mean(need, p.need_rate, p.need_concentration, n).astype(
-            np.float32
-        )
+        self.demand = Demand(p, self.preference, need)
         initial = [p.trust_owner, p.trust_streamer, p.trust_friend, p.trust_search]
+        self.initial_trust = np.array(initial, dtype=np.float32)
+        self.engagement_trust = p.engagement_trust
         self.trust = np.empty((len(Source), n), dtype=np.float32)
         for s, mean in enumerate(initial):
             self.trust[s] = np.clip(trust.normal(mean, p.trust_sd, n), 0.0, 1.0)
@@ -64,8 +66,6 @@ class Consumers:
         self.preference = prefs.astype(np.float32)
         # Fit of a category = preference relative to her favourite: 1 for the favourite.
         self.fit = (prefs / prefs.max(axis=1, keepdims=True)).astype(np.float32)
-        self._pref_cdf = np.cumsum(prefs, axis=1).astype(np.float32)
-        self._pref_cdf[:, -1] = 1.0
 
     @staticmethod
     def draw_preferences(
@@ -95,30 +95,37 @@ class Consumers:
         taste = rng.dirichlet(np.full(categories, concentration), int(region.max()) + 1)
         return (1 - homophily) * own + homophily * taste[region]
 
-    def in_market(self, rng: np.random.Generator) -> np.ndarray:
-        """Who needs something today (a daily Bernoulli draw with her own need rate)."""
-        return rng.random(self.n) < self.need_rate
-
-    def searched_category(self, who: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The category each searcher looks for, drawn from her own preferences."""
-        u = rng.random(who.size).astype(np.float32)
-        cdf = self._pref_cdf[who]
-        return np.minimum((cdf < u[:, None]).sum(axis=1), cdf.shape[1] - 1)
+    def engagement(self, base_rate: np.ndarray | float, who: np.ndarray, source: int) -> np.ndarray:
+        """Chance each consumer in ``who`` engages with a source today (opens her owner's posts,
+        watches the streamer's session): ``base_rate`` at the initial mean trust, moved by her
+        trust in the source: ``logit P = logit(base) + engagement_trust x (trust - initial)``.
+        The same rule for every channel."""
+        base = np.clip(np.asarray(base_rate, dtype=np.float64), 1e-9, 1 - 1e-9)
+        shift = self.engagement_trust * (self.trust[source, who] - self.initial_trust[source])
+        return sigmoid(np.log(base / (1 - base)) + shift)
 
     def update_after_delivery(
-        self, who: np.ndarray, source: np.ndarray, sat: np.ndarray, rate: float
+        self, who: np.ndarray, source: np.ndarray, sat: np.ndarray, gain: float, loss: float
     ) -> None:
         """Trust in the order's source and overall satisfaction move towards this order's
-        satisfaction (exponential smoothing with step ``rate``), one order at a time so that
-        several deliveries on one day compound as they would in sequence."""
+        satisfaction: by step ``gain`` when it is above her trust, ``loss`` when below (trust
+        is built slowly and lost fast), one order at a time so that several deliveries on one
+        day compound as they would in sequence."""
         for s in np.unique(source):
             m = source == s
-            _smooth(self.trust[s], who[m], sat[m], rate)
-        _smooth(self.satisfaction, who, sat, rate)
+            self.update_trust(who[m], int(s), sat[m], gain, loss)
+        _smooth(self.satisfaction, who, sat, gain, loss)
+
+    def update_trust(
+        self, who: np.ndarray, source: int, experience: np.ndarray, gain: float, loss: float
+    ) -> None:
+        """Trust in one source moves towards each experience (a value in [0, 1]), as above."""
+        _smooth(self.trust[source], who, experience, gain, loss)
 
 
-def _smooth(x: np.ndarray, who: np.ndarray, target: np.ndarray, rate: float) -> None:
-    """``x[i] += rate * (t - x[i])`` applied in turn for each (i, t), vectorised by rounds.
+def _smooth(x: np.ndarray, who: np.ndarray, target: np.ndarray, gain: float, loss: float) -> None:
+    """``x[i] += rate * (t - x[i])`` applied in turn for each (i, t), vectorised by rounds,
+    with ``rate = gain`` when ``t > x[i]`` and ``loss`` otherwise.
 
     A consumer with k deliveries on one day gets k sequential steps; the rounds loop runs
     max(k) times, not once per order.
@@ -131,4 +138,5 @@ def _smooth(x: np.ndarray, who: np.ndarray, target: np.ndarray, rate: float) -> 
     for r in range(int(rank.max()) + 1):
         m = rank == r
         i = who[m]
-        x[i] += rate * (target[m] - x[i])
+        step = target[m] - x[i]
+        x[i] += np.where(step > 0, gain, loss) * step

@@ -254,3 +254,26 @@ def neighbourhood(adj: sp.csr_array, sources: np.ndarray, hops: int) -> sp.csr_a
         frontier = new
     dist.eliminate_zeros()
     return dist.tocsr()
+
+
+def random_neighbour(
+    adj: sp.csr_array | None, nodes: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """One friend of each node, uniformly among her neighbours (-1 for a node with none).
+
+    Without a graph (well mixed) the friend is any other consumer.
+
+    >>> adj = from_edges(np.array([0, 0]), np.array([1, 2]), 4)
+    >>> random_neighbour(adj, np.array([1, 3]), 4, np.random.default_rng(0)).tolist()
+    [0, -1]
+    """
+    nodes = np.asarray(nodes, dtype=np.int64)
+    u = rng.random(nodes.size)
+    if adj is None:
+        other = (nodes + 1 + (u * (n - 1)).astype(np.int64)) % n
+        return other if n > 1 else np.full(nodes.size, -1, dtype=np.int64)
+    start = adj.indptr[nodes].astype(np.int64)
+    degree = adj.indptr[nodes + 1].astype(np.int64) - start
+    pick = start + (u * degree).astype(np.int64)
+    friend = adj.indices[np.minimum(pick, max(adj.indices.size - 1, 0))].astype(np.int64)
+    return np.where(degree > 0, friend, -1)

@@ -1,13 +1,17 @@
 """Declared outputs: the per-tick time series and the per-run summary, split by channel.
 
-Every metric is declared once in :data:`TICK_METRICS` or :data:`SUMMARY_METRICS` with its
-meaning; the model fills a :class:`TickRecorder` each day and :func:`summarise` derives the run
-summary from the recorder and the order book. Both come back as tidy pandas DataFrames: the time
-series has one row per (day, channel), the summary one row per (channel, metric). Channels are
-``owners``, ``streamer``, ``conventional`` and their total ``all``.
+Every metric is declared once, as a :class:`Metric` in :data:`METRICS`, with its meaning,
+numerator and denominator, unit and which way is better; the model fills a
+:class:`TickRecorder` each day and :func:`summarise` derives the run summary from the recorder
+and the order book. Both come back as tidy pandas DataFrames: the time series has one row per
+(day, channel), the summary one row per (channel, metric). Channels are ``owners``,
+``streamer``, ``conventional`` and their total ``all``.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,72 +20,297 @@ from sim.channels import ALL, CHANNELS, Channel
 from sim.orders import KEPT, RETURNED, Orders
 from sim.ragged import first_of_run, run_starts
 
-# Flow metrics add up across channels; the "all" column of a flow is the sum of the channels.
-FLOW_METRICS: dict[str, str] = {
-    "visits": "a consumer's visit to a channel: a group post opened, a session watched, a search",
-    "exposures": "product exposures (one consumer seeing one product once)",
-    "orders": "orders placed",
-    "wom_exposures": "exposures by a friend's forward (word of mouth)",
-    "wom_orders": "orders placed after a friend's forward",
-    "gmv": "value of orders placed, at the price paid (RMB)",
-    "delivered": "orders delivered",
-    "returns": "orders returned (decided at delivery)",
-    "returned_value": "price paid of returned orders, refunded (RMB)",
-    "net_gmv": "gmv minus returned value (RMB)",
-    "commission": "commission the brand pays the seller, net of returned orders (RMB)",
-    "slot_fee": "streamer slot fees (RMB)",
-    "discount": "list price minus price paid, net of returned orders (RMB)",
-    "reverse_logistics": "cost of handling returns (RMB)",
-    "write_off": "cost of goods of returned defective items (RMB)",
-    "ads": "search and ad spend (RMB)",
-    "brand_cost": "commission + slot fee + discount + reverse logistics + write-off + ads (RMB)",
-    "brand_profit": "list value kept - cost of goods kept - brand cost (RMB)",
-    "seller_earnings": "what owners (owners channel) or the streamer earn: commission + fees",
-}
 
+@dataclass(frozen=True)
+class Metric:
+    """One output, declared once: what it means, how it is computed, its unit, which way is
+    better. Reports, sensitivity analysis, the view and docs/ODD.md read these declarations.
+
+    ``timing`` is ``flow`` (a per-day amount; summed over the run and across channels),
+    ``state`` (read each day: a union or a mean) or ``summary`` (only at the end of a run).
+    A ratio names its ``numerator`` and ``denominator``. ``better`` is ``higher``, ``lower``
+    or ``neither`` (a size or a cost that is a matter of scale, not of quality).
+    """
+
+    name: str
+    meaning: str
+    unit: str
+    better: str = "neither"
+    timing: str = "summary"
+    numerator: str = ""
+    denominator: str = ""
+
+    @property
+    def is_share(self) -> bool:
+        return self.unit == "share"
+
+
+def _m(name: str, meaning: str, unit: str, better: str = "neither", **kw: str) -> Metric:
+    return Metric(name, meaning, unit, better, **kw)
+
+
+_FLOWS = [
+    _m(
+        "visits",
+        "a consumer's visit to a channel: a group post opened, a session watched, a search",
+        "visits",
+        "higher",
+    ),
+    _m(
+        "exposures",
+        "product exposures (one consumer seeing one product once)",
+        "exposures",
+        "higher",
+    ),
+    _m("orders", "orders placed", "orders", "higher"),
+    _m("wom_exposures", "exposures by a friend's forward (word of mouth)", "exposures", "higher"),
+    _m("wom_orders", "orders placed after a friend's forward", "orders", "higher"),
+    _m("gmv", "value of orders placed, at the price paid", "RMB", "higher"),
+    _m("wom_gmv", "value of orders placed after a friend's forward", "RMB", "higher"),
+    _m("delivered", "orders delivered", "orders"),
+    _m("defects", "delivered orders that were defective", "orders", "lower"),
+    _m("returns", "orders returned (decided at delivery)", "orders", "lower"),
+    _m("returned_value", "price paid of returned orders, refunded", "RMB", "lower"),
+    _m("net_gmv", "gmv minus returned value", "RMB", "higher"),
+    _m("commission", "commission the brand pays the seller, net of returned orders", "RMB"),
+    _m("slot_fee", "streamer slot fees", "RMB"),
+    _m("discount", "list price minus price paid, net of returned orders", "RMB"),
+    _m("reverse_logistics", "cost of handling returns", "RMB", "lower"),
+    _m("write_off", "cost of goods of returned defective items", "RMB", "lower"),
+    _m("ads", "search and ad spend", "RMB"),
+    _m(
+        "brand_cost",
+        "commission + slot fee + discount + reverse logistics + write-off + ads",
+        "RMB",
+        "lower",
+    ),
+    _m("brand_profit", "list value kept - cost of goods kept - brand cost", "RMB", "higher"),
+    _m(
+        "seller_earnings",
+        "what owners (owners channel) or the streamer earn: commission + fees",
+        "RMB",
+        "higher",
+    ),
+    _m(
+        "joined_members",
+        "consumers joining an owner's group by invitation (owners)",
+        "members",
+        "higher",
+    ),
+    _m("recruited_owners", "members recruited as new owners (owners)", "owners", "higher"),
+    _m(
+        "quit_owners",
+        "owners quitting, at the baseline rate or for low earnings (owners)",
+        "owners",
+        "lower",
+    ),
+    _m(
+        "new_followers",
+        "consumers starting to follow the streamer (streamer)",
+        "followers",
+        "higher",
+    ),
+]
+_STATES = [
+    _m(
+        "reach",
+        "unique consumers who saw a product of the channel so far (cumulative)",
+        "consumers",
+        "higher",
+    ),
+    _m("buyers", "unique consumers ordering today", "consumers", "higher"),
+    _m("satisfaction", "mean satisfaction with orders delivered today", "score", "higher"),
+    _m("fit", "mean expected fit of today's exposures", "score", "higher"),
+    _m(
+        "trust",
+        "mean trust in the channel's own source: members in their owner, followers in "
+        "the streamer, everyone in search; for 'all', in friends",
+        "trust",
+        "higher",
+    ),
+    _m("active_owners", "owners still active (owners and all rows)", "owners", "higher"),
+    _m(
+        "members", "consumers in an active owner's group (owners and all rows)", "members", "higher"
+    ),
+    _m("followers", "streamer followers (streamer and all rows)", "followers", "higher"),
+]
+_SUMMARIES = [
+    _m(
+        "reach_share",
+        "share of consumers who saw a product of the channel",
+        "share",
+        "higher",
+        numerator="reach",
+        denominator="consumers",
+    ),
+    _m(
+        "reach_day_half",
+        "first day reach passed half its final value (speed of reach)",
+        "days",
+        "lower",
+    ),
+    _m(
+        "conversion",
+        "orders per product exposure",
+        "share",
+        "higher",
+        numerator="orders",
+        denominator="exposures",
+    ),
+    _m(
+        "products_per_visit",
+        "products a visit shows: a group post's products, the stretch of "
+        "a session watched, a search's results",
+        "exposures/visit",
+        numerator="exposures - wom_exposures",
+        denominator="visits",
+    ),
+    _m(
+        "visit_conversion",
+        "orders placed on a visit (not after a friend's forward) per visit; "
+        "for the streamer, orders per viewer-session",
+        "share",
+        "higher",
+        numerator="orders - wom_orders",
+        denominator="visits",
+    ),
+    _m(
+        "buyer_conversion",
+        "buyers over the run per consumer reached over the run",
+        "share",
+        "higher",
+        numerator="buyers",
+        denominator="reach",
+    ),
+    _m(
+        "monthly_buyer_conversion",
+        "consumers ordering in a 30-day window per consumer reached "
+        "in it, over completed windows (a run shorter than 30 days: its one window; T5 for "
+        "owners)",
+        "share",
+        "higher",
+        numerator="buyers in the window",
+        denominator="consumers reached in the window",
+    ),
+    _m(
+        "return_rate",
+        "returns per delivered order",
+        "share",
+        "lower",
+        numerator="returns",
+        denominator="delivered",
+    ),
+    _m(
+        "apparel_return_rate",
+        "returns per delivered order, apparel-like products only",
+        "share",
+        "lower",
+        numerator="returns of apparel-like products",
+        denominator="delivered apparel-like products",
+    ),
+    _m(
+        "defect_share",
+        "delivered orders that were defective",
+        "share",
+        "lower",
+        numerator="defects",
+        denominator="delivered",
+    ),
+    _m(
+        "wom_share",
+        "orders placed after a friend's forward",
+        "share",
+        numerator="wom_orders",
+        denominator="orders",
+    ),
+    _m("satisfaction", "mean satisfaction over delivered orders", "score", "higher"),
+    _m("trust", "trust at the end of the run (see the time series)", "trust", "higher"),
+    _m(
+        "repeat_purchase_rate",
+        "buyers with a second order on a later day within 90 days of "
+        "their first, among buyers whose first order came at least 90 days before the end "
+        "(full follow-up; NaN when the run is shorter than 91 days)",
+        "share",
+        "higher",
+        numerator="cohort buyers ordering again within 90 days",
+        denominator="buyers with a first order on day <= days - 91",
+    ),
+    _m(
+        "profit_per_order",
+        "brand profit per order placed",
+        "RMB/order",
+        "higher",
+        numerator="brand_profit",
+        denominator="orders",
+    ),
+    _m(
+        "owner_earnings_gini",
+        "Gini coefficient of owners' total earnings (all owners)",
+        "index",
+        "lower",
+    ),
+    _m(
+        "owner_sales_per_member_month_median",
+        "median over owners of sales through her links per member-month of her active groups (T7)",
+        "RMB/member-month",
+        "higher",
+        numerator="owner's sales",
+        denominator="owner's member-days / 30",
+    ),
+    _m(
+        "owner_sales_per_member_month_p99",
+        "99th percentile of the same (the top 1% of owners)",
+        "RMB/member-month",
+        "higher",
+        numerator="owner's sales",
+        denominator="owner's member-days / 30",
+    ),
+    _m(
+        "top_seller_share",
+        "largest single seller's share of GMV (owners and the streamer)",
+        "share",
+        "lower",
+        numerator="largest seller's gmv",
+        denominator="gmv",
+    ),
+]
+
+METRICS: dict[str, Metric] = {}
+for _metric in _FLOWS:
+    METRICS[_metric.name] = dataclasses.replace(_metric, timing="flow")
+for _metric in _STATES:
+    METRICS[_metric.name] = dataclasses.replace(_metric, timing="state")
+for _metric in _SUMMARIES:
+    if _metric.name not in METRICS:
+        METRICS[_metric.name] = _metric
+
+# Flow metrics add up across channels; the "all" column of a flow is the sum of the channels.
+FLOW_METRICS: dict[str, str] = {m.name: m.meaning for m in _FLOWS}
 # What a brand pays, by kind; brand_cost is their sum.
 COST_KINDS = ("commission", "slot_fee", "discount", "reverse_logistics", "write_off", "ads")
-
 # State metrics are read, not summed: reach is a union, trust and satisfaction are means.
-STATE_METRICS: dict[str, str] = {
-    "reach": "unique consumers exposed so far (cumulative)",
-    "buyers": "unique consumers ordering today",
-    "satisfaction": "mean satisfaction with orders delivered today",
-    "fit": "mean expected fit of today's exposures",
-    "trust": "mean trust in the channel's own source: members in their owner, followers in the "
-    "streamer, everyone in search; for 'all', in friends",
-    "active_owners": "owners still active (owners and all rows)",
-    "followers": "streamer followers (streamer and all rows)",
-}
-
+STATE_METRICS: dict[str, str] = {m.name: m.meaning for m in _STATES}
 TICK_METRICS: dict[str, str] = {**FLOW_METRICS, **STATE_METRICS}
-
+# The run summary: flows totalled over the run, states at the end, then the ratios.
 SUMMARY_METRICS: dict[str, str] = {
     **{k: f"total over the run: {v}" for k, v in FLOW_METRICS.items()},
-    "reach": "unique consumers exposed over the run",
-    "reach_share": "reach / consumers",
-    "reach_day_half": "first day reach passed half its final value (speed of reach)",
-    "buyers": "unique consumers who ordered over the run",
-    "conversion": "orders / exposures",
-    "visit_conversion": "orders placed on a visit (not after a friend's forward) / visits; for "
-    "the streamer, orders per viewer-session",
-    "buyer_conversion": "buyers / reach",
-    "return_rate": "returns / delivered orders",
-    "apparel_return_rate": "returns / delivered orders, apparel-like products only",
-    "satisfaction": "mean satisfaction over delivered orders",
-    "trust": "trust at the end of the run (see the time series)",
-    "repeat_purchase_rate": "buyers ordering again on a later day within 90 days / buyers",
-    "profit_per_order": "brand profit / orders placed",
-    "active_owners": "owners active at the end",
-    "followers": "streamer followers at the end",
-    "owner_earnings_gini": "Gini coefficient of owners' total earnings (all owners)",
-    "monthly_buyer_conversion": "consumers ordering in a 30-day window / consumers reached in "
-    "it, over completed windows (a run shorter than 30 days: its one window; T5 for owners)",
-    "owner_sales_per_member_month_median": "median over owners of sales through her links per "
-    "group member (at the start) per month (RMB, T7)",
-    "owner_sales_per_member_month_p99": "99th percentile of the same (the top 1% of owners)",
-    "top_seller_share": "largest single seller's share of GMV (owners and the streamer)",
+    **{m.name: m.meaning for m in _STATES if m.name not in ("fit",)},
+    **{m.name: m.meaning for m in _SUMMARIES},
 }
+FOLLOW_UP = 90  # days of follow-up for repeat purchase (T6)
+
+
+def metric_table() -> str:
+    """The metric table of docs/ODD.md as Markdown (generated from :data:`METRICS`)."""
+    rows = [
+        "| metric | timing | meaning | numerator / denominator | unit | better |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in METRICS.values():
+        ratio = f"`{m.numerator}` / `{m.denominator}`" if m.denominator else ""
+        rows.append(f"| `{m.name}` | {m.timing} | {m.meaning} | {ratio} | {m.unit} | {m.better} |")
+    return "\n".join(rows)
+
 
 _INDEX = {name: i for i, name in enumerate(TICK_METRICS)}
 N_COLS = len(CHANNELS) + 1  # channels, then all
@@ -163,10 +392,16 @@ def gini(x: np.ndarray) -> float:
     return float((2 * i - n - 1) @ x / (n * x.sum()))
 
 
-def repeat_purchase(consumer: np.ndarray, day: np.ndarray, window: int = 90) -> tuple[int, int]:
-    """(buyers who ordered again on a later day within ``window`` days of their first, buyers).
+def repeat_purchase(
+    consumer: np.ndarray, day: np.ndarray, last_day: int, window: int = FOLLOW_UP
+) -> tuple[int, int]:
+    """Repeat purchase on a cohort with full follow-up (T6).
 
-    >>> repeat_purchase(np.array([1, 1, 2, 2]), np.array([0, 0, 5, 30]))
+    The cohort is the buyers whose first order came on or before ``last_day - window``, so
+    every one of them was watched for ``window`` days; returns (cohort buyers who ordered again
+    on a later day within ``window`` days of their first order, cohort size).
+
+    >>> repeat_purchase(np.array([1, 1, 2, 2, 3]), np.array([0, 0, 5, 30, 50]), last_day=100)
     (1, 2)
     """
     if consumer.size == 0:
@@ -177,8 +412,9 @@ def repeat_purchase(consumer: np.ndarray, day: np.ndarray, window: int = 90) -> 
     first_day = d[first_of_run(c)]
     later = d > first_day  # days are sorted within a buyer: the later orders are a suffix
     first_later = later & ~np.r_[False, later[:-1] & ~first[1:]]
-    repeat = first_later & (d - first_day <= window)
-    return int(repeat.sum()), int(first.sum())
+    cohort = first_day <= last_day - window
+    repeat = first_later & (d - first_day <= window) & cohort
+    return int(repeat.sum()), int((first & cohort).sum())
 
 
 def summarise(
@@ -208,19 +444,23 @@ def summarise(
         buyers = np.unique(orders["consumer"][mask]).size
         v["buyers"] = buyers
         v["conversion"] = _ratio(v["orders"], v["exposures"])
+        v["products_per_visit"] = _ratio(v["exposures"] - v["wom_exposures"], v["visits"])
         v["visit_conversion"] = _ratio(v["orders"] - v["wom_orders"], v["visits"])
         v["buyer_conversion"] = _ratio(buyers, reach)
         v["return_rate"] = _ratio(v["returns"], v["delivered"])
+        v["defect_share"] = _ratio(v["defects"], v["delivered"])
+        v["wom_share"] = _ratio(v["wom_orders"], v["orders"])
         done = mask & ((status == KEPT) | (status == RETURNED))
         apparel = done & apparel_product[orders["product"]]
         v["apparel_return_rate"] = _ratio((status[apparel] == RETURNED).sum(), apparel.sum())
         v["satisfaction"] = float(orders["satisfaction"][done].mean()) if done.any() else np.nan
         v["trust"] = last[_INDEX["trust"], col]
-        rep, b = repeat_purchase(orders["consumer"][mask], orders["day"][mask])
+        rep, b = repeat_purchase(orders["consumer"][mask], orders["day"][mask], cube.shape[0] - 1)
         v["repeat_purchase_rate"] = _ratio(rep, b)
         v["profit_per_order"] = _ratio(v["brand_profit"], v["orders"])
         if name in (CHANNELS[Channel.OWNERS], ALL):
             v["active_owners"] = last[_INDEX["active_owners"], col]
+            v["members"] = last[_INDEX["members"], col]
             v["owner_earnings_gini"] = (
                 gini(owner_earnings) if owner_earnings.sum() > 0 else float("nan")
             )
@@ -246,3 +486,7 @@ def _top_seller_share(orders: Orders) -> float:
     own = ch == Channel.OWNERS
     by_owner = np.bincount(orders["owner"][own], weights=paid[own]) if own.any() else np.zeros(1)
     return float(max(streamer, by_owner.max()) / total)
+
+
+if __name__ == "__main__":  # python -m sim.metrics: the ODD metric table
+    print(metric_table())

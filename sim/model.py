@@ -3,20 +3,25 @@
 :class:`CommerceModel` is a :class:`mesa.Model` whose :meth:`~CommerceModel.step` is the daily
 schedule of docs/ODD.md (section 3)::
 
-    events -> 2b live training -> owners listen and post -> streamer session -> search
-           -> word of mouth -> deliveries and returns -> churn and unfollowing -> record
+    needs arrive -> events -> 2b live training -> owners post (and listen) -> streamer session
+    -> search -> the day's purchases, all channels together -> word of mouth
+    -> deliveries and returns -> groups grow, owners recruited -> churn and unfollowing -> record
 
 Consumers and owners are populations held in numpy arrays (:mod:`sim.consumers`,
 :mod:`sim.owners`) and the graph is a CSR adjacency (:mod:`sim.graph`), so a tick is array work.
 Brands, the streamer and the platform are Mesa agents. Every exposure passes through one place,
-:meth:`CommerceModel.expose`, which applies the purchase submodel and writes orders with their
-channel and source; every delivery passes through :meth:`CommerceModel.deliver`.
+:meth:`CommerceModel.offer`, which records it and draws its purchase; the day's candidate
+purchases of every channel are then decided together, in a random order no channel controls,
+against shared needs and budgets (:meth:`CommerceModel.settle`, :mod:`sim.demand`); every
+delivery passes through :meth:`CommerceModel.deliver`.
 
 Random streams: the seed is split (numpy ``SeedSequence``) into independent streams for the
 graph, consumers, catalogue, owners, followers and the daily dynamics, so two runs with the same
 seed share the same world even when their channel mix or levers differ; the dynamics stream is
-split again into one stream per process (:data:`PROCESS_STREAMS`), so a lever that changes one
-channel's draws leaves the others' draws in place (common random numbers).
+split again into one stream per process (:data:`PROCESS_STREAMS`), and each process gets a
+fresh child stream every day, so a lever that changes one channel's draws leaves the others'
+draws in place, and a day on which two runs drew differently does not shift every later day's
+draws (common random numbers).
 
 Example
 -------
@@ -40,13 +45,14 @@ from sim.brands import Brand, Catalogue
 from sim.cascade import independent_cascade
 from sim.channels import CHANNELS, Channel, Source
 from sim.consumers import Consumers
-from sim.graph import build_graph
+from sim.demand import MONTH
+from sim.graph import build_graph, random_neighbour
 from sim.metrics import TickRecorder, summarise
 from sim.orders import KEPT, PENDING, RETURNED, Orders
 from sim.owners import Owners, recruit_groups
 from sim.params import ParameterError, Params
 from sim.platform import Platform
-from sim.ragged import offsets, starts
+from sim.ragged import offsets, rank_in_run
 from sim.streamer import MegaStreamer
 
 # Child streams of the run's SeedSequence, one per part of the world and one for the dynamics.
@@ -65,8 +71,9 @@ PROCESS_STREAMS = (
     "leave",
     "unfollow",
     "migration",
+    "growth",
+    "follow",
 )
-MONTH = 30  # days in a month, for monthly conversion and sales
 CONSUMER_STATES = (
     "unreached",
     "exposed by owners",
@@ -92,12 +99,10 @@ class CommerceModel(mesa.Model):
             zip(_STREAMS, np.random.SeedSequence(p.seed).spawn(len(_STREAMS)), strict=True)
         )
         super().__init__(rng=np.random.default_rng(streams["dynamics"]))
-        self.streams = {
-            name: np.random.default_rng(child)
-            for name, child in zip(
-                PROCESS_STREAMS, streams["dynamics"].spawn(len(PROCESS_STREAMS)), strict=True
-            )
-        }
+        self._process_seeds = dict(
+            zip(PROCESS_STREAMS, streams["dynamics"].spawn(len(PROCESS_STREAMS)), strict=True)
+        )
+        self.streams = {name: np.random.default_rng(s) for name, s in self._process_seeds.items()}
         self.params = p
         self.day = 0
         world = {k: np.random.default_rng(s) for k, s in streams.items() if k != "dynamics"}
@@ -111,6 +116,7 @@ class CommerceModel(mesa.Model):
         self.consumers = Consumers(
             p.consumers, n, p.world.categories, world["consumers"], self.graph
         )
+        self.demand = self.consumers.demand
 
         # Brands and their products; the platform's selection of what owners may sell.
         rng_cat = world["catalogue"]
@@ -134,13 +140,11 @@ class CommerceModel(mesa.Model):
         group_owner, group_of = recruit_groups(self.graph, owner_nodes, p.owners, n, rng_own)
         self.consumers.group = group_of
         member_mean = self._member_preference_mean(group_owner, owner_nodes.size)
-        self.owners = Owners(p.owners, owner_nodes, group_owner, member_mean, rng_own)
+        group_size = np.bincount(group_of[group_of >= 0], minlength=group_owner.size)
+        self.owners = Owners(p.owners, owner_nodes, group_owner, group_size, member_mean, rng_own)
+        self.is_owner = np.zeros(n, dtype=bool)
+        self.is_owner[owner_nodes] = True
         self._members_at_start = self._members_per_owner()
-        # Members sorted by owner as recruited, with each owner's start and count (listening).
-        recruited = np.flatnonzero(group_of >= 0)
-        recruited = recruited[np.argsort(group_owner[group_of[recruited]], kind="stable")]
-        count = self._members_at_start
-        self._members_by_owner = (recruited, starts(count), count)
 
         # The streamer and her followers.
         self.streamer = MegaStreamer(self, p.streamer)
@@ -165,6 +169,14 @@ class CommerceModel(mesa.Model):
         self._displaced = np.zeros(0, dtype=np.int64)  # a banned streamer's former followers
         self._pending = np.zeros(0, dtype=np.int64)
         self._first_order_today = 0
+        self._candidates: list[dict[str, np.ndarray]] = []  # today's undecided purchases
+        # The sellers in the order the schedule calls them; the order decides nothing (the
+        # day's purchases are settled together in a random order), which a test checks.
+        self.sellers = [
+            (p.channels.owners, self.sell_through_owners),
+            (p.channels.streamer, self.sell_through_streamer),
+            (p.channels.conventional, self.sell_through_search),
+        ]
 
         # Channel terms, indexed by Channel.
         self._discount = np.array([p.owners.discount, p.streamer.discount, p.conventional.discount])
@@ -179,32 +191,39 @@ class CommerceModel(mesa.Model):
         self.begin_day(self.steps - 1)
         self.apply_events()
         self.train_owners()
-        if self.params.channels.owners:
-            self.owners_listen()
-            self.sell_through_owners()
-        if self.params.channels.streamer:
-            self.sell_through_streamer()
-        if self.params.channels.conventional:
-            self.sell_through_search()
+        for on, sell in self.sellers:
+            if on:
+                sell()
+        self.settle()
         self.word_of_mouth()
         self.deliver()
+        self.grow_network()
         self.churn_and_unfollow()
         self.record_state()
 
     def begin_day(self, day: int) -> None:
-        """Open the day's books and draw who is in the market today."""
+        """Open the day's books; refill budgets at the start of a month; new needs arrive."""
         self.day = day
+        self.streams = {
+            name: np.random.default_rng(
+                np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, day))
+            )
+            for name, seq in self._process_seeds.items()
+        }
         self.recorder.start()
         self._first_order_today = len(self.orders)
         self._owner_earned_today = np.zeros(self.owners.m)
-        self.in_market = self.consumers.in_market(self.streams["market"])
+        if day > 0 and day % MONTH == 0:
+            self.demand.new_month()
+        self.demand.arrive(day, self.streams["market"])
+        self.extra_searchers = np.zeros(0, dtype=np.int64)
         if self._displaced.size and day < self._displaced_until:
-            # The audience of a banned streamer looks elsewhere (T8): each former follower is
-            # in the market with an extra daily chance, and so searches. Its own stream keeps
-            # everyone else's draws paired with a run without the ban.
+            # The audience of a banned streamer looks elsewhere (T8): each former follower
+            # searches with an extra daily chance. Its own stream keeps everyone else's draws
+            # paired with a run without the ban.
             rng = self.streams["migration"]
             extra = rng.random(self._displaced.size) < self.params.events.ban_migration
-            self.in_market[self._displaced[extra]] = True
+            self.extra_searchers = self._displaced[extra]
 
     # ------------------------------------------------------------------------------------------
     # Events (ODD 7.9)
@@ -214,7 +233,7 @@ class CommerceModel(mesa.Model):
         if e.streamer_removed_day is not None and self.day == e.streamer_removed_day:
             self.remove_streamer()
         if e.churn_wave_day is not None and self.day == e.churn_wave_day:
-            self.owners.churn_wave(e.churn_wave_share, self.streams["events"])
+            self.owners.churn_wave(e.churn_wave_share, self.day, self.streams["events"])
         if e.defective_batch_day is not None:
             products = self.brands[e.defective_batch_brand].products
             on = e.defective_batch_day <= self.day < e.defective_batch_day + e.defective_batch_days
@@ -243,43 +262,27 @@ class CommerceModel(mesa.Model):
             attended = own.active & (self.streams["training"].random(own.m) < pl.live_2b_attendance)
             own.train(attended, pl.live_2b_skill_gain, self.day, pl.live_2b_material_days)
 
-    def owners_listen(self) -> None:
-        """Each active owner hears out ``owners.listening`` of her members a day (Poisson).
-
-        Members are drawn from her groups as recruited; one who has since left the group is
-        no longer heard (that hearing is lost), which spares sorting every member every day.
-        """
-        own, con = self.owners, self.consumers
-        rng = self.streams["owners"]
-        members, start, size = self._members_by_owner
-        rate = np.where(own.active & (size > 0), self.params.owners.listening, 0.0)
-        who = np.repeat(np.arange(own.m), rng.poisson(rate))
-        if who.size == 0:
-            return
-        pick = members[start[who] + (rng.random(who.size) * size[who]).astype(np.int64)]
-        still = con.group[pick] >= 0
-        own.listen(who[still], con.preference[pick[still]])
-
     def sell_through_owners(self) -> None:
+        """Owners post today's picks; members open the posts (more often the more they trust
+        her) and see every product posted; each owner hears out some of those who opened."""
         own, con = self.owners, self.consumers
         if own.m == 0:
             return
+        rng = self.streams["owners"]
         products, start, count = own.pick_products(
-            lambda cats: self.catalogue.pick_in_category(
-                self._owner_index, cats, self.streams["owners"]
-            ),
-            self.streams["owners"],
+            lambda cats: self.catalogue.pick_in_category(self._owner_index, cats, rng), rng
         )
         members = np.flatnonzero(con.group >= 0)
         owner = own.group_owner[con.group[members]]
+        live = own.active[owner]
+        own.member_days += np.bincount(owner[live], minlength=own.m)
         posted = count[owner] > 0  # an inactive or silent owner's group has nothing to open
         members, owner = members[posted], owner[posted]
-        opens = (
-            self.streams["owners"].random(members.size)
-            < own.open_rate(self.day, self.params.platform.live_2b_material)[owner]
-        )
+        base = own.open_rate(self.day, self.params.platform.live_2b_material)[owner]
+        opens = rng.random(members.size) < con.engagement(base, members, Source.OWNER)
         members, owner = members[opens], owner[opens]
         self.recorder.add("visits", Channel.OWNERS, members.size)
+        self.owners_listen(members, owner)
         # Each member who opened sees every product her owner posted today.
         k = count[owner]
         consumer = np.repeat(members, k)
@@ -287,7 +290,23 @@ class CommerceModel(mesa.Model):
         offset = offsets(k)
         product = products[start[owner] + offset]
         ok = product >= 0
-        self.expose(consumer[ok], product[ok], Channel.OWNERS, Source.OWNER, owner[ok])
+        self.offer(consumer[ok], product[ok], Channel.OWNERS, Source.OWNER, owner[ok])
+
+    def owners_listen(self, openers: np.ndarray, owner: np.ndarray) -> None:
+        """Each active owner hears out ``owners.listening`` of today's openers of her posts (in
+        expectation; all of them when fewer opened): each heard member's taste teaches her."""
+        if openers.size == 0:
+            return
+        opened = np.bincount(owner, minlength=self.owners.m)
+        chance = np.minimum(1.0, self.params.owners.listening / np.maximum(opened[owner], 1))
+        heard = self.streams["owners"].random(openers.size) < chance
+        self.owners.listen(owner[heard], self.consumers.preference[openers[heard]])
+        # Being heard out is an experience of its own: trust in her owner moves towards
+        # feedback.heard_satisfaction (the long maintenance the article credits owners with).
+        fb = self.params.feedback
+        who = openers[heard]
+        heard_value = np.full(who.size, fb.heard_satisfaction)
+        self.consumers.update_trust(who, Source.OWNER, heard_value, fb.trust_gain, fb.trust_loss)
 
     # ------------------------------------------------------------------------------------------
     # The streamer's session (ODD 7.1, 7.2)
@@ -301,52 +320,67 @@ class CommerceModel(mesa.Model):
         self.recorder.add("slot_fee", Channel.STREAMER, fees)
         self.recorder.add("brand_profit", Channel.STREAMER, -fees)
         self.recorder.add("seller_earnings", Channel.STREAMER, fees)
-        viewers = s.viewers(self.consumers.follows, self.streams["streamer"])
+        con, rng = self.consumers, self.streams["streamer"]
+        fans = np.flatnonzero(con.follows)
+        watch = con.engagement(self.params.streamer.attention_rate, fans, Source.STREAMER)
+        viewers = fans[rng.random(fans.size) < watch]
         self.recorder.add("visits", Channel.STREAMER, viewers.size)
-        consumer, product = s.products_watched(viewers, self.streams["streamer"])
-        self.expose(consumer, product, Channel.STREAMER, Source.STREAMER)
+        consumer, product = s.products_watched(viewers, rng)
+        self.offer(consumer, product, Channel.STREAMER, Source.STREAMER)
+        # The platform pushes the live room beyond her audience: some who see it follow.
+        new = rng.integers(0, self.n, rng.poisson(self.params.streamer.discovery * viewers.size))
+        self._follow(new)
 
     # ------------------------------------------------------------------------------------------
     # Conventional e-commerce: search and ads (ODD 7.2)
     # ------------------------------------------------------------------------------------------
     def sell_through_search(self) -> None:
-        k = self.params.conventional.search_results
-        searchers = np.flatnonzero(self.in_market)
+        """Consumers with an open need search for it (a banned streamer's former followers
+        more often); each search shows ``search_results`` products of the category."""
+        c, d, rng = self.params.conventional, self.demand, self.streams["search"]
+        k = c.search_results
+        searching = (rng.random(self.n) < c.search_rate) & d.has_need(self.day)
+        searching[self.extra_searchers] = True
+        searchers = np.flatnonzero(searching)
         self.recorder.add("visits", Channel.CONVENTIONAL, searchers.size)
+        category = d.open_category(searchers, self.day, rng)
+        none = category < 0  # a displaced follower with no open need browses her tastes
+        category[none] = d.draw_category(searchers[none], rng)
         consumer = np.repeat(searchers, k)
-        category = np.repeat(self.consumers.searched_category(searchers, self.streams["search"]), k)
-        product = self.catalogue.pick_in_category(
-            self._search_index, category, self.streams["search"]
-        )
+        category = np.repeat(category, k)
+        product = self.catalogue.pick_in_category(self._search_index, category, rng)
         ok = product >= 0
         consumer, product = consumer[ok], product[ok]
         ads = self.params.conventional.ad_cost * consumer.size
         self.recorder.add("ads", Channel.CONVENTIONAL, ads)
         self.recorder.add("brand_profit", Channel.CONVENTIONAL, -ads)
-        self.expose(consumer, product, Channel.CONVENTIONAL, Source.SEARCH)
+        self.offer(consumer, product, Channel.CONVENTIONAL, Source.SEARCH)
 
     # ------------------------------------------------------------------------------------------
     # Exposure and purchase: the one door every channel goes through (ODD 7.2, 7.3)
     # ------------------------------------------------------------------------------------------
-    def expose(
+    def offer(
         self,
         consumer: np.ndarray,
         product: np.ndarray,
         channel: np.ndarray | int,
         source: int,
         owner: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Show products to consumers; record reach and exposures; place the orders.
+    ) -> dict[str, np.ndarray] | None:
+        """Show products to consumers: record reach and exposures, and draw each exposure's
+        purchase against today's needs. The draws that could become orders (candidates) wait
+        for :meth:`settle`, which decides the day's purchases of every channel together.
 
-        Returns a boolean mask over the exposures: which of them became orders.
+        Every random number comes from the channel's own stream (word of mouth: its own), so
+        a channel's draws do not depend on when the schedule calls it. Returns the batch of
+        candidates (``None`` if there are none).
         """
         size = consumer.size
+        if size == 0:
+            return None
         channel_in = channel
         channel = np.broadcast_to(np.asarray(channel, dtype=np.int8), (size,))
-        if size == 0:
-            return np.zeros(0, dtype=bool)
-        p, con, cat = self.params, self.consumers, self.catalogue
-        rec = self.recorder
+        p, con, cat, rec = self.params, self.consumers, self.catalogue, self.recorder
         rec.add("exposures", channel)
         if source == Source.FRIEND:
             rec.add("wom_exposures", channel)
@@ -360,51 +394,143 @@ class CommerceModel(mesa.Model):
         hype = self._hype[channel]
         if source == Source.FRIEND:
             hype = hype * p.word_of_mouth.hype_carryover
-        fit = con.fit[consumer, cat.category[product]]
+        category = cat.category[product]
+        fit = con.fit[consumer, category]
         rec.add_fit(channel, fit)
         paid = cat.list_price[product] * (1.0 - self._discount[channel])
-        prob = funnel.purchase_probability(
-            p.purchase,
-            fit,
-            con.trust[source, consumer],
-            hype,
-            con.impulsiveness[consumer],
-            paid / cat.median_price,
-            con.price_sensitivity[consumer],
-            self.in_market[consumer],
-        )
+        need_open = self.demand.is_open(consumer, category, self.day)
+
+        def probability(i: np.ndarray | slice, need: np.ndarray | float) -> np.ndarray:
+            c = consumer[i]
+            return funnel.purchase_probability(
+                p.purchase,
+                fit[i],
+                con.trust[source, c],
+                hype[i],
+                con.impulsiveness[c],
+                paid[i] / cat.median_price,
+                con.price_sensitivity[c],
+                need,
+            )
+
         rng = self.streams["wom" if source == Source.FRIEND else _CHANNEL_STREAM[int(channel[0])]]
-        bought = rng.random(size) < prob
+        u = rng.random(size)
+        cand = np.flatnonzero(u < probability(slice(None), need_open))
+        k = cand.size
+        if k == 0:
+            return None
+        # A candidate is sure to buy if its draw is also below the chance without the need.
+        sure = ~need_open[cand] | (u[cand] < probability(cand, 0.0))
+        fate = rng.random((4, k), dtype=np.float32)
+        batch = {
+            "position": cand,
+            "consumer": consumer[cand],
+            "product": product[cand],
+            "category": category[cand],
+            "channel": channel[cand],
+            "source": np.full(k, source, dtype=np.int8),
+            "owner": owner[cand] if owner is not None else np.full(k, -1, dtype=np.int32),
+            "paid": paid[cand],
+            "fit": fit[cand],
+            "hype": hype[cand],
+            "need_open": need_open[cand],
+            "sure": sure,
+            "key": fate[0],
+            "u_defect": fate[1],
+            "u_resolve": fate[2],
+            "u_return": fate[3],
+            "z_fit": rng.standard_normal(k, dtype=np.float32),
+            "lag": rng.integers(p.delivery.lag_min, p.delivery.lag_max + 1, k),
+        }
+        self._candidates.append(batch)
+        return batch
+
+    def settle(self) -> None:
+        """Decide the purchases offered so far today, all channels together.
+
+        Candidates are met in the order of their own random keys, so no channel gets first
+        pick by its place in the schedule; a purchase fills its need (a later candidate of the
+        same need buys only if it would have without it) and spends her budget
+        (:func:`sim.funnel.resolve_purchases`). Orders are written with their channel and
+        source; each batch gets a ``bought`` mask over its candidates.
+        """
+        batches, self._candidates = self._candidates, []
+        if not batches:
+            return
+        c = {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
+        d = self.demand
+        bought = funnel.resolve_purchases(
+            c["consumer"],
+            c["category"],
+            c["key"],
+            c["sure"],
+            c["need_open"],
+            c["paid"],
+            d.left(c["consumer"]),
+        )
+        split = np.cumsum([b["consumer"].size for b in batches])[:-1]
+        for batch, mask in zip(batches, np.split(bought, split), strict=True):
+            batch["bought"] = mask
         if not bought.any():
-            return bought
-        b = bought
-        self._month_bought[channel[b], consumer[b]] = True
-        k = int(b.sum())
-        lag = rng.integers(p.delivery.lag_min, p.delivery.lag_max + 1, k)
-        fate = rng.random((3, k), dtype=np.float32)
+            return
+        b = {key: value[bought] for key, value in c.items()}
+        who, p, con = b["consumer"], self.params, self.consumers
+        d.fill(who, b["category"])
+        d.spend(who, b["paid"])
+        self._month_bought[b["channel"], who] = True
+        product = b["product"]
         rows = self.orders.append(
             day=self.day,
-            consumer=consumer[b],
-            product=product[b],
-            brand=cat.brand[product[b]],
-            channel=channel[b],
-            source=source,
-            owner=owner[b] if owner is not None else -1,
-            list_price=cat.list_price[product[b]],
-            paid=paid[b],
-            fit=fit[b],
-            expected=funnel.expected_fit(p.purchase, fit[b], hype[b]),
-            impulse=hype[b] * con.impulsiveness[consumer[b]],
-            delivery_day=self.day + lag,
+            consumer=who,
+            product=product,
+            brand=self.catalogue.brand[product],
+            channel=b["channel"],
+            source=b["source"],
+            owner=b["owner"],
+            list_price=self.catalogue.list_price[product],
+            paid=b["paid"],
+            fit=b["fit"],
+            expected=funnel.expected_fit(p.purchase, b["fit"], b["hype"]),
+            impulse=b["hype"] * con.impulsiveness[who],
+            delivery_day=self.day + b["lag"],
             status=PENDING,
-            u_defect=fate[0],
-            z_fit=rng.standard_normal(k, dtype=np.float32),
-            u_resolve=fate[1],
-            u_return=fate[2],
+            u_defect=b["u_defect"],
+            z_fit=b["z_fit"],
+            u_resolve=b["u_resolve"],
+            u_return=b["u_return"],
         )
         self._pending = np.concatenate([self._pending, rows])
         self._book_orders(rows, sign=+1.0)
+        # A non-follower who bought a streamer product a friend forwarded may follow her.
+        streamer_buy = (b["channel"] == Channel.STREAMER) & ~con.follows[who]
+        if streamer_buy.any() and self.streamer.active:
+            rng = self.streams["follow"]
+            fans = who[streamer_buy]
+            self._follow(fans[rng.random(fans.size) < p.streamer.follow_on_purchase])
+
+    def expose(
+        self,
+        consumer: np.ndarray,
+        product: np.ndarray,
+        channel: np.ndarray | int,
+        source: int,
+        owner: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Offer and settle at once (word of mouth, generation by generation). Returns a mask
+        over the exposures: which became orders."""
+        self.settle()
+        batch = self.offer(consumer, product, channel, source, owner)
+        bought = np.zeros(consumer.size, dtype=bool)
+        if batch is not None:
+            self.settle()
+            bought[batch["position"][batch["bought"]]] = True
         return bought
+
+    def _follow(self, who: np.ndarray) -> None:
+        if self.streamer.active and who.size:
+            new = who[~self.consumers.follows[who]]
+            self.consumers.follows[new] = True
+            self.recorder.add("new_followers", Channel.STREAMER, np.unique(new).size)
 
     def _book_orders(self, rows: np.ndarray, sign: float) -> None:
         """Order-time accounts (sign +1), or their reversal when the orders are returned (-1)."""
@@ -415,8 +541,10 @@ class CommerceModel(mesa.Model):
         cost = cat.cost[o["product"][rows]]
         if sign > 0:
             rec.add("orders", ch)
-            rec.add("wom_orders", ch[o["source"][rows] == Source.FRIEND])
+            wom = o["source"][rows] == Source.FRIEND
+            rec.add("wom_orders", ch[wom])
             rec.add("gmv", ch, paid)
+            rec.add("wom_gmv", ch[wom], paid[wom])
         rec.add("discount", ch, sign * (o["list_price"][rows] - paid))
         rec.add("commission", ch, sign * commission)
         rec.add("seller_earnings", ch, sign * commission)
@@ -557,7 +685,11 @@ class CommerceModel(mesa.Model):
         o["defect"][rows], o["misfit"][rows], o["resolved"][rows] = defect, misfit, resolved
         o["satisfaction"][rows] = sat
         con.update_after_delivery(
-            consumer, o["source"][rows].astype(np.int64), sat, p.feedback.trust_learning_rate
+            consumer,
+            o["source"][rows].astype(np.int64),
+            sat,
+            p.feedback.trust_gain,
+            p.feedback.trust_loss,
         )
         kept_rows = rows[~returned]
         con.last_kept_order[o["consumer"][kept_rows]] = kept_rows
@@ -565,6 +697,7 @@ class CommerceModel(mesa.Model):
         self.owners.learn(owner[learn], category[learn], ~returned[learn])
 
         rec.add("delivered", channel)
+        rec.add("defects", channel[defect])
         sat_sum = np.bincount(channel, weights=sat, minlength=len(CHANNELS))
         sat_n = np.bincount(channel, minlength=len(CHANNELS))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -584,6 +717,89 @@ class CommerceModel(mesa.Model):
             rec.add("write_off", rch, write_off)
             rec.add("brand_profit", rch, -(logistics + write_off))
             self._book_orders(r, sign=-1.0)
+            # The money goes back to her budget, and the need is open again (for any channel).
+            self.demand.refund(consumer[returned], paid)
+            self.demand.reopen(consumer[returned], category[returned], self.day)
+
+    # ------------------------------------------------------------------------------------------
+    # Growth: groups grow by invitation, members become owners (ODD 7.8)
+    # ------------------------------------------------------------------------------------------
+    def grow_network(self) -> None:
+        """Members invite friends to their group (more often the more they trust their owner),
+        owners invite friends to their emptiest group, and satisfied members are recruited as
+        new owners (the platform's referral model).
+
+        A friend joins if she is not an owner and in no active owner's group (members of an
+        owner who quit are free again), the group is below ``owners.group_size_max``, and a
+        draw against her trust in friends says yes; her trust in the new owner starts at the
+        initial mean. A recruit leaves her group and starts with empty groups of her own, which
+        she and her new members fill by invitation.
+        """
+        own, con, p = self.owners, self.consumers, self.params.owners
+        if not self.params.channels.owners or own.m == 0:
+            return
+        rng = self.streams["growth"]
+        in_group = np.flatnonzero(con.group >= 0)
+        trust = con.trust[Source.OWNER, in_group]
+        recruit = (trust >= p.recruit_trust) & (rng.random(in_group.size) < p.recruit_rate)
+        recruits = in_group[recruit]
+        live = own.active[own.group_owner[con.group[in_group]]]
+        members, group = in_group[live], con.group[in_group[live]]
+        invites = rng.random(members.size) < p.invite_rate * trust[live]
+        active = np.flatnonzero(own.active)
+        by_owner = np.repeat(active, rng.poisson(p.owner_invites, active.size))
+        inviter = np.r_[members[invites], own.node[by_owner]]
+        target = np.r_[group[invites], own.emptiest_group(by_owner)]
+        friend = random_neighbour(self.graph, inviter, self.n, rng)
+        accept = rng.random(friend.size) < con.trust[Source.FRIEND, np.maximum(friend, 0)]
+        self._recruit(recruits, rng)
+        ok = accept & (friend >= 0)
+        ok[ok] &= ~self.is_owner[friend[ok]] & ~self._in_active_group(friend[ok])
+        friend, target = friend[ok], target[ok]
+        _, first = np.unique(friend, return_index=True)  # one group per friend a day
+        friend, target = friend[first], target[first]
+        order = np.argsort(target, kind="stable")
+        friend, target = friend[order], target[order]
+        room = p.group_size_max - own.group_size[target]
+        join = own.active[own.group_owner[target]] & (rank_in_run(target) < room)
+        self._move_to_group(friend[join], target[join])
+        self.recorder.add("joined_members", Channel.OWNERS, int(join.sum()))
+
+    def _recruit(self, recruits: np.ndarray, rng: np.random.Generator) -> None:
+        """Satisfied members become owners: a member of an active owner leaves her group and
+        starts empty groups of her own; a member of a quit owner's group takes it over (the
+        first of its members recruited)."""
+        if recruits.size == 0:
+            return
+        own, con, p = self.owners, self.consumers, self.params.owners
+        group = con.group[recruits]
+        orphan = ~own.active[own.group_owner[group]]
+        _, first = np.unique(group[orphan], return_index=True)
+        heirs, heir_group = recruits[orphan][first], group[orphan][first]
+        starters = recruits[~orphan]
+        self._move_to_group(heirs, np.full(heirs.size, -1))
+        self._move_to_group(starters, np.full(starters.size, -1))
+        groups = 1 + rng.binomial(3, (p.groups_mean - 1.0) / 3.0, starters.size)
+        own.add(starters, groups, con.preference[starters].astype(np.float64), self.day)
+        own.take_over(heirs, heir_group, con.preference[heirs].astype(np.float64), self.day)
+        new = np.r_[starters, heirs]
+        self.is_owner[new] = True
+        self._owner_earned_today = np.r_[self._owner_earned_today, np.zeros(new.size)]
+        self.recorder.add("recruited_owners", Channel.OWNERS, new.size)
+
+    def _in_active_group(self, who: np.ndarray) -> np.ndarray:
+        g = self.consumers.group[who]
+        return (g >= 0) & self.owners.active[self.owners.group_owner[np.maximum(g, 0)]]
+
+    def _move_to_group(self, who: np.ndarray, group: np.ndarray) -> None:
+        """Consumers leave their group (if any) for ``group`` (-1: none)."""
+        con, own = self.consumers, self.owners
+        old = con.group[who]
+        np.subtract.at(own.group_size, old[old >= 0], 1)
+        np.add.at(own.group_size, group[group >= 0], 1)
+        con.group[who] = group
+        joined = group >= 0
+        con.trust[Source.OWNER, who[joined]] = con.initial_trust[Source.OWNER]
 
     # ------------------------------------------------------------------------------------------
     # Churn and unfollowing (ODD 7.7)
@@ -592,13 +808,14 @@ class CommerceModel(mesa.Model):
         con, own = self.consumers, self.owners
         if own.m:
             own.book_earnings(self.day, self._owner_earned_today)
-            own.churn(self.day, self.streams["churn"])
+            quit = own.churn(self.day, self.streams["churn"])
+            self.recorder.add("quit_owners", Channel.OWNERS, quit.size)
             members = np.flatnonzero(con.group >= 0)
             unhappy = con.trust[Source.OWNER, members] < self.params.owners.leave_threshold
             leave = unhappy & (
                 self.streams["leave"].random(members.size) < self.params.owners.leave_rate
             )
-            con.group[members[leave]] = -1
+            self._move_to_group(members[leave], np.full(int(leave.sum()), -1))
         fans = np.flatnonzero(con.follows)
         unhappy = con.trust[Source.STREAMER, fans] < self.params.streamer.unfollow_threshold
         con.follows[
@@ -634,7 +851,9 @@ class CommerceModel(mesa.Model):
         )
         active = float(self.owners.active.sum())
         fans = float(con.follows.sum())
+        members = float(self._in_active_group(np.flatnonzero(con.group >= 0)).sum())
         rec.set("active_owners", [active, np.nan, np.nan, active])
+        rec.set("members", [members, np.nan, np.nan, members])
         rec.set("followers", [np.nan, fans, np.nan, fans])
         rec.finish()
         if (self.day + 1) % MONTH == 0:
@@ -697,15 +916,22 @@ class CommerceModel(mesa.Model):
         return np.bincount(self.owners.group_owner[g[g >= 0]], minlength=self.owners.m)
 
     def owner_table(self) -> pd.DataFrame:
-        """One row per owner: her groups, members then and now, skill, earnings, status."""
+        """One row per owner: when she joined and quit (-1: still active), her groups, members
+        at the start (0 for a recruit), at the end and on average, skill, earnings, sales."""
         own = self.owners
+        days = max(self.day + 1, 1)
         return pd.DataFrame(
             {
                 "owner": np.arange(own.m),
                 "consumer": own.node,
-                "groups": np.bincount(own.group_owner, minlength=own.m),
-                "members_start": self._members_at_start,
+                "joined_day": own.joined_day,
+                "quit_day": own.quit_day,
+                "groups": own.groups,
+                "members_start": np.r_[
+                    self._members_at_start, np.zeros(own.m - self._members_at_start.size, int)
+                ],
                 "members_end": self._members_per_owner(),
+                "members_mean": own.member_days / np.maximum(days - own.joined_day, 1),
                 "skill": own.skill,
                 "earnings": own.earnings,
                 "sales": own.sales,
@@ -728,12 +954,11 @@ class CommerceModel(mesa.Model):
             (name, "monthly_buyer_conversion", float(b / r) if r else float("nan"))
             for name, b, r in zip([*CHANNELS, "all"], buyers, reached, strict=True)
         ]
-        months = max(self.params.world.days, 1) / MONTH
-        members = self._members_at_start
-        has = members > 0
+        member_months = self.owners.member_days / MONTH
+        has = member_months > 0
         if not self.params.channels.owners:
             has[:] = False  # no owner network: nothing to measure (NaN, as other owner metrics)
-        per_member = self.owners.sales[has] / members[has] / months
+        per_member = self.owners.sales[has] / member_months[has]
         for q, label in ((0.5, "median"), (0.99, "p99")):
             value = float(np.quantile(per_member, q)) if per_member.size else float("nan")
             for name in (CHANNELS[Channel.OWNERS], "all"):

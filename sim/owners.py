@@ -1,13 +1,20 @@
-"""Shop owners ("small b"): groups, assortment, learning, training and churn, as arrays.
+"""Shop owners ("small b"): groups, assortment, learning, training, recruitment and churn.
 
 An owner is a consumer who runs a shop. She holds 1-4 groups of at most 500 members recruited
-mostly from her graph neighbourhood (:func:`recruit_groups`). Each day she picks products for
+mostly from her graph neighbourhood (:func:`recruit_groups`); her groups grow as she and her
+members invite friends, and satisfied members are recruited as new owners
+(:meth:`Owners.add`), or take over the group of an owner who quit (:meth:`Owners.take_over`).
+Each day she picks products for
 her groups (as many as her activity brings, heavy-tailed across owners) by her *estimate* of
 what her members like (:meth:`Owners.pick_products`), learns
 from what they keep and return (:meth:`Owners.learn`) and from hearing them out
 (:meth:`Owners.listen`), gains skill at the platform's 2b live
 sessions and loses it slowly otherwise (:meth:`Owners.train`, :meth:`Owners.forget`), and quits
-when her earnings stay low (:meth:`Owners.churn`).
+at a baseline rate or, faster, when her earnings stay low (:meth:`Owners.churn`).
+
+Owners are arrays that grow as owners are recruited; an active owner's groups are contiguous
+ids ``group_first[o] .. group_first[o] + groups[o] - 1`` and ``group_size`` counts their
+members (a group taken over from a quit owner moves to its new owner).
 
 The estimate is skill-weighted: she picks a category with probability proportional to
 ``(skill * knowledge + (1 - skill) / C) ** sharpness``, so an unskilled owner picks nearly at
@@ -126,29 +133,87 @@ class Owners:
         p: OwnerParams,
         node: np.ndarray,
         group_owner: np.ndarray,
+        group_size: np.ndarray,
         member_preference_mean: np.ndarray,
         rng: np.random.Generator,
     ):
         self.p = p
-        self.m = node.size
-        self.node = node
-        self.group_owner = group_owner
-        self.active = np.ones(self.m, dtype=bool)
-        skill, knowledge, activity = rng.spawn(3)  # one stream per attribute
-        self.skill0 = beta_with_mean(skill, p.skill, 4.0, self.m)
-        self.skill = self.skill0.copy()
+        self.m = 0
         c = member_preference_mean.shape[1]
-        noise = knowledge.dirichlet(np.ones(c), self.m)
-        k = p.knowledge
-        self.knowledge = k * member_preference_mean + (1 - k) * noise
-        self.knowledge /= self.knowledge.sum(axis=1, keepdims=True)
-        self.earnings = np.zeros(self.m)
-        self.sales = np.zeros(self.m)  # GMV through her links, net of returns
-        self._window = np.zeros((EARNINGS_WINDOW, self.m))
-        self.material_until = np.full(self.m, -1, dtype=np.int64)
-        # Activity: how much she posts, heavy-tailed across owners (lognormal, mean 1).
+        self.node = np.zeros(0, dtype=np.int64)
+        self.active = np.zeros(0, dtype=bool)
+        self.skill0 = self.skill = np.zeros(0)
+        self.knowledge = np.zeros((0, c))
+        self.earnings = np.zeros(0)
+        self.sales = np.zeros(0)  # GMV through her links, net of returns
+        self.member_days = np.zeros(0)  # members in her active groups, summed over days
+        self._window = np.zeros((EARNINGS_WINDOW, 0))
+        self.material_until = np.zeros(0, dtype=np.int64)
+        self.activity = np.zeros(0)
+        self.joined_day = np.zeros(0, dtype=np.int64)
+        self.quit_day = np.zeros(0, dtype=np.int64)
+        self.groups = np.zeros(0, dtype=np.int64)
+        self.group_first = np.zeros(0, dtype=np.int64)
+        self.group_owner = np.zeros(0, dtype=np.int32)
+        self.group_size = np.zeros(0, dtype=np.int64)
+        self._rng = rng.spawn(3)  # skill, knowledge, activity: one stream per attribute
+        self.add(node, np.bincount(group_owner, minlength=node.size), member_preference_mean, 0)
+        self.group_size[:] = group_size
+
+    def add(self, node: np.ndarray, groups: np.ndarray, taste: np.ndarray, day: int) -> np.ndarray:
+        """New owners at consumer ``node``, each with ``groups`` empty groups; ``taste`` is
+        what she could know of her members at best (at the start, their mean preference; for
+        a recruit, her own). She knows ``owners.knowledge`` of it. Returns their indices."""
+        p, k = self.p, node.size
+        skill, knowledge, activity = self._rng
+        new = np.arange(self.m, self.m + k)
+        c = self.knowledge.shape[1]
+        s0 = beta_with_mean(skill, p.skill, 4.0, k)
+        noise = knowledge.dirichlet(np.ones(c), k)
+        know = p.knowledge * taste + (1 - p.knowledge) * noise
+        know /= know.sum(axis=1, keepdims=True)
         sigma = p.activity_sigma
-        self.activity = activity.lognormal(-(sigma**2) / 2, sigma, self.m)
+        # Activity: how much she posts, heavy-tailed across owners (lognormal, mean 1).
+        act = activity.lognormal(-(sigma**2) / 2, sigma, k)
+        self.node = np.r_[self.node, node.astype(np.int64)]
+        self.active = np.r_[self.active, np.ones(k, dtype=bool)]
+        self.skill0 = np.r_[self.skill0, s0]
+        self.skill = np.r_[self.skill, s0]
+        self.knowledge = np.vstack([self.knowledge, know])
+        self.earnings = np.r_[self.earnings, np.zeros(k)]
+        self.sales = np.r_[self.sales, np.zeros(k)]
+        self.member_days = np.r_[self.member_days, np.zeros(k)]
+        self._window = np.hstack([self._window, np.zeros((EARNINGS_WINDOW, k))])
+        self.material_until = np.r_[self.material_until, np.full(k, -1, dtype=np.int64)]
+        self.activity = np.r_[self.activity, act]
+        self.joined_day = np.r_[self.joined_day, np.full(k, day, dtype=np.int64)]
+        self.quit_day = np.r_[self.quit_day, np.full(k, -1, dtype=np.int64)]
+        first = self.group_owner.size + starts(groups)
+        self.group_first = np.r_[self.group_first, first]
+        self.groups = np.r_[self.groups, groups]
+        self.group_owner = np.r_[self.group_owner, np.repeat(new, groups).astype(np.int32)]
+        self.group_size = np.r_[self.group_size, np.zeros(int(groups.sum()), dtype=np.int64)]
+        self.m += k
+        return new
+
+    def take_over(self, node: np.ndarray, group: np.ndarray, taste: np.ndarray, day: int):
+        """Members of a quit owner's groups become owners of the group they are in (one per
+        group): the group and its remaining members are theirs. Returns their indices."""
+        new = self.add(node, np.zeros(node.size, dtype=np.int64), taste, day)
+        self.group_first[new] = group
+        self.groups[new] = 1
+        self.group_owner[group] = new
+        return new
+
+    def emptiest_group(self, owner: np.ndarray) -> np.ndarray:
+        """Each owner's group with the fewest members (where her own invitations go)."""
+        best = self.group_first[owner].copy()
+        for j in range(1, int(self.groups.max(initial=1))):
+            g = self.group_first[owner] + j
+            has = j < self.groups[owner]
+            g = np.where(has, g, best)
+            best = np.where(self.group_size[g] < self.group_size[best], g, best)
+        return best
 
     # -- assortment --------------------------------------------------------------------------
     def pick_products(
@@ -233,16 +298,24 @@ class Owners:
         self._window[day % EARNINGS_WINDOW] = earned_today
 
     def churn(self, day: int, rng: np.random.Generator) -> np.ndarray:
-        """Owners past the grace period whose 30-day earnings are low quit with a daily chance."""
-        low = self.active & (self._window.sum(axis=0) < self.p.churn_threshold)
-        low &= day >= self.p.churn_grace_days
-        quit = np.flatnonzero(low & (rng.random(self.m) < self.p.churn_rate))
-        self.active[quit] = False
+        """Owners quit with a baseline daily chance ``quit_rate``; past her grace period, an
+        owner whose 30-day earnings are below ``churn_threshold`` quits with ``churn_rate``
+        more."""
+        p = self.p
+        low = self._window.sum(axis=0) < p.churn_threshold
+        low &= day - self.joined_day >= p.churn_grace_days
+        chance = p.quit_rate + np.where(low, p.churn_rate, 0.0)
+        quit = np.flatnonzero(self.active & (rng.random(self.m) < chance))
+        self.deactivate(quit, day)
         return quit
 
-    def churn_wave(self, share: float, rng: np.random.Generator) -> np.ndarray:
+    def churn_wave(self, share: float, day: int, rng: np.random.Generator) -> np.ndarray:
         """An exogenous wave: ``share`` of the active owners quit at once."""
         active = np.flatnonzero(self.active)
         quit = rng.choice(active, size=int(round(share * active.size)), replace=False)
-        self.active[quit] = False
+        self.deactivate(quit, day)
         return quit
+
+    def deactivate(self, owner: np.ndarray, day: int) -> None:
+        self.active[owner] = False
+        self.quit_day[owner] = day

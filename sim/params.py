@@ -97,7 +97,13 @@ class WorldParams:
         unit="share of categories",
         doc="Share of categories that are apparel-like (fit is hard to judge before delivery).",
     )
-    days: int = param(90, 1, 100_000, unit="days", doc="Simulated days (one tick is one day).")
+    days: int = param(
+        120,
+        1,
+        100_000,
+        unit="days",
+        doc="Simulated days (one tick is one day); repeat purchase needs more than 90.",
+    )
 
 
 @dataclass(frozen=True)
@@ -179,8 +185,8 @@ class ConsumerParams:
         1,
         unit="probability/day",
         source="calibrated: ABC, docs/calibration",
-        doc="Mean daily chance a consumer is in the market (Beta across consumers); "
-        "in-market consumers search.",
+        doc="Mean daily chance a new need arrives (Beta across consumers), in a category "
+        "drawn from her preferences; a purchase in that category, through any channel, fills it.",
     )
     need_concentration: float = param(
         10.0,
@@ -188,6 +194,36 @@ class ConsumerParams:
         1e12,
         unit="Beta a+b",
         doc="How alike consumers' need rates are: large makes everyone's rate the mean.",
+    )
+    need_lifetime: float = param(
+        20.0,
+        1,
+        10_000,
+        unit="days",
+        doc="Mean days an unfilled need stays open (geometric); a returned item's need reopens "
+        "for this long.",
+    )
+    budget: float = param(
+        600.0,
+        0,
+        1e9,
+        unit="RMB/month",
+        source="NBS 2023: online retail of physical goods 13.0 trillion RMB, ~770 RMB per "
+        "person a month; the model's categories are part of it",
+        doc="Mean monthly budget across channels (lognormal across consumers), refilled every "
+        "30 days; a purchase she cannot afford ends her shopping for the day.",
+    )
+    budget_sigma: float = param(
+        0.8, 0, 3, unit="log-sd", doc="Spread of monthly budgets across consumers."
+    )
+    engagement_trust: float = param(
+        3.0,
+        0,
+        50,
+        unit="log-odds per unit trust",
+        doc="How trust moves engagement, the same in every channel: a member opens her owner's "
+        "posts, a follower watches a session, with log-odds raised by this times (her trust - "
+        "its initial mean).",
     )
     trust_owner: float = param(
         0.7, 0, 1, unit="trust", doc="Initial trust of a group member in her owner."
@@ -218,7 +254,13 @@ class OwnerParams:
         kind="world",
     )
     group_size_median: float = param(
-        60.0, 1, GROUP_SIZE_CAP, unit="members", doc="Median group size (lognormal).", kind="world"
+        60.0,
+        1,
+        GROUP_SIZE_CAP,
+        unit="members",
+        doc="Median group size at the start (lognormal): with owners and groups per owner, "
+        "the owners' audience.",
+        kind="lever",
     )
     group_size_sigma: float = param(
         0.8, 0, 3, unit="log-sd", doc="Spread of group sizes (heavy upper tail).", kind="world"
@@ -328,6 +370,42 @@ class OwnerParams:
         unit="probability",
         doc="Chance a fully skilled owner resolves a problem (exchange, advice) before a return.",
     )
+    invite_rate: float = param(
+        0.02,
+        0,
+        1,
+        unit="invitations/member-day",
+        doc="Daily chance a member invites a friend to her group, times her trust in her owner; "
+        "the friend joins if she is in no active group, the group has room, and she trusts "
+        "friends enough (a draw against her trust in friends).",
+    )
+    owner_invites: float = param(
+        1.0,
+        0,
+        100,
+        unit="invitations/day",
+        doc="Friends an owner herself invites a day (Poisson), into her emptiest group.",
+    )
+    recruit_rate: float = param(
+        0.0005,
+        0,
+        1,
+        unit="probability/member-day",
+        doc="Daily chance a satisfied member (trust in her owner >= owners.recruit_trust) is "
+        "recruited as a new owner (the platform's referral model).",
+    )
+    recruit_trust: float = param(
+        0.8, 0, 1, unit="trust", doc="Trust in her owner a member needs to be recruited."
+    )
+    quit_rate: float = param(
+        0.002,
+        0,
+        1,
+        unit="probability/day",
+        source="assumption (about half of owners gone within a year); swept in "
+        "scenarios/sweeps/owners_vs_streamer_robustness.toml",
+        doc="Baseline daily chance an active owner quits, whatever she earns.",
+    )
     churn_grace_days: int = param(
         30, 0, 10_000, unit="days", doc="Days before a new owner can churn."
     )
@@ -339,7 +417,7 @@ class OwnerParams:
         doc="Earnings over the last 30 days below which she may quit.",
     )
     churn_rate: float = param(
-        0.02, 0, 1, unit="probability/day", doc="Daily chance a low-earning owner quits."
+        0.01, 0, 1, unit="probability/day", doc="Daily chance a low-earning owner quits."
     )
     leave_threshold: float = param(
         0.2, 0, 1, unit="trust", doc="Members trusting their owner less than this may leave."
@@ -357,8 +435,8 @@ class StreamerParams:
         1,
         unit="share of consumers",
         source="brief: 64-80M followers; scaled with the population",
-        doc="Share of consumers following the streamer.",
-        kind="world",
+        doc="Share of consumers following the streamer at the start.",
+        kind="lever",
     )
     sessions_per_week: float = param(
         5.0, 0, 7, unit="sessions/week", doc="Live sessions a week.", kind="lever"
@@ -439,6 +517,22 @@ class StreamerParams:
         doc="Chance a problem with a streamer sale is resolved before a return.",
         kind="lever",
     )
+    discovery: float = param(
+        0.01,
+        0,
+        10,
+        unit="new followers per viewer",
+        doc="New followers a session wins (Poisson, per viewer) among non-followers: the "
+        "platform pushes a live room to people outside its audience.",
+    )
+    follow_on_purchase: float = param(
+        0.2,
+        0,
+        1,
+        unit="probability",
+        doc="Chance a non-follower who buys a streamer product (after a friend's forward) "
+        "follows her.",
+    )
     unfollow_threshold: float = param(
         0.2, 0, 1, unit="trust", doc="Followers trusting the streamer less than this may unfollow."
     )
@@ -449,6 +543,13 @@ class StreamerParams:
 
 @dataclass(frozen=True)
 class ConventionalParams:
+    search_rate: float = param(
+        0.3,
+        0,
+        1,
+        unit="probability/day",
+        doc="Daily chance a consumer with an open need searches for it.",
+    )
     search_results: int = param(
         4, 1, 100, unit="products", doc="Products an in-market consumer sees per search."
     )
@@ -549,12 +650,12 @@ class BrandParams:
 @dataclass(frozen=True)
 class PurchaseParams:
     intercept: float = param(
-        -9.7457,
+        -11.0,
         -50,
         50,
         unit="log-odds",
         doc="Baseline log-odds of buying.",
-        source="calibrated: ABC, docs/calibration",
+        source="set by hand with purchase.need for shared demand (issue 9); to recalibrate",
     )
     fit: float = param(2.0, 0, 50, unit="log-odds per unit fit", doc="Weight of expected fit.")
     trust: float = param(
@@ -577,12 +678,12 @@ class PurchaseParams:
         1.0, 0, 50, unit="log-odds per log price", doc="Weight of log(paid / median price)."
     )
     need: float = param(
-        2.8789,
+        5.0,
         0,
         50,
         unit="log-odds",
-        source="calibrated: ABC, docs/calibration",
-        doc="Extra log-odds when the consumer is in the market.",
+        source="set by hand: most purchases fill a need (issue 9); to recalibrate",
+        doc="Extra log-odds when the consumer has an open need in the product's category.",
     )
     hype_expectation: float = param(
         0.5, 0, 5, unit="expected fit per unit hype", doc="How much hype inflates expectation."
@@ -676,8 +777,29 @@ class WordOfMouthParams:
 
 @dataclass(frozen=True)
 class FeedbackParams:
-    trust_learning_rate: float = param(
-        0.2, 0, 1, unit="per delivered order", doc="Step of trust towards an order's satisfaction."
+    trust_gain: float = param(
+        0.1,
+        0,
+        1,
+        unit="per delivered order",
+        source="Slovic 1993: trust is built slowly and lost fast",
+        doc="Step of trust towards an order's satisfaction when it is above her trust.",
+    )
+    trust_loss: float = param(
+        0.3,
+        0,
+        1,
+        unit="per delivered order",
+        source="Slovic 1993: trust is built slowly and lost fast",
+        doc="Step of trust towards an order's satisfaction when it is below her trust.",
+    )
+    heard_satisfaction: float = param(
+        0.9,
+        0,
+        1,
+        unit="satisfaction",
+        doc="What being heard out by her owner is worth to a member: her trust in the owner "
+        "moves towards it (steps feedback.trust_gain / trust_loss).",
     )
     resolved_satisfaction: float = param(
         0.7, 0, 1, unit="satisfaction", doc="Satisfaction after a problem is resolved."
@@ -695,7 +817,7 @@ class EventParams:
         1,
         unit="probability/day",
         source="brief T8: part of a banned streamer's audience turns to other channels",
-        doc="Extra daily chance a banned streamer's former follower is in the market.",
+        doc="Extra daily chance a banned streamer's former follower searches.",
     )
     ban_migration_days: int = param(
         14, 0, 100_000, unit="days", doc="How long a banned streamer's audience looks elsewhere."

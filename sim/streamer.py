@@ -58,11 +58,6 @@ class MegaStreamer(mesa.Agent):
         scaled-down world pays scaled-down fees (300k RMB for ~50M followers in the brief)."""
         return self.p.slot_fee * products * followers / 1000.0
 
-    def viewers(self, follows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Followers who watch today's session."""
-        fans = np.flatnonzero(follows)
-        return fans[rng.random(fans.size) < self.p.attention_rate]
-
     def products_watched(self, viewers: np.ndarray, rng: np.random.Generator):
         """Each viewer watches a contiguous stretch of ``products_seen`` products of the lineup
         (she tunes in at a random point). Returns (viewer per exposure, product per exposure)."""

@@ -53,7 +53,7 @@ class Size:
 
 SIZES = {
     "small": Size(consumers=5000, replicates=3, ic_copies=3000, bass_consumers=5000, days=60),
-    "full": Size(consumers=20_000, replicates=8, ic_copies=20_000, bass_consumers=20_000, days=90),
+    "full": Size(consumers=20_000, replicates=8, ic_copies=20_000, bass_consumers=20_000, days=120),
 }
 
 # (what, lever, low, high, channel, metric, expected sign of high - low)

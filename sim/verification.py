@@ -60,6 +60,7 @@ def ic_params(edgelist: str | Path, edge_prob: float, seed: int = 0) -> Params:
             "world": {"owners": 0, "consumers": 2, "days": 1},
             "graph": {"kind": "edgelist", "edgelist_path": str(edgelist)},
             "channels": {"owners": False, "streamer": False, "conventional": True},
+            "consumers": {"budget": 1e9, "budget_sigma": 0.0},
             "purchase": {"intercept": 40.0, "price": 0.0},
             "word_of_mouth": {
                 "forward_rate": 1.0,
@@ -144,16 +145,22 @@ def bass_curve(t: np.ndarray, p: float, q: float) -> np.ndarray:
 
 
 def bass_params(n: int, p: float, q: float, days: int, seed: int = 0) -> Params:
-    """The model as well-mixed adoption: innovation p through search, imitation q through
-    advocates recommending daily; certain purchase, no returns."""
+    """The model as well-mixed adoption: innovation p through search (a need arrives with
+    chance 1 - e^-p a day and is searched for at once), imitation q through advocates
+    recommending daily; certain purchase, budgets that never bind, no returns."""
     return Params.from_dict(
         {
             "seed": seed,
             "world": {"consumers": n, "owners": 0, "days": days},
             "graph": {"kind": "well_mixed"},
             "channels": {"owners": False, "streamer": False, "conventional": True},
-            "consumers": {"need_rate": 1 - math.exp(-p), "need_concentration": 1e12},
-            "conventional": {"search_results": 1},
+            "consumers": {
+                "need_rate": 1 - math.exp(-p),
+                "need_concentration": 1e12,
+                "budget": 1e9,
+                "budget_sigma": 0.0,
+            },
+            "conventional": {"search_results": 1, "search_rate": 1.0},
             "purchase": {"intercept": 40.0, "price": 0.0},
             "delivery": {"lag_min": 0, "lag_max": 0},
             "returns": {"intercept": -50.0, "defect": 0, "misfit": 0, "gap": 0, "impulse": 0},

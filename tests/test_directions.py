@@ -127,9 +127,12 @@ def test_a_defective_batch_raises_that_brands_returns():
     }
 
     def brand_return_rate(overrides):
-        o = run(small({**overrides, "seed": 2})).orders
-        done = o[(o.brand == brand) & (o.status != "pending") & (o.day >= 5)]
-        return (done.status == "returned").mean()
+        rates = []
+        for seed in SEEDS:
+            o = run(small({**overrides, "seed": seed})).orders
+            done = o[(o.brand == brand) & (o.status != "pending") & (o.day >= 5)]
+            rates.append((done.status == "returned").mean())
+        return np.mean(rates)
 
     assert brand_return_rate(event) > 1.4 * brand_return_rate({}) + 0.03
 
@@ -152,28 +155,28 @@ def test_channels_can_be_switched_off():
     assert Channel.OWNERS == 0
 
 
-def test_apparel_is_returned_more_often_than_other_goods():
-    """Fit is harder to judge for apparel-like goods (delivery.apparel_fit_noise)."""
-    o = run(small({"seed": 8})).orders
-    products = run(small({"seed": 8, "world.days": 1})).products
-    o = o.merge(products[["product", "apparel"]], on="product")
-    done = o[o.status != "pending"]
-    rate = done.groupby("apparel").status.apply(lambda s: (s == "returned").mean())
-    assert rate[True] > rate[False]
+def test_apparel_fit_surprise_raises_apparel_returns():
+    """Fit is harder to judge for apparel-like goods (delivery.apparel_fit_noise): the larger
+    the surprise, the more apparel comes back; other goods are not touched directly."""
+    plain, hard = {"delivery.apparel_fit_noise": 1.0}, {"delivery.apparel_fit_noise": 3.0}
+    assert (
+        mean_over_seeds(hard, "all", "apparel_return_rate")
+        > mean_over_seeds(plain, "all", "apparel_return_rate") + 0.02
+    )
 
 
 def test_a_banned_streamers_audience_turns_to_other_channels():
     """T8: after the ban, her former followers search more for a while."""
 
-    def conventional_orders(overrides):
+    def conventional(overrides, metric):
         ts = run(small({**overrides, "seed": 6, "world.days": 30})).timeseries
-        conv = ts[ts.channel == "conventional"].set_index("day").orders
+        conv = ts[ts.channel == "conventional"].set_index("day")[metric]
         return conv.loc[10:19].sum()
 
     banned = {"events.streamer_removed_day": 10, "events.ban_migration": 0.2}
-    assert conventional_orders(banned) > 1.2 * conventional_orders({})
     quiet = {**banned, "events.ban_migration": 0.0}
-    assert conventional_orders(quiet) < conventional_orders(banned)
+    assert conventional(banned, "visits") > 1.2 * conventional(quiet, "visits")
+    assert conventional(banned, "orders") > conventional({}, "orders")
 
 
 def test_owner_activity_makes_sales_heavy_tailed():

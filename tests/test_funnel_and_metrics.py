@@ -94,8 +94,14 @@ def test_hype_inflates_expectation():
 
 def test_sequential_smoothing_per_consumer():
     x = np.array([0.0, 1.0])
-    _smooth(x, np.array([0, 0, 1]), np.array([1.0, 1.0, 0.0]), 0.5)
+    _smooth(x, np.array([0, 0, 1]), np.array([1.0, 1.0, 0.0]), 0.5, 0.5)
     assert np.allclose(x, [0.75, 0.5])  # two steps for consumer 0, one for consumer 1
+
+
+def test_trust_is_built_slowly_and_lost_fast():
+    x = np.array([0.5, 0.5])
+    _smooth(x, np.array([0, 1]), np.array([1.0, 0.0]), 0.1, 0.3)
+    assert np.allclose(x, [0.55, 0.35])  # a good order: +0.1 x 0.5; a bad one: -0.3 x 0.5
 
 
 def test_gini_and_repeat_purchase():
@@ -103,7 +109,19 @@ def test_gini_and_repeat_purchase():
     assert gini(np.r_[np.zeros(99), 1.0]) == pytest.approx(0.99)
     consumer = np.array([1, 1, 2, 3, 3, 3])
     day = np.array([0, 50, 10, 0, 200, 210])
-    assert repeat_purchase(consumer, day) == (1, 3)  # buyer 3's second order came too late
+    assert repeat_purchase(consumer, day, last_day=300) == (1, 3)  # buyer 3's came too late
+
+
+def test_repeat_purchase_counts_only_buyers_with_full_follow_up():
+    """A hand-made order book, 120 days: the cohort is buyers whose first order came by day 29."""
+    #                    buyer: 1  1   2   2   3   3    4   4   5
+    consumer = np.array([1, 1, 2, 2, 3, 3, 4, 4, 5])
+    day = np.array([0, 0, 29, 119, 10, 101, 30, 40, 5])
+    # 1: two orders on the same day (not a repeat); 2: again 90 days later (a repeat, at the
+    # edge); 3: again after 90 days (too late); 4: first order on day 30, outside the cohort;
+    # 5: one order.
+    assert repeat_purchase(consumer, day, last_day=119) == (1, 4)
+    assert repeat_purchase(consumer, day, last_day=60) == (0, 0)  # no one followed 90 days
 
 
 def test_weekly_occurrences_are_spread_evenly():

@@ -93,7 +93,9 @@ def test_owner_learning_moves_towards_kept_categories_without_overshoot():
 
     p = OwnerParams(learning_rate=0.1, skill=0.5)
     prefs = np.full((2, 4), 0.25)
-    own = Owners(p, np.array([0, 1]), np.array([0, 1]), prefs, np.random.default_rng(0))
+    own = Owners(
+        p, np.array([0, 1]), np.array([0, 1]), np.zeros(2, int), prefs, np.random.default_rng(0)
+    )
     before = own.knowledge.copy()
     # Owner 0: a very busy day, 100 kept orders in category 2. Owner 1: returns in category 1.
     owner = np.r_[np.zeros(100, int), np.ones(5, int)]

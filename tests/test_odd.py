@@ -1,20 +1,31 @@
-"""docs/ODD.md stays true to the code: its parameter table is the generated one."""
+"""docs/ODD.md stays true to the code: its parameter and metric tables are the generated ones."""
 
 from pathlib import Path
 
+from sim.metrics import metric_table
 from sim.params import parameter_table
 
 ODD = Path(__file__).resolve().parent.parent / "docs" / "ODD.md"
 
 
-def test_odd_parameter_table_is_the_generated_one():
+def generated_part(marker: str) -> str:
     text = ODD.read_text(encoding="utf-8")
-    start, end = "<!-- parameter-table:start -->", "<!-- parameter-table:end -->"
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     assert start in text and end in text
-    table = text.split(start, 1)[1].split(end, 1)[0].strip()
-    assert table == parameter_table(), (
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
+
+
+def test_odd_parameter_table_is_the_generated_one():
+    assert generated_part("parameter-table") == parameter_table(), (
         "docs/ODD.md section 8 is stale: paste the output of `python -m sim.params` between "
         "the parameter-table markers"
+    )
+
+
+def test_odd_metric_table_is_the_generated_one():
+    assert generated_part("metric-table") == metric_table(), (
+        "docs/ODD.md section 7.10 is stale: paste the output of `python -m sim.metrics` "
+        "between the metric-table markers"
     )
 
 

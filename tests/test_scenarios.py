@@ -301,8 +301,9 @@ def test_paired_intervals_are_narrower_than_unpaired():
     ratio = width.paired / width.unpaired
     assert (ratio < 1).mean() > 0.7  # most intervals shrink ...
     assert ratio.median() < 0.7  # ... substantially
-    # A channel the lever does not touch is paired almost exactly (its own random stream).
-    assert ratio[("conventional", "orders")] < 0.2
+    # Channels compete for the same needs, so the lever reaches the conventional channel too,
+    # but through the owners' sales only: its difference is still paired more tightly.
+    assert ratio[("conventional", "orders")] < 1
     assert ratio[("all", "orders")] < 1
 
 
@@ -390,5 +391,6 @@ def test_a_parameter_at_its_bound_does_not_redraw_the_world():
 
     a = CommerceModel(load("hybrid", SMALL + ["consumers.impulsiveness=0.0"]).params)
     b = CommerceModel(load("hybrid", SMALL + ["consumers.impulsiveness=0.1"]).params)
-    assert np.array_equal(a.consumers.need_rate, b.consumers.need_rate)
+    assert np.array_equal(a.demand.need_rate, b.demand.need_rate)
+    assert np.array_equal(a.demand.budget, b.demand.budget)
     assert np.array_equal(a.consumers.trust, b.consumers.trust)

@@ -1,0 +1,117 @@
+"""Shared demand: what consumers need and can afford, whichever channel sells it (ODD 7.3).
+
+Every channel sells into the same demand, so the channels compete for it:
+
+* **Needs** arrive over time, one category at a time: each day a consumer gets a new need with
+  chance ``consumers.need_rate``, in a category drawn from her preferences. A need stays open
+  for a geometric number of days (mean ``consumers.need_lifetime``) unless a purchase in its
+  category fills it first, through *any* channel. An open need raises the chance that she buys
+  a product of that category (``purchase.need``); a filled need no longer does. A need a
+  channel did not fill (the streamer was banned, an owner quit) stays open for the others:
+  substitution needs no rule of its own.
+* **Budget**: each consumer has a monthly budget (lognormal, mean ``consumers.budget``), spent
+  across channels and refilled every 30 days. A purchase she cannot afford ends her shopping
+  for the day.
+
+State is two arrays: ``need_until`` (consumer x category, the last day the need is open, -1 for
+none) and ``spent`` (this month's spending). A day's purchases are resolved together by
+:func:`sim.funnel.resolve_purchases`, in a random order that no channel controls.
+
+Example
+-------
+>>> import numpy as np
+>>> from sim.params import ConsumerParams
+>>> rng = np.random.default_rng(0)
+>>> d = Demand(ConsumerParams(need_rate=1.0), np.full((3, 2), 0.5, np.float32), rng)
+>>> _ = d.arrive(0, rng)
+>>> int(d.has_need(0).sum())
+3
+>>> d.fill(np.array([0]), np.array([int(np.flatnonzero(d.need_until[0] >= 0)[0])]))
+>>> int(d.has_need(0).sum())
+2
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.distributions import beta_with_mean
+from sim.params import ConsumerParams
+
+MONTH = 30  # days between budget refills (and of a month in monthly metrics)
+
+
+class Demand:
+    """Open needs and monthly budgets of ``n`` consumers over ``C`` categories."""
+
+    def __init__(self, p: ConsumerParams, preference: np.ndarray, rng: np.random.Generator):
+        n, c = preference.shape
+        self.p = p
+        self.n, self.categories = n, c
+        rate, budget = rng.spawn(2)  # one stream per attribute
+        self.need_rate = beta_with_mean(rate, p.need_rate, p.need_concentration, n).astype(
+            np.float32
+        )
+        spread = budget.lognormal(-(p.budget_sigma**2) / 2, p.budget_sigma, n)  # mean 1
+        self.budget = (p.budget * spread).astype(np.float32)
+        self.spent = np.zeros(n, dtype=np.float32)
+        self.need_until = np.full((n, c), -1, dtype=np.int32)
+        self._pref_cdf = np.cumsum(preference, axis=1, dtype=np.float32)
+        self._pref_cdf[:, -1] = 1.0
+
+    # -- needs -------------------------------------------------------------------------------
+    def arrive(self, day: int, rng: np.random.Generator) -> np.ndarray:
+        """Today's new needs: who got one (returned) and in which category, open until a
+        geometric number of days from today. A need in a category already open extends it."""
+        who = np.flatnonzero(rng.random(self.n) < self.need_rate)
+        category = self.draw_category(who, rng)
+        life = rng.geometric(1.0 / max(self.p.need_lifetime, 1.0), who.size)
+        until = np.minimum(day + life - 1, np.iinfo(np.int32).max).astype(np.int32)
+        self.need_until[who, category] = np.maximum(self.need_until[who, category], until)
+        return who
+
+    def draw_category(self, who: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A category for each consumer in ``who``, drawn from her preferences."""
+        u = rng.random(who.size, dtype=np.float32)
+        cdf = self._pref_cdf[who]
+        return np.minimum((cdf < u[:, None]).sum(axis=1), self.categories - 1)
+
+    def is_open(self, consumer: np.ndarray, category: np.ndarray, day: int) -> np.ndarray:
+        """Does each consumer have an open need in the category today?"""
+        return self.need_until[consumer, category] >= day
+
+    def has_need(self, day: int) -> np.ndarray:
+        """Per consumer: any open need today?"""
+        return (self.need_until >= day).any(axis=1)
+
+    def open_category(self, who: np.ndarray, day: int, rng: np.random.Generator) -> np.ndarray:
+        """One of each consumer's open needs, at random (-1 for a consumer with none)."""
+        open_ = self.need_until[who] >= day
+        score = np.where(open_, rng.random(open_.shape, dtype=np.float32), -1.0)
+        pick = score.argmax(axis=1)
+        return np.where(open_.any(axis=1), pick, -1)
+
+    def fill(self, consumer: np.ndarray, category: np.ndarray) -> None:
+        """Purchases fill the needs of their category."""
+        self.need_until[consumer, category] = -1
+
+    def reopen(self, consumer: np.ndarray, category: np.ndarray, day: int) -> None:
+        """A returned item leaves its need unmet: open again for ``need_lifetime`` days."""
+        until = day + max(int(round(self.p.need_lifetime)), 1) - 1
+        self.need_until[consumer, category] = np.maximum(self.need_until[consumer, category], until)
+
+    # -- budget ------------------------------------------------------------------------------
+    def left(self, consumer: np.ndarray) -> np.ndarray:
+        """What each consumer can still spend this month."""
+        return self.budget[consumer] - self.spent[consumer]
+
+    def spend(self, consumer: np.ndarray, amount: np.ndarray) -> None:
+        np.add.at(self.spent, consumer, amount.astype(np.float32))
+
+    def refund(self, consumer: np.ndarray, amount: np.ndarray) -> None:
+        """A return gives the money back to this month's budget."""
+        np.subtract.at(self.spent, consumer, amount.astype(np.float32))
+        np.maximum(self.spent, 0.0, out=self.spent)
+
+    def new_month(self) -> None:
+        self.spent[:] = 0.0
