@@ -23,7 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from analysis.stats import channel_presence, channels_present, mean_ci  # noqa: E402
 from sim.channels import ALL, CHANNELS  # noqa: E402
-from sim.metrics import COST_KINDS, gini  # noqa: E402
+from sim.metrics import COST_KINDS, gini, owner_survival  # noqa: E402
 
 CHANNEL_COLOURS = {
     "owners": "#1b9e77",
@@ -239,6 +239,37 @@ def owner_earnings_lorenz(owners: pd.DataFrame, scenarios: list[str]) -> Figure:
     ax.set_ylabel("share of owners' earnings")
     ax.set_title("Owner earnings distribution")
     ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def owner_network(
+    timeseries: pd.DataFrame, owners: pd.DataFrame, scenarios: list[str], days: dict[str, int]
+) -> Figure:
+    """The owner network over time: active owners and members (mean and band over
+    replicates), and the owners' survival curve by tenure (Kaplan-Meier, replicates pooled)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    colour = CHANNEL_COLOURS["owners"]
+    for i, sc in enumerate(scenarios):
+        ts = timeseries[(timeseries.scenario == sc) & (timeseries.channel == "owners")]
+        if ts["active_owners"].fillna(0).max() <= 0:
+            continue
+        _band(axes[0], ts, "active_owners", colour, _style(i), sc)
+        _band(axes[1], ts, "members", colour, _style(i), sc)
+        own = owners[owners.scenario == sc]
+        km = owner_survival(own["joined_day"].to_numpy(), own["quit_day"].to_numpy(), days[sc] - 1)
+        axes[2].step(km.tenure, km.survival, _style(i), where="post", color=colour, label=sc)
+    for ax, title in zip(
+        axes,
+        ("active owners", "members of active owners' groups", "owners still active"),
+        strict=True,
+    ):
+        ax.set_title(title, fontsize=9)
+    axes[0].set_xlabel("day")
+    axes[1].set_xlabel("day")
+    axes[2].set_xlabel("days since she became an owner")
+    axes[2].set_ylim(0, 1.02)
+    axes[0].legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -25,28 +25,23 @@ from analysis.stats import (
     scenario_means,
 )
 from sim.channels import ALL
+from sim.metrics import METRICS
 
 TABLE_METRICS = (
     "reach_share",
     "conversion",
+    "products_per_visit",
     "visit_conversion",
-    "buyer_conversion",
+    "monthly_buyer_conversion",
     "return_rate",
+    "defect_share",
     "net_gmv",
     "brand_profit",
     "profit_per_order",
     "satisfaction",
     "repeat_purchase_rate",
 )
-PERCENT = {
-    "reach_share",
-    "conversion",
-    "visit_conversion",
-    "buyer_conversion",
-    "return_rate",
-    "apparel_return_rate",
-    "repeat_purchase_rate",
-}
+PERCENT = {name for name, m in METRICS.items() if m.is_share}  # shown as percentages
 EVENT_KEYS = ("streamer_removed_day", "churn_wave_day", "defective_batch_day")
 
 
@@ -173,6 +168,9 @@ def draw_figures(res: Results, folder: Path) -> dict[str, Path]:
     }
     if res.owners["earnings"].sum() > 0:
         figures["owner_earnings"] = plots.owner_earnings_lorenz(res.owners, names)
+    if "joined_day" in res.owners and len(res.owners):
+        days = {s["name"]: s["parameters"]["world"]["days"] for s in res.manifest["scenarios"]}
+        figures["owner_network"] = plots.owner_network(res.timeseries, res.owners, names, days)
     for s in res.manifest["scenarios"]:
         days = event_days(s["parameters"])
         if days:
@@ -237,15 +235,21 @@ def write_report(folder: str | Path, res: Results | None = None) -> tuple[Path, 
         "costs": "Cost per net GMV",
         "trust": "Trust over time",
         "owner_earnings": "Owner earnings",
+        "owner_network": "The owner network: owners, members, survival",
     }
     for name, path in figures.items():
         caption = captions.get(name, name.replace("_", " "))
         md += f"### {caption}\n\n![{caption}](figures/{path.name})\n\n"
     md += (
         "## Reading the numbers\n\n"
-        "conversion = orders / product exposures; visit_conversion = orders on a visit / visits "
-        "(for the streamer: per viewer-session); buyer_conversion = buyers / consumers reached; "
-        "return_rate = returns / delivered orders. Money is in RMB at model scale "
+        + "".join(
+            f"- **{name}**: {METRICS[name].meaning} ({METRICS[name].unit}; "
+            f"{METRICS[name].better} is better)\n"
+            for name in TABLE_METRICS
+        )
+        + "\nA visit shows a different number of products in each channel (products_per_visit), "
+        "so compare conversion per exposure and monthly_buyer_conversion (buyers per consumer "
+        "reached in a month) as well as per visit. Money is in RMB at model scale "
         "(docs/ODD.md, 2.3).\n"
     )
     md_path = folder / "report.md"

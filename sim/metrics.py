@@ -490,3 +490,24 @@ def _top_seller_share(orders: Orders) -> float:
 
 if __name__ == "__main__":  # python -m sim.metrics: the ODD metric table
     print(metric_table())
+
+
+def owner_survival(joined: np.ndarray, quit: np.ndarray, last_day: int) -> pd.DataFrame:
+    """Kaplan-Meier survival of owners by tenure (days since joining).
+
+    An owner who quit (``quit >= 0``) is an event at tenure ``quit - joined``; one still active
+    is censored at ``last_day - joined``. Returns columns ``tenure`` and ``survival`` (share of
+    owners still active at that tenure), starting at tenure 0 with survival 1.
+
+    >>> owner_survival(np.array([0, 0, 0, 0]), np.array([5, -1, 10, -1]), 20).survival.tolist()
+    [1.0, 0.75, 0.5]
+    """
+    active = quit < 0
+    tenure = np.where(active, last_day - joined, quit - joined)
+    times = np.unique(tenure[~active])
+    survival, s = [1.0], 1.0
+    for t in times:
+        at_risk = (tenure >= t).sum()
+        s *= 1.0 - ((tenure == t) & ~active).sum() / at_risk
+        survival.append(float(s))
+    return pd.DataFrame({"tenure": np.r_[0, times], "survival": survival})

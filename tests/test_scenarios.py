@@ -45,8 +45,25 @@ def test_the_required_scenarios_are_shipped():
         "scale_10k",
         "scale_100k",
         "scale_1m",
+        "equal_audience",
+        "real_ratio",
     }
     assert required <= set(SHIPPED)
+
+
+def test_equal_audience_gives_both_channels_the_same_audience():
+    from sim.model import CommerceModel
+
+    model = CommerceModel(load("equal_audience").params)
+    members, followers = (model.consumers.group >= 0).sum(), model.consumers.follows.sum()
+    assert abs(members / followers - 1) < 0.05
+
+
+def test_real_ratio_keeps_the_briefs_proportions():
+    p = load("real_ratio").params
+    scale = 1000  # 1:1000
+    assert p.world.owners * scale == 200_000
+    assert p.world.consumers * p.streamer.follower_share * scale == 50_000_000
 
 
 @pytest.mark.parametrize("name", SHIPPED)
