@@ -52,7 +52,7 @@ from sim.orders import KEPT, PENDING, RETURNED, Orders
 from sim.owners import Owners, recruit_groups
 from sim.params import ParameterError, Params
 from sim.platform import Platform
-from sim.ragged import offsets, rank_in_run
+from sim.ragged import offsets, rank_in_run, run_starts
 from sim.streamer import MegaStreamer
 
 # Child streams of the run's SeedSequence, one per part of the world and one for the dynamics.
@@ -722,7 +722,7 @@ class CommerceModel(mesa.Model):
             self.demand.reopen(consumer[returned], category[returned], self.day)
 
     # ------------------------------------------------------------------------------------------
-    # Growth: groups grow by invitation, members become owners (ODD 7.8)
+    # Growth: groups grow by invitation, members become owners (ODD 7.11)
     # ------------------------------------------------------------------------------------------
     def grow_network(self) -> None:
         """Members invite friends to their group (more often the more they trust their owner),
@@ -741,9 +741,16 @@ class CommerceModel(mesa.Model):
         rng = self.streams["growth"]
         in_group = np.flatnonzero(con.group >= 0)
         trust = con.trust[Source.OWNER, in_group]
-        recruit = (trust >= p.recruit_trust) & (rng.random(in_group.size) < p.recruit_rate)
-        recruits = in_group[recruit]
         live = own.active[own.group_owner[con.group[in_group]]]
+        # Each active owner (and each group of an owner who quit) has one satisfied member in
+        # view, at random, and recruits her with daily chance recruit_rate: recruitment grows
+        # with the number of owners, not with the size of their groups.
+        eligible = trust >= p.recruit_trust
+        unit = np.where(live, own.group_owner[con.group[in_group]], own.m + con.group[in_group])
+        unit, pool = unit[eligible], in_group[eligible]
+        by_unit = np.lexsort((rng.random(pool.size), unit))
+        in_view = pool[by_unit][run_starts(unit[by_unit])]
+        recruits = in_view[rng.random(in_view.size) < p.recruit_rate]
         members, group = in_group[live], con.group[in_group[live]]
         invites = rng.random(members.size) < p.invite_rate * trust[live]
         active = np.flatnonzero(own.active)

@@ -387,12 +387,13 @@ class OwnerParams:
         doc="Friends an owner herself invites a day (Poisson), into her emptiest group.",
     )
     recruit_rate: float = param(
-        0.0005,
+        0.005,
         0,
         1,
-        unit="probability/member-day",
-        doc="Daily chance a satisfied member (trust in her owner >= owners.recruit_trust) is "
-        "recruited as a new owner (the platform's referral model).",
+        unit="probability/owner-day",
+        doc="Daily chance an active owner recruits one of her satisfied members (trust in her "
+        "owner >= owners.recruit_trust) as a new owner (the platform's referral model); the "
+        "same chance for a quit owner's group, whose recruit takes the group over.",
     )
     recruit_trust: float = param(
         0.8, 0, 1, unit="trust", doc="Trust in her owner a member needs to be recruited."
