@@ -109,7 +109,8 @@ class Demand:
         np.add.at(self.spent, consumer, amount.astype(np.float32))
 
     def refund(self, consumer: np.ndarray, amount: np.ndarray) -> None:
-        """A return gives the money back to this month's budget."""
+        """A return gives back money spent from this month's budget (the caller passes only
+        returns of orders placed this month; float rounding is clipped at 0)."""
         np.subtract.at(self.spent, consumer, amount.astype(np.float32))
         np.maximum(self.spent, 0.0, out=self.spent)
 

@@ -36,7 +36,7 @@ def purchase_probability(
     impulsiveness: np.ndarray,
     paid_over_median: np.ndarray,
     price_sensitivity: np.ndarray,
-    in_market: np.ndarray,
+    need_open: np.ndarray | float,
 ) -> np.ndarray:
     """Chance an exposure turns into an order.
 
@@ -57,7 +57,7 @@ def purchase_probability(
         + p.trust * trust
         + p.hype * hype * impulsiveness
         - p.price * price_sensitivity * np.log(paid_over_median)
-        + p.need * in_market
+        + p.need * need_open
     )
     return sigmoid(eta)
 

@@ -45,66 +45,64 @@ class Metric:
         return self.unit == "share"
 
 
-def _m(name: str, meaning: str, unit: str, better: str = "neither", **kw: str) -> Metric:
-    return Metric(name, meaning, unit, better, **kw)
-
-
 _FLOWS = [
-    _m(
+    Metric(
         "visits",
         "a consumer's visit to a channel: a group post opened, a session watched, a search",
         "visits",
         "higher",
     ),
-    _m(
+    Metric(
         "exposures",
         "product exposures (one consumer seeing one product once)",
         "exposures",
         "higher",
     ),
-    _m("orders", "orders placed", "orders", "higher"),
-    _m("wom_exposures", "exposures by a friend's forward (word of mouth)", "exposures", "higher"),
-    _m("wom_orders", "orders placed after a friend's forward", "orders", "higher"),
-    _m("gmv", "value of orders placed, at the price paid", "RMB", "higher"),
-    _m("wom_gmv", "value of orders placed after a friend's forward", "RMB", "higher"),
-    _m("delivered", "orders delivered", "orders"),
-    _m("defects", "delivered orders that were defective", "orders", "lower"),
-    _m("returns", "orders returned (decided at delivery)", "orders", "lower"),
-    _m("returned_value", "price paid of returned orders, refunded", "RMB", "lower"),
-    _m("net_gmv", "gmv minus returned value", "RMB", "higher"),
-    _m("commission", "commission the brand pays the seller, net of returned orders", "RMB"),
-    _m("slot_fee", "streamer slot fees", "RMB"),
-    _m("discount", "list price minus price paid, net of returned orders", "RMB"),
-    _m("reverse_logistics", "cost of handling returns", "RMB", "lower"),
-    _m("write_off", "cost of goods of returned defective items", "RMB", "lower"),
-    _m("ads", "search and ad spend", "RMB"),
-    _m(
+    Metric("orders", "orders placed", "orders", "higher"),
+    Metric(
+        "wom_exposures", "exposures by a friend's forward (word of mouth)", "exposures", "higher"
+    ),
+    Metric("wom_orders", "orders placed after a friend's forward", "orders", "higher"),
+    Metric("gmv", "value of orders placed, at the price paid", "RMB", "higher"),
+    Metric("wom_gmv", "value of orders placed after a friend's forward", "RMB", "higher"),
+    Metric("delivered", "orders delivered", "orders"),
+    Metric("defects", "delivered orders that were defective", "orders", "lower"),
+    Metric("returns", "orders returned (decided at delivery)", "orders", "lower"),
+    Metric("returned_value", "price paid of returned orders, refunded", "RMB", "lower"),
+    Metric("net_gmv", "gmv minus returned value", "RMB", "higher"),
+    Metric("commission", "commission the brand pays the seller, net of returned orders", "RMB"),
+    Metric("slot_fee", "streamer slot fees", "RMB"),
+    Metric("discount", "list price minus price paid, net of returned orders", "RMB"),
+    Metric("reverse_logistics", "cost of handling returns", "RMB", "lower"),
+    Metric("write_off", "cost of goods of returned defective items", "RMB", "lower"),
+    Metric("ads", "search and ad spend", "RMB"),
+    Metric(
         "brand_cost",
         "commission + slot fee + discount + reverse logistics + write-off + ads",
         "RMB",
         "lower",
     ),
-    _m("brand_profit", "list value kept - cost of goods kept - brand cost", "RMB", "higher"),
-    _m(
+    Metric("brand_profit", "list value kept - cost of goods kept - brand cost", "RMB", "higher"),
+    Metric(
         "seller_earnings",
         "what owners (owners channel) or the streamer earn: commission + fees",
         "RMB",
         "higher",
     ),
-    _m(
+    Metric(
         "joined_members",
         "consumers joining an owner's group by invitation (owners)",
         "members",
         "higher",
     ),
-    _m("recruited_owners", "members recruited as new owners (owners)", "owners", "higher"),
-    _m(
+    Metric("recruited_owners", "members recruited as new owners (owners)", "owners", "higher"),
+    Metric(
         "quit_owners",
         "owners quitting, at the baseline rate or for low earnings (owners)",
         "owners",
         "lower",
     ),
-    _m(
+    Metric(
         "new_followers",
         "consumers starting to follow the streamer (streamer)",
         "followers",
@@ -112,30 +110,35 @@ _FLOWS = [
     ),
 ]
 _STATES = [
-    _m(
+    Metric(
         "reach",
         "unique consumers who saw a product of the channel so far (cumulative)",
         "consumers",
         "higher",
     ),
-    _m("buyers", "unique consumers ordering today", "consumers", "higher"),
-    _m("satisfaction", "mean satisfaction with orders delivered today", "score", "higher"),
-    _m("fit", "mean expected fit of today's exposures", "score", "higher"),
-    _m(
+    Metric("buyers", "unique consumers ordering today", "consumers", "higher"),
+    Metric(
+        "satisfaction",
+        "mean satisfaction with orders delivered: today (time series), over the run (summary)",
+        "score",
+        "higher",
+    ),
+    Metric("fit", "mean expected fit of today's exposures", "score", "higher"),
+    Metric(
         "trust",
         "mean trust in the channel's own source: members in their owner, followers in "
-        "the streamer, everyone in search; for 'all', in friends",
+        "the streamer, everyone in search; for 'all', in friends (summary: at the end)",
         "trust",
         "higher",
     ),
-    _m("active_owners", "owners still active (owners and all rows)", "owners", "higher"),
-    _m(
+    Metric("active_owners", "owners still active (owners and all rows)", "owners", "higher"),
+    Metric(
         "members", "consumers in an active owner's group (owners and all rows)", "members", "higher"
     ),
-    _m("followers", "streamer followers (streamer and all rows)", "followers", "higher"),
+    Metric("followers", "streamer followers (streamer and all rows)", "followers", "higher"),
 ]
 _SUMMARIES = [
-    _m(
+    Metric(
         "reach_share",
         "share of consumers who saw a product of the channel",
         "share",
@@ -143,13 +146,13 @@ _SUMMARIES = [
         numerator="reach",
         denominator="consumers",
     ),
-    _m(
+    Metric(
         "reach_day_half",
         "first day reach passed half its final value (speed of reach)",
         "days",
         "lower",
     ),
-    _m(
+    Metric(
         "conversion",
         "orders per product exposure",
         "share",
@@ -157,7 +160,7 @@ _SUMMARIES = [
         numerator="orders",
         denominator="exposures",
     ),
-    _m(
+    Metric(
         "products_per_visit",
         "products a visit shows: a group post's products, the stretch of "
         "a session watched, a search's results",
@@ -165,7 +168,7 @@ _SUMMARIES = [
         numerator="exposures - wom_exposures",
         denominator="visits",
     ),
-    _m(
+    Metric(
         "visit_conversion",
         "orders placed on a visit (not after a friend's forward) per visit; "
         "for the streamer, orders per viewer-session",
@@ -174,7 +177,7 @@ _SUMMARIES = [
         numerator="orders - wom_orders",
         denominator="visits",
     ),
-    _m(
+    Metric(
         "buyer_conversion",
         "buyers over the run per consumer reached over the run",
         "share",
@@ -182,7 +185,7 @@ _SUMMARIES = [
         numerator="buyers",
         denominator="reach",
     ),
-    _m(
+    Metric(
         "monthly_buyer_conversion",
         "consumers ordering in a 30-day window per consumer reached "
         "in it, over completed windows (a run shorter than 30 days: its one window; T5 for "
@@ -192,7 +195,7 @@ _SUMMARIES = [
         numerator="buyers in the window",
         denominator="consumers reached in the window",
     ),
-    _m(
+    Metric(
         "return_rate",
         "returns per delivered order",
         "share",
@@ -200,7 +203,7 @@ _SUMMARIES = [
         numerator="returns",
         denominator="delivered",
     ),
-    _m(
+    Metric(
         "apparel_return_rate",
         "returns per delivered order, apparel-like products only",
         "share",
@@ -208,7 +211,7 @@ _SUMMARIES = [
         numerator="returns of apparel-like products",
         denominator="delivered apparel-like products",
     ),
-    _m(
+    Metric(
         "defect_share",
         "delivered orders that were defective",
         "share",
@@ -216,16 +219,14 @@ _SUMMARIES = [
         numerator="defects",
         denominator="delivered",
     ),
-    _m(
+    Metric(
         "wom_share",
         "orders placed after a friend's forward",
         "share",
         numerator="wom_orders",
         denominator="orders",
     ),
-    _m("satisfaction", "mean satisfaction over delivered orders", "score", "higher"),
-    _m("trust", "trust at the end of the run (see the time series)", "trust", "higher"),
-    _m(
+    Metric(
         "repeat_purchase_rate",
         "buyers with a second order on a later day within 90 days of "
         "their first, among buyers whose first order came at least 90 days before the end "
@@ -235,7 +236,7 @@ _SUMMARIES = [
         numerator="cohort buyers ordering again within 90 days",
         denominator="buyers with a first order on day <= days - 91",
     ),
-    _m(
+    Metric(
         "profit_per_order",
         "brand profit per order placed",
         "RMB/order",
@@ -243,13 +244,13 @@ _SUMMARIES = [
         numerator="brand_profit",
         denominator="orders",
     ),
-    _m(
+    Metric(
         "owner_earnings_gini",
         "Gini coefficient of owners' total earnings (all owners)",
         "index",
         "lower",
     ),
-    _m(
+    Metric(
         "owner_sales_per_member_month_median",
         "median over owners of sales through her links per member-month of her active groups (T7)",
         "RMB/member-month",
@@ -257,7 +258,7 @@ _SUMMARIES = [
         numerator="owner's sales",
         denominator="owner's member-days / 30",
     ),
-    _m(
+    Metric(
         "owner_sales_per_member_month_p99",
         "99th percentile of the same (the top 1% of owners)",
         "RMB/member-month",
@@ -265,7 +266,7 @@ _SUMMARIES = [
         numerator="owner's sales",
         denominator="owner's member-days / 30",
     ),
-    _m(
+    Metric(
         "top_seller_share",
         "largest single seller's share of GMV (owners and the streamer)",
         "share",
@@ -275,14 +276,11 @@ _SUMMARIES = [
     ),
 ]
 
-METRICS: dict[str, Metric] = {}
-for _metric in _FLOWS:
-    METRICS[_metric.name] = dataclasses.replace(_metric, timing="flow")
-for _metric in _STATES:
-    METRICS[_metric.name] = dataclasses.replace(_metric, timing="state")
-for _metric in _SUMMARIES:
-    if _metric.name not in METRICS:
-        METRICS[_metric.name] = _metric
+METRICS: dict[str, Metric] = {
+    **{m.name: dataclasses.replace(m, timing="flow") for m in _FLOWS},
+    **{m.name: dataclasses.replace(m, timing="state") for m in _STATES},
+    **{m.name: m for m in _SUMMARIES},
+}
 
 # Flow metrics add up across channels; the "all" column of a flow is the sum of the channels.
 FLOW_METRICS: dict[str, str] = {m.name: m.meaning for m in _FLOWS}
@@ -293,9 +291,9 @@ STATE_METRICS: dict[str, str] = {m.name: m.meaning for m in _STATES}
 TICK_METRICS: dict[str, str] = {**FLOW_METRICS, **STATE_METRICS}
 # The run summary: flows totalled over the run, states at the end, then the ratios.
 SUMMARY_METRICS: dict[str, str] = {
-    **{k: f"total over the run: {v}" for k, v in FLOW_METRICS.items()},
-    **{m.name: m.meaning for m in _STATES if m.name not in ("fit",)},
-    **{m.name: m.meaning for m in _SUMMARIES},
+    name: f"total over the run: {m.meaning}" if m.timing == "flow" else m.meaning
+    for name, m in METRICS.items()
+    if name != "fit"  # fit is a daily diagnostic only
 }
 FOLLOW_UP = 90  # days of follow-up for repeat purchase (T6)
 

@@ -144,7 +144,7 @@ class CommerceModel(mesa.Model):
         self.owners = Owners(p.owners, owner_nodes, group_owner, group_size, member_mean, rng_own)
         self.is_owner = np.zeros(n, dtype=bool)
         self.is_owner[owner_nodes] = True
-        self._members_at_start = self._members_per_owner()
+        self._members_at_start = self.owners.members()
 
         # The streamer and her followers.
         self.streamer = MegaStreamer(self, p.streamer)
@@ -212,7 +212,6 @@ class CommerceModel(mesa.Model):
         }
         self.recorder.start()
         self._first_order_today = len(self.orders)
-        self._owner_earned_today = np.zeros(self.owners.m)
         if day > 0 and day % MONTH == 0:
             self.demand.new_month()
         self.demand.arrive(day, self.streams["market"])
@@ -272,10 +271,9 @@ class CommerceModel(mesa.Model):
         products, start, count = own.pick_products(
             lambda cats: self.catalogue.pick_in_category(self._owner_index, cats, rng), rng
         )
+        own.count_member_day()
         members = np.flatnonzero(con.group >= 0)
         owner = own.group_owner[con.group[members]]
-        live = own.active[owner]
-        own.member_days += np.bincount(owner[live], minlength=own.m)
         posted = count[owner] > 0  # an inactive or silent owner's group has nothing to open
         members, owner = members[posted], owner[posted]
         base = own.open_rate(self.day, self.params.platform.live_2b_material)[owner]
@@ -502,11 +500,9 @@ class CommerceModel(mesa.Model):
         self._pending = np.concatenate([self._pending, rows])
         self._book_orders(rows, sign=+1.0)
         # A non-follower who bought a streamer product a friend forwarded may follow her.
-        streamer_buy = (b["channel"] == Channel.STREAMER) & ~con.follows[who]
-        if streamer_buy.any() and self.streamer.active:
-            rng = self.streams["follow"]
-            fans = who[streamer_buy]
-            self._follow(fans[rng.random(fans.size) < p.streamer.follow_on_purchase])
+        fans = who[(b["channel"] == Channel.STREAMER) & ~con.follows[who]]
+        follow = self.streams["follow"].random(fans.size) < p.streamer.follow_on_purchase
+        self._follow(fans[follow])
 
     def expose(
         self,
@@ -527,6 +523,7 @@ class CommerceModel(mesa.Model):
         return bought
 
     def _follow(self, who: np.ndarray) -> None:
+        """Consumers start following the streamer (not a banned one)."""
         if self.streamer.active and who.size:
             new = who[~self.consumers.follows[who]]
             self.consumers.follows[new] = True
@@ -553,7 +550,7 @@ class CommerceModel(mesa.Model):
         if via_owner.any() and self.owners.m:
             owner = o["owner"][rows][via_owner]
             m = self.owners.m
-            self._owner_earned_today += np.bincount(
+            self.owners.earned_today += np.bincount(
                 owner, weights=sign * commission[via_owner], minlength=m
             )
             self.owners.sales += np.bincount(owner, weights=sign * paid[via_owner], minlength=m)
@@ -649,9 +646,14 @@ class CommerceModel(mesa.Model):
         owner, consumer = o["owner"][rows], o["consumer"][rows]
         category = cat.category[product]
         via_owner = channel == Channel.OWNERS
-        owner_skill = np.where(
-            via_owner, self.owners.skill[np.maximum(owner, 0)] if self.owners.m else 0.0, 0.0
-        )
+        # An owner who has quit no longer advises or serves: her orders still in transit get
+        # the platform's service only.
+        owner_skill = np.zeros(rows.size)
+        if via_owner.any():
+            mine = owner[via_owner]
+            owner_skill[via_owner] = np.where(
+                self.owners.active[mine], self.owners.skill[mine], 0.0
+            )
         noise_scale = np.where(cat.apparel_category[category], p.delivery.apparel_fit_noise, 1.0)
         advised = via_owner & (o["source"][rows] == Source.OWNER)
         noise_scale = noise_scale * np.where(advised, 1.0 - p.owners.advice * owner_skill, 1.0)
@@ -693,8 +695,7 @@ class CommerceModel(mesa.Model):
         )
         kept_rows = rows[~returned]
         con.last_kept_order[o["consumer"][kept_rows]] = kept_rows
-        learn = advised
-        self.owners.learn(owner[learn], category[learn], ~returned[learn])
+        self.owners.learn(owner[advised], category[advised], ~returned[advised])
 
         rec.add("delivered", channel)
         rec.add("defects", channel[defect])
@@ -717,9 +718,12 @@ class CommerceModel(mesa.Model):
             rec.add("write_off", rch, write_off)
             rec.add("brand_profit", rch, -(logistics + write_off))
             self._book_orders(r, sign=-1.0)
-            # The money goes back to her budget, and the need is open again (for any channel).
-            self.demand.refund(consumer[returned], paid)
-            self.demand.reopen(consumer[returned], category[returned], self.day)
+            # The need is open again (for any channel), and the money goes back to her budget
+            # if it was spent in the current month's budget.
+            buyer = consumer[returned]
+            self.demand.reopen(buyer, category[returned], self.day)
+            this_month = o["day"][r] // MONTH == self.day // MONTH
+            self.demand.refund(buyer[this_month], paid[this_month])
 
     # ------------------------------------------------------------------------------------------
     # Growth: groups grow by invitation, members become owners (ODD 7.11)
@@ -740,18 +744,20 @@ class CommerceModel(mesa.Model):
             return
         rng = self.streams["growth"]
         in_group = np.flatnonzero(con.group >= 0)
+        group = con.group[in_group]
+        owner = own.group_owner[group]
         trust = con.trust[Source.OWNER, in_group]
-        live = own.active[own.group_owner[con.group[in_group]]]
+        live = own.active[owner]
         # Each active owner (and each group of an owner who quit) has one satisfied member in
         # view, at random, and recruits her with daily chance recruit_rate: recruitment grows
         # with the number of owners, not with the size of their groups.
         eligible = trust >= p.recruit_trust
-        unit = np.where(live, own.group_owner[con.group[in_group]], own.m + con.group[in_group])
-        unit, pool = unit[eligible], in_group[eligible]
+        unit = np.where(live, owner, own.m + group)[eligible]
+        pool = in_group[eligible]
         by_unit = np.lexsort((rng.random(pool.size), unit))
         in_view = pool[by_unit][run_starts(unit[by_unit])]
         recruits = in_view[rng.random(in_view.size) < p.recruit_rate]
-        members, group = in_group[live], con.group[in_group[live]]
+        members, group = in_group[live], group[live]
         invites = rng.random(members.size) < p.invite_rate * trust[live]
         active = np.flatnonzero(own.active)
         by_owner = np.repeat(active, rng.poisson(p.owner_invites, active.size))
@@ -774,24 +780,23 @@ class CommerceModel(mesa.Model):
 
     def _recruit(self, recruits: np.ndarray, rng: np.random.Generator) -> None:
         """Satisfied members become owners: a member of an active owner leaves her group and
-        starts empty groups of her own; a member of a quit owner's group takes it over (the
-        first of its members recruited)."""
+        starts empty groups of her own; a member of a quit owner's group takes it over (at most
+        one recruit per such group: see :meth:`grow_network`), and its members' trust in their
+        new owner starts at the initial mean, as for anyone joining a group."""
         if recruits.size == 0:
             return
         own, con, p = self.owners, self.consumers, self.params.owners
         group = con.group[recruits]
         orphan = ~own.active[own.group_owner[group]]
-        _, first = np.unique(group[orphan], return_index=True)
-        heirs, heir_group = recruits[orphan][first], group[orphan][first]
-        starters = recruits[~orphan]
-        self._move_to_group(heirs, np.full(heirs.size, -1))
-        self._move_to_group(starters, np.full(starters.size, -1))
+        heirs, heir_group, starters = recruits[orphan], group[orphan], recruits[~orphan]
+        self._move_to_group(recruits, np.full(recruits.size, -1))
         groups = 1 + rng.binomial(3, (p.groups_mean - 1.0) / 3.0, starters.size)
         own.add(starters, groups, con.preference[starters].astype(np.float64), self.day)
         own.take_over(heirs, heir_group, con.preference[heirs].astype(np.float64), self.day)
+        inherited = np.isin(con.group, heir_group)
+        con.trust[Source.OWNER, inherited] = con.initial_trust[Source.OWNER]
         new = np.r_[starters, heirs]
         self.is_owner[new] = True
-        self._owner_earned_today = np.r_[self._owner_earned_today, np.zeros(new.size)]
         self.recorder.add("recruited_owners", Channel.OWNERS, new.size)
 
     def _in_active_group(self, who: np.ndarray) -> np.ndarray:
@@ -814,7 +819,7 @@ class CommerceModel(mesa.Model):
     def churn_and_unfollow(self) -> None:
         con, own = self.consumers, self.owners
         if own.m:
-            own.book_earnings(self.day, self._owner_earned_today)
+            own.book_earnings(self.day)
             quit = own.churn(self.day, self.streams["churn"])
             self.recorder.add("quit_owners", Channel.OWNERS, quit.size)
             members = np.flatnonzero(con.group >= 0)
@@ -858,7 +863,7 @@ class CommerceModel(mesa.Model):
         )
         active = float(self.owners.active.sum())
         fans = float(con.follows.sum())
-        members = float(self._in_active_group(np.flatnonzero(con.group >= 0)).sum())
+        members = float(self.owners.members() @ self.owners.active)
         rec.set("active_owners", [active, np.nan, np.nan, active])
         rec.set("members", [members, np.nan, np.nan, members])
         rec.set("followers", [np.nan, fans, np.nan, fans])
@@ -918,10 +923,6 @@ class CommerceModel(mesa.Model):
         state[o["consumer"][o["status"] == RETURNED]] = 5
         return state
 
-    def _members_per_owner(self) -> np.ndarray:
-        g = self.consumers.group
-        return np.bincount(self.owners.group_owner[g[g >= 0]], minlength=self.owners.m)
-
     def owner_table(self) -> pd.DataFrame:
         """One row per owner: when she joined and quit (-1: still active), her groups, members
         at the start (0 for a recruit), at the end and on average, skill, earnings, sales."""
@@ -937,7 +938,7 @@ class CommerceModel(mesa.Model):
                 "members_start": np.r_[
                     self._members_at_start, np.zeros(own.m - self._members_at_start.size, int)
                 ],
-                "members_end": self._members_per_owner(),
+                "members_end": own.members(),
                 "members_mean": own.member_days / np.maximum(days - own.joined_day, 1),
                 "skill": own.skill,
                 "earnings": own.earnings,

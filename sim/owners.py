@@ -145,6 +145,7 @@ class Owners:
         self.skill0 = self.skill = np.zeros(0)
         self.knowledge = np.zeros((0, c))
         self.earnings = np.zeros(0)
+        self.earned_today = np.zeros(0)  # net commission booked today (see book_earnings)
         self.sales = np.zeros(0)  # GMV through her links, net of returns
         self.member_days = np.zeros(0)  # members in her active groups, summed over days
         self._window = np.zeros((EARNINGS_WINDOW, 0))
@@ -181,6 +182,7 @@ class Owners:
         self.skill = np.r_[self.skill, s0]
         self.knowledge = np.vstack([self.knowledge, know])
         self.earnings = np.r_[self.earnings, np.zeros(k)]
+        self.earned_today = np.r_[self.earned_today, np.zeros(k)]
         self.sales = np.r_[self.sales, np.zeros(k)]
         self.member_days = np.r_[self.member_days, np.zeros(k)]
         self._window = np.hstack([self._window, np.zeros((EARNINGS_WINDOW, k))])
@@ -204,6 +206,16 @@ class Owners:
         self.groups[new] = 1
         self.group_owner[group] = new
         return new
+
+    def members(self) -> np.ndarray:
+        """Members of each owner's groups now (a quit owner's members are still counted)."""
+        return np.bincount(self.group_owner, weights=self.group_size, minlength=self.m).astype(
+            np.int64
+        )
+
+    def count_member_day(self) -> None:
+        """Add today's members of active owners to ``member_days`` (sales per member-month)."""
+        self.member_days += self.members() * self.active
 
     def emptiest_group(self, owner: np.ndarray) -> np.ndarray:
         """Each owner's group with the fewest members (where her own invitations go)."""
@@ -293,9 +305,11 @@ class Owners:
         self.skill -= self.p.skill_decay * (self.skill - self.skill0)
 
     # -- earnings and churn ----------------------------------------------------------------------
-    def book_earnings(self, day: int, earned_today: np.ndarray) -> None:
-        self.earnings += earned_today
-        self._window[day % EARNINGS_WINDOW] = earned_today
+    def book_earnings(self, day: int) -> None:
+        """Close the day's earnings: add them to her total and her 30-day window."""
+        self.earnings += self.earned_today
+        self._window[day % EARNINGS_WINDOW] = self.earned_today
+        self.earned_today = np.zeros(self.m)
 
     def churn(self, day: int, rng: np.random.Generator) -> np.ndarray:
         """Owners quit with a baseline daily chance ``quit_rate``; past her grace period, an

@@ -551,9 +551,7 @@ class ConventionalParams:
         unit="probability/day",
         doc="Daily chance a consumer with an open need searches for it.",
     )
-    search_results: int = param(
-        4, 1, 100, unit="products", doc="Products an in-market consumer sees per search."
-    )
+    search_results: int = param(4, 1, 100, unit="products", doc="Products one search shows.")
     ad_cost: float = param(
         0.3,
         0,
