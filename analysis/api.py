@@ -1,6 +1,7 @@
 """What a notebook needs, in one import: ``from analysis import api``.
 
-Run and compare scenarios in-process, load saved runs and sweeps, summarise with confidence
+Run and compare scenarios in-process, explain a difference by mechanism (``explain``, exact
+Shapley values, and ``plot_explain``), load saved runs and sweeps, summarise with confidence
 intervals, and draw the standard figures::
 
     >>> from analysis import api
@@ -162,6 +163,92 @@ def plot_owner_earnings(tables: Tables) -> Figure:
 
 def plot_events(tables: Tables, scenario_name: str, events: Mapping[str, int]) -> Figure:
     return plots.event_before_after(tables.timeseries, scenario_name, dict(events))
+
+
+def explain(
+    a: str,
+    b: str | None = None,
+    *,
+    channels: Sequence[str] | None = None,
+    channel: str | Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    replicates: int | None = None,
+    seed: int | None = None,
+    workers: int | None = 1,
+    sets: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Split a difference into mechanism groups with exact Shapley values (:mod:`sim.explain`).
+
+    ``explain("owners", "lax_selection")``: scenario mode, B - A per metric and channel.
+    ``explain("hybrid", channels=("owners", "streamer"))``: channel mode, metric(owners) -
+    metric(streamer) within one scenario, with the part ``structure`` for what the swaps leave.
+    ``sets`` applies to every scenario (as ``--set``); ``channel`` picks the channels reported
+    in scenario mode. In this process unless ``workers`` > 1 (then local processes).
+
+    Returns the tidy table ``metric, channel, part, value, lo, hi, start, end, parameters``
+    (``lo``/``hi``: 95% interval over replicates; ``parameters``: each part's parameter
+    changes); its ``attrs`` hold ``start_label``, ``end_label`` and ``mode``.
+    """
+    from sim import explain as ex
+    from sim.cli import make_executor
+
+    metrics = tuple(metrics or ex.DEFAULT_METRICS)
+    if isinstance(channel, str):
+        channel = [channel]
+    executor, close, _ = make_executor(workers, None)
+    try:
+        if channels is not None:
+            if b is not None:
+                raise ex.ExplainError("channel mode explains one scenario: give no b")
+            e = ex.explain_channels(
+                scenario(a, sets),
+                tuple(channels),
+                metrics=metrics,
+                replicates=replicates,
+                seed=seed,
+                executor=executor,
+            )
+        else:
+            if b is None:
+                raise ex.ExplainError("give two scenarios, or one with channels=(A, B)")
+            e = ex.explain_scenarios(
+                scenario(a, sets),
+                scenario(b, sets),
+                metrics=metrics,
+                channels=channel,
+                replicates=replicates,
+                seed=seed,
+                executor=executor,
+            )
+    finally:
+        close()
+    table = e.table.copy()
+    table.attrs.update(start_label=e.start_label, end_label=e.end_label, mode=e.mode)
+    return table
+
+
+def load_explanation(folder: str | Path) -> pd.DataFrame:
+    """The table of a folder written by ``fishschool explain`` (labels from its manifest)."""
+    import json
+
+    folder = Path(folder)
+    table = pd.read_csv(folder / "explain.csv")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    table.attrs.update(
+        start_label=manifest["start"], end_label=manifest["end"], mode=manifest["mode"]
+    )
+    return table
+
+
+def plot_explain(
+    table: pd.DataFrame,
+    channels: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+) -> Figure:
+    """Waterfalls of :func:`explain`'s table: one panel per metric and channel."""
+    return plots.explain_waterfall(
+        table, list(channels) if channels else None, list(metrics) if metrics else None
+    )
 
 
 def plot_graph(model: CommerceModel, size: int = 400, seed: int = 0) -> Figure:

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from analysis.stats import channel_presence, channels_present, mean_ci  # noqa: E402
 from sim.channels import ALL, CHANNELS  # noqa: E402
-from sim.metrics import COST_KINDS, gini, owner_survival  # noqa: E402
+from sim.metrics import COST_KINDS, METRICS, gini, owner_survival  # noqa: E402
 
 CHANNEL_COLOURS = {
     "owners": "#1b9e77",
@@ -424,4 +424,104 @@ def social_graph(model, size: int = 400, seed: int = 0, ax=None) -> Figure:
     ax.set_axis_off()
     ax.legend(frameon=False, fontsize=8, loc="lower left")
     ax.set_title(f"{len(nodes)} consumers around {int(is_owner.sum())} owners, day {model.day}")
+    return fig
+
+
+def explain_waterfall(
+    table: pd.DataFrame,
+    channels: list[str] | None = None,
+    metrics: list[str] | None = None,
+) -> Figure:
+    """Waterfalls of an explanation (:mod:`sim.explain`): one panel per metric (a row) and
+    channel (a column). Each starts at the start value (scenario A; in channel mode channel B),
+    steps through the parts (bars: up or down by the part, with its 95% interval over
+    replicates when there is one) and ends at the end value (scenario B; channel A).
+
+    ``table`` is the tidy table of an explanation (``metric, channel, part, value, lo, hi,
+    start, end``); its ``attrs`` may name the start and end (``start_label``, ``end_label``).
+    Channels whose values are not defined (the channel does not sell) are left out. The value
+    axis is zoomed on the path, so it need not start at zero.
+    """
+    metrics = metrics or list(dict.fromkeys(table.metric))
+    if channels is None:
+        defined = table[np.isfinite(table["start"]) & np.isfinite(table["end"])]
+        channels = list(dict.fromkeys(defined.channel)) or list(dict.fromkeys(table.channel))[:1]
+    start_label = table.attrs.get("start_label", "start")
+    end_label = table.attrs.get("end_label", "end")
+    parts = [p for p in dict.fromkeys(table.part) if p != "total"]
+    fig, axes = plt.subplots(
+        len(metrics),
+        len(channels),
+        figsize=(max(4.8, 0.75 * (len(parts) + 2)) * len(channels), 3.4 * len(metrics)),
+        squeeze=False,
+    )
+    good, bad, neutral = "#1b9e77", "#d62728", "#4c72b0"
+    for i, metric in enumerate(metrics):
+        m = METRICS.get(metric)
+        scale = 100.0 if m is not None and m.is_share else 1.0
+        unit = " (%, parts in pp)" if scale == 100.0 else ""
+        for j, ch in enumerate(channels):
+            ax = axes[i][j]
+            rows = table[(table.metric == metric) & (table.channel == ch)].set_index("part")
+            ax.set_title(f"{metric} · {ch}", fontsize=9)
+            if rows.empty or not np.isfinite(rows["start"].iloc[0] * rows["end"].iloc[0]):
+                ax.text(0.5, 0.5, "not defined", ha="center", va="center", transform=ax.transAxes)
+                ax.set_axis_off()
+                continue
+            start, end = scale * rows["start"].iloc[0], scale * rows["end"].iloc[0]
+            steps = [(p, scale * rows.loc[p, "value"]) for p in parts if p in rows.index]
+            path = np.cumsum([start, *[v if np.isfinite(v) else 0.0 for _, v in steps]])
+            lo, hi = min(path.min(), end), max(path.max(), end)
+            halves = [scale * (rows.loc[p, "hi"] - rows.loc[p, "lo"]) / 2 for p, _ in steps]
+            reach = [(path[k] - h, path[k] + h) for k, h in enumerate(halves, 1) if np.isfinite(h)]
+            if reach:  # whiskers widen the view up to 3 times the path's range, then are clipped
+                wlo, whi = min(r[0] for r in reach), max(r[1] for r in reach)
+                span = max(hi - lo, 1e-12)
+                lo, hi = max(min(lo, wlo), lo - span), min(max(hi, whi), hi + span)
+            pad = 0.12 * (hi - lo) if hi > lo else 0.1 * max(abs(hi), 1e-9)
+            bottom = lo - pad
+            base = 0.0 if bottom <= 0.0 <= hi + pad else bottom  # where start and end bars sit
+            labels = [start_label, *[p for p, _ in steps], end_label]
+            ax.bar(0, start - base, bottom=base, color="#999999")
+            for k, (p, v) in enumerate(steps, start=1):
+                if not np.isfinite(v):
+                    continue
+                if m is None or m.better == "neither" or v == 0:
+                    colour = neutral
+                else:
+                    colour = good if (v > 0) == (m.better == "higher") else bad
+                ax.bar(
+                    k,
+                    v,
+                    bottom=path[k - 1],
+                    color=colour,
+                    hatch="//" if p == "structure" else None,
+                    edgecolor="white",
+                )
+                if np.isfinite(halves[k - 1]):
+                    ax.errorbar(k, path[k], yerr=halves[k - 1], color="black", capsize=3, lw=0.8)
+                ax.plot([k - 1.4, k + 0.4], [path[k - 1]] * 2, color="grey", lw=0.6, ls=":")
+                ax.text(
+                    k + 0.06,
+                    max(path[k - 1], path[k]),
+                    f"{v:+.2f}",
+                    ha="left",
+                    va="bottom",
+                    fontsize=7,
+                )
+            last = len(steps) + 1
+            ax.plot([last - 1.4, last + 0.4], [path[-1]] * 2, color="grey", lw=0.6, ls=":")
+            ax.bar(last, end - base, bottom=base, color="#333333")
+            ax.text(0, start, f"{start:.2f}", ha="center", va="bottom", fontsize=7)
+            ax.text(last, end, f"{end:.2f}", ha="center", va="bottom", fontsize=7)
+            ax.set_ylim(bottom, hi + pad)
+            ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{metric}{unit}", fontsize=8)
+    fig.suptitle(
+        f"From {start_label} to {end_label}: exact Shapley parts\n"
+        "(common random numbers; whiskers: 95% interval over replicates)",
+        fontsize=10,
+    )
+    fig.tight_layout()
     return fig

@@ -12,7 +12,7 @@ The model code does not know about this module: :class:`VizModel` only turns the
 parameter overrides.
 
 >>> model = VizModel(owners=5, hype=1.5, consumers=2000)
->>> model.params.world.owners, model.params.streamer.hype, model.n
+>>> model.params.world.owners, model.params.hype.live, model.n
 (5, 1.5, 2000)
 """
 
@@ -67,12 +67,12 @@ LEVERS: dict[str, tuple[str, str, str, tuple | None]] = {
         "Platform selection strictness",
         (0.0, 0.95, 0.05),
     ),
-    "hype": ("streamer.hype", "SliderFloat", "Streamer hype", (0.0, 3.0, 0.1)),
+    "hype": ("hype.live", "SliderFloat", "Streamer hype", (0.0, 3.0, 0.1)),
     "after_sales": (
-        "platform.after_sales",
+        "after_sales.platform_capacity",
         "SliderFloat",
-        "Platform after-sales",
-        (0.0, 1.0, 0.05),
+        "Platform after-sales desk (problems a day per 100k consumers)",
+        (0.0, 200.0, 5.0),
     ),
 }
 
@@ -446,8 +446,9 @@ def world_summary(model: CommerceModel) -> str:
     return (
         f"<b>{name}</b>: {model.n:,} consumers, {p.world.owners:,} owners; "
         f"channels {', '.join(on) or 'none'}; {p.streamer.products_per_session} products a "
-        f"session, streamer hype {p.streamer.hype:.1f}; selection strictness "
-        f"{p.platform.selection_strictness:.2f}, after-sales {p.platform.after_sales:.2f}. "
+        f"session, streamer hype {p.hype.live:.1f}; selection strictness "
+        f"{p.platform.selection_strictness:.2f}, after-sales desk "
+        f"{p.after_sales.platform_capacity:.0f} a day per 100k. "
         "<i>Controls apply on Reset.</i>"
     )
 

@@ -6,11 +6,15 @@
     fishschool list
     fishschool report DIR
     fishschool viz [SCENARIO] [--consumers N] [--port P]
+    fishschool explain A B [--channel CH] [--metric M ...] [--replicates N] [same options]
+    fishschool explain SCENARIO --channels owners streamer [...]
 
 ``run`` and ``compare`` run replicates in parallel processes, print the channels side by side
 with 95% intervals (``compare`` adds paired differences on common random numbers) and write a
 results folder with a report. A SCENARIO is a TOML file or the name of a shipped scenario
-(``fishschool list``); without one, ``run`` uses the model's defaults.
+(``fishschool list``); without one, ``run`` uses the model's defaults. ``explain`` splits the
+difference between two scenarios, or between two channels of one scenario, into mechanism groups
+with exact Shapley values (:mod:`sim.explain`).
 
 Bad input (a scenario or override that does not validate, a missing file, an existing output
 folder) prints one line naming the file, key and what is allowed, exits with status 2 and
@@ -146,6 +150,55 @@ def _parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="sensitivity and robustness analysis of a sweep")
     an.add_argument("folder", type=Path)
+
+    ex = sub.add_parser(
+        "explain",
+        help="split a difference into mechanism groups (exact Shapley values)",
+        description="Scenario mode (explain A B): split B - A of each metric into the mechanism "
+        "groups in which the scenarios' parameters differ. Channel mode (explain SCENARIO "
+        "--channels A B): split metric(A) - metric(B) within one scenario by counterfactual "
+        "swaps; what they cannot explain is the part 'structure'.",
+    )
+    ex.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="A B, or one with --channels")
+    ex.add_argument(
+        "--channels",
+        nargs=2,
+        metavar=("A", "B"),
+        help="channel mode: explain metric(A) - metric(B) within one scenario",
+    )
+    ex.add_argument(
+        "--channel",
+        action="extend",
+        nargs="+",
+        metavar="CH",
+        help="scenario mode: channels to report: owners, streamer, conventional, all "
+        "(default: every one)",
+    )
+    ex.add_argument(
+        "--metric",
+        dest="metrics",
+        action="extend",
+        nargs="+",
+        metavar="M",
+        help="summary metrics (default: return_rate conversion profit_per_order)",
+    )
+    ex.add_argument("--consumers", type=int, help="shorthand for --set world.consumers=N")
+    ex.add_argument("--owners", type=int, help="shorthand for --set levers.world.owners=N")
+    ex.add_argument("--days", type=int, help="shorthand for --set horizon=N")
+    ex.add_argument("--replicates", type=int, help="replicates per coalition (default: the file's)")
+    ex.add_argument("--seed", type=int, help="base seed (default: the first scenario's)")
+    ex.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
+    ex.add_argument("--out", type=Path, help="results folder (default: results/explain-...-TIME)")
+    ex.add_argument("--force", action="store_true", help="replace an existing results folder")
+    ex.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of every scenario, e.g. streamer.discount=0.2 (repeatable)",
+    )
+    ex.add_argument("--quiet", action="store_true", help="no progress or table")
 
     vz = sub.add_parser("viz", help="watch a run in the browser (Mesa SolaraViz on localhost)")
     vz.add_argument("scenario", nargs="?", help="scenario file or shipped name (default: hybrid)")
@@ -418,6 +471,90 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Validate everything, run the coalitions, then write explain.csv, runs.csv,
+    manifest.json and explain.png atomically and print the table."""
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import explain_waterfall
+    from sim.explain import (
+        DEFAULT_METRICS,
+        check_channels,
+        check_metrics,
+        explain_channels,
+        explain_scenarios,
+        format_explanation,
+        write_tables,
+    )
+    from sim.output import atomic_folder, check_destination
+    from sim.scenario import load
+
+    names = args.scenarios
+    if args.channels:
+        if len(names) != 1:
+            raise ParameterError(
+                f"explain --channels takes one scenario, got {len(names)}: {' '.join(names)}"
+            )
+        if args.channel:
+            raise ParameterError("--channel is for explain A B; with --channels give no --channel")
+    elif len(names) != 2:
+        raise ParameterError(
+            f"explain takes two scenarios (A B), or one with --channels A B; got {len(names)}"
+        )
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError(f"--workers {args.workers} is outside the allowed range [1, ...)")
+    metrics = check_metrics(args.metrics or DEFAULT_METRICS)
+    channels = check_channels(args.channel)
+    sets = list(args.sets)
+    if args.consumers is not None:
+        sets.append(f"world.consumers={args.consumers}")
+    if args.owners is not None:
+        sets.append(f"levers.world.owners={args.owners}")
+    if args.days is not None:
+        sets.append(f"horizon={args.days}")
+    scenarios = [load(n, sets, replicates=args.replicates, seed=args.seed) for n in names]
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    label = "-vs-".join(args.channels) if args.channels else "-vs-".join(s.name for s in scenarios)
+    if args.channels:
+        label = f"{scenarios[0].name}-{label}"
+    out = check_destination(args.out or RESULTS / f"explain-{label}-{stamp}", args.force)
+    executor, close, where = make_executor(args.workers, None)
+    progress = Progress("runs", not args.quiet)
+    try:
+        if args.channels:
+            expl = explain_channels(
+                scenarios[0],
+                tuple(args.channels),
+                metrics=metrics,
+                executor=executor,
+                progress=progress,
+            )
+        else:
+            expl = explain_scenarios(
+                scenarios[0],
+                scenarios[1],
+                metrics=metrics,
+                channels=channels,
+                executor=executor,
+                progress=progress,
+            )
+    finally:
+        close()
+    command = ["fishschool", *sys.argv[1:]]
+    with atomic_folder(out, force=args.force) as tmp:
+        write_tables(expl, tmp, command)
+        fig = explain_waterfall(expl.table)
+        fig.savefig(tmp / "explain.png")
+        plt.close(fig)
+    if not args.quiet:
+        print(format_explanation(expl))
+        print(
+            f"\n{expl.timings['runs']} runs in {expl.timings['wall_s']:.1f}s on {where}. "
+            f"Results in {out}/ (explain.csv, explain.png)"
+        )
+    return 0
+
+
 def cmd_viz(args: argparse.Namespace) -> int:
     """Serve analysis/viz.py with Solara in the foreground until Ctrl-C (or SIGTERM)."""
     import json
@@ -485,6 +622,7 @@ COMMANDS = {
     "calibrate": cmd_calibrate,
     "validate-model": cmd_validate_model,
     "viz": cmd_viz,
+    "explain": cmd_explain,
 }
 
 

@@ -76,9 +76,18 @@ _FLOWS = [
     Metric("reverse_logistics", "cost of handling returns", "RMB", "lower"),
     Metric("write_off", "cost of goods of returned defective items", "RMB", "lower"),
     Metric("ads", "search and ad spend", "RMB"),
+    Metric("platform_take", "the selling platform's share of sales, net of returns", "RMB"),
+    Metric(
+        "exchanges",
+        "cost of resolving problems: shipping and handling, and the cost of goods of a "
+        "defective item exchanged",
+        "RMB",
+        "lower",
+    ),
     Metric(
         "brand_cost",
-        "commission + slot fee + discount + reverse logistics + write-off + ads",
+        "commission + slot fee + discount + reverse logistics + write-off + ads + platform "
+        "take + exchanges",
         "RMB",
         "lower",
     ),
@@ -87,6 +96,25 @@ _FLOWS = [
         "seller_earnings",
         "what owners (owners channel) or the streamer earn: commission + fees",
         "RMB",
+        "higher",
+    ),
+    Metric(
+        "problems",
+        "delivered orders with a problem (defective or a misfit) that needs after-sales",
+        "orders",
+        "lower",
+    ),
+    Metric(
+        "resolved",
+        "problems resolved by after-sales service (owner, platform or brand) before a return",
+        "orders",
+        "higher",
+    ),
+    Metric("slots", "product slots on air in the streamer's sessions (streamer)", "slots"),
+    Metric(
+        "vetted_slots",
+        "slots whose product her team checked before the session (streamer)",
+        "slots",
         "higher",
     ),
     Metric(
@@ -136,6 +164,12 @@ _STATES = [
         "members", "consumers in an active owner's group (owners and all rows)", "members", "higher"
     ),
     Metric("followers", "streamer followers (streamer and all rows)", "followers", "higher"),
+    Metric(
+        "brands",
+        "brands holding a contract in the channel (all: in at least one channel)",
+        "brands",
+        "higher",
+    ),
 ]
 _SUMMARIES = [
     Metric(
@@ -220,6 +254,22 @@ _SUMMARIES = [
         denominator="delivered",
     ),
     Metric(
+        "resolution_rate",
+        "problems resolved by after-sales service per problem",
+        "share",
+        "higher",
+        numerator="resolved",
+        denominator="problems",
+    ),
+    Metric(
+        "vetted_share",
+        "slots on air whose product was checked by her team (streamer)",
+        "share",
+        "higher",
+        numerator="vetted_slots",
+        denominator="slots",
+    ),
+    Metric(
         "wom_share",
         "orders placed after a friend's forward",
         "share",
@@ -243,6 +293,14 @@ _SUMMARIES = [
         "higher",
         numerator="brand_profit",
         denominator="orders",
+    ),
+    Metric(
+        "profit_per_net_rmb",
+        "brand profit per RMB of sales kept",
+        "RMB/RMB",
+        "higher",
+        numerator="brand_profit",
+        denominator="net_gmv",
     ),
     Metric(
         "owner_earnings_gini",
@@ -285,7 +343,16 @@ METRICS: dict[str, Metric] = {
 # Flow metrics add up across channels; the "all" column of a flow is the sum of the channels.
 FLOW_METRICS: dict[str, str] = {m.name: m.meaning for m in _FLOWS}
 # What a brand pays, by kind; brand_cost is their sum.
-COST_KINDS = ("commission", "slot_fee", "discount", "reverse_logistics", "write_off", "ads")
+COST_KINDS = (
+    "commission",
+    "slot_fee",
+    "discount",
+    "reverse_logistics",
+    "write_off",
+    "ads",
+    "platform_take",
+    "exchanges",
+)
 # State metrics are read, not summed: reach is a union, trust and satisfaction are means.
 STATE_METRICS: dict[str, str] = {m.name: m.meaning for m in _STATES}
 TICK_METRICS: dict[str, str] = {**FLOW_METRICS, **STATE_METRICS}
@@ -448,6 +515,9 @@ def summarise(
         v["return_rate"] = _ratio(v["returns"], v["delivered"])
         v["defect_share"] = _ratio(v["defects"], v["delivered"])
         v["wom_share"] = _ratio(v["wom_orders"], v["orders"])
+        v["resolution_rate"] = _ratio(v["resolved"], v["problems"])
+        v["profit_per_net_rmb"] = _ratio(v["brand_profit"], v["net_gmv"])
+        v["brands"] = last[_INDEX["brands"], col]
         done = mask & ((status == KEPT) | (status == RETURNED))
         apparel = done & apparel_product[orders["product"]]
         v["apparel_return_rate"] = _ratio((status[apparel] == RETURNED).sum(), apparel.sum())
@@ -464,6 +534,7 @@ def summarise(
             )
         if name in (CHANNELS[Channel.STREAMER], ALL):
             v["followers"] = last[_INDEX["followers"], col]
+            v["vetted_share"] = _ratio(v["vetted_slots"], v["slots"])
         if name == ALL:
             v["top_seller_share"] = _top_seller_share(orders)
         rows += [(name, metric, float(value)) for metric, value in v.items()]

@@ -40,7 +40,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from sim import funnel
+from sim import funnel, money
 from sim.brands import Brand, Catalogue
 from sim.cascade import independent_cascade
 from sim.channels import CHANNELS, Channel, Source
@@ -48,6 +48,7 @@ from sim.consumers import Consumers
 from sim.demand import MONTH
 from sim.graph import build_graph, random_neighbour
 from sim.metrics import TickRecorder, summarise
+from sim.money import BrandAccounts, Terms
 from sim.orders import KEPT, PENDING, RETURNED, Orders
 from sim.owners import Owners, recruit_groups
 from sim.params import ParameterError, Params
@@ -118,21 +119,23 @@ class CommerceModel(mesa.Model):
         )
         self.demand = self.consumers.demand
 
-        # Brands and their products; the platform's selection of what owners may sell.
+        # Brands and their products; the platform's selection of the brands owners may sell;
+        # the brands contracted with the streamer; every brand lists in search.
         rng_cat = world["catalogue"]
         self.catalogue = Catalogue(p.world, p.brands, rng_cat)
-        contracted_brands = rng_cat.permutation(p.world.brands)[
+        contracted = rng_cat.permutation(p.world.brands)[
             : int(round(p.streamer.brand_share * p.world.brands))
         ]
         self.brands = [
-            Brand(self, b, np.flatnonzero(self.catalogue.brand == b), b in set(contracted_brands))
-            for b in range(p.world.brands)
+            Brand(self, b, np.flatnonzero(self.catalogue.brand == b)) for b in range(p.world.brands)
         ]
-        self.streamer_products = np.isin(self.catalogue.brand, contracted_brands)
         self.platform = Platform(self, p.platform)
-        self.platform.select(self.catalogue, rng_cat)
-        self._owner_index = self.catalogue.by_category(self.platform.selected)
-        self._search_index = self.catalogue.by_category(np.ones(self.catalogue.n, bool))
+        contracts = np.ones((p.world.brands, len(CHANNELS)), dtype=bool)
+        contracts[:, Channel.OWNERS] = self.platform.select(self.catalogue, rng_cat)
+        contracts[:, Channel.STREAMER] = np.isin(np.arange(p.world.brands), contracted)
+        self.accounts = BrandAccounts(contracts)
+        self.terms = Terms.from_params(p)
+        self._index_products()
 
         # Owners and their groups.
         rng_own = world["owners"]
@@ -178,10 +181,9 @@ class CommerceModel(mesa.Model):
             (p.channels.conventional, self.sell_through_search),
         ]
 
-        # Channel terms, indexed by Channel.
-        self._discount = np.array([p.owners.discount, p.streamer.discount, p.conventional.discount])
-        self._commission = np.array([p.owners.commission, p.streamer.commission, 0.0])
-        self._hype = np.array([p.owners.hype, p.streamer.hype, p.conventional.hype])
+        # Hype belongs to the selling format: a group post, a live session, a search listing
+        # (indexed by the channel whose format it is).
+        self._hype = np.array([p.hype.post, p.hype.live, p.hype.search])
 
     # ------------------------------------------------------------------------------------------
     # The schedule
@@ -190,6 +192,7 @@ class CommerceModel(mesa.Model):
         """One day, in the order of ODD section 3."""
         self.begin_day(self.steps - 1)
         self.apply_events()
+        self.review_contracts()
         self.train_owners()
         for on, sell in self.sellers:
             if on:
@@ -250,6 +253,23 @@ class CommerceModel(mesa.Model):
         # for ban_migration_days days.
         self._displaced_until = self.day + 1 + self.params.events.ban_migration_days
         self.consumers.follows[:] = False
+
+    # ------------------------------------------------------------------------------------------
+    # Brands review their contracts (ODD 7.10)
+    # ------------------------------------------------------------------------------------------
+    def review_contracts(self) -> None:
+        """Every ``brands.review_days`` days each brand leaves the channels that lost it money
+        since its last review; the channels' assortments shrink accordingly."""
+        if self.day > 0 and self.day % self.params.brands.review_days == 0:
+            if self.accounts.review(self.day).any():
+                self._index_products()
+
+    def _index_products(self) -> None:
+        """What each channel may sell, from the brands' contracts."""
+        allowed = {ch: self.accounts.products_allowed(self.catalogue.brand, ch) for ch in Channel}
+        self._owner_index = self.catalogue.by_category(allowed[Channel.OWNERS])
+        self._search_index = self.catalogue.by_category(allowed[Channel.CONVENTIONAL])
+        self.streamer_products = allowed[Channel.STREAMER]
 
     # ------------------------------------------------------------------------------------------
     # Owners: 2b live, assortment and group posts (ODD 7.1, 7.2, 7.8)
@@ -314,10 +334,11 @@ class CommerceModel(mesa.Model):
         if not s.session_today(self.day):
             return
         lineup = s.build_lineup(self.catalogue, self.streamer_products, self.streams["streamer"])
-        fees = s.slot_fees(lineup.size, int(self.consumers.follows.sum()))
-        self.recorder.add("slot_fee", Channel.STREAMER, fees)
-        self.recorder.add("brand_profit", Channel.STREAMER, -fees)
-        self.recorder.add("seller_earnings", Channel.STREAMER, fees)
+        self.recorder.add("slots", Channel.STREAMER, lineup.size)
+        self.recorder.add("vetted_slots", Channel.STREAMER, s.vetted.sum())
+        fee = money.slot_fee(self.params.streamer, int(self.consumers.follows.sum()))
+        self._charge("slot_fee", Channel.STREAMER, self.catalogue.brand[lineup], fee)
+        self.recorder.add("seller_earnings", Channel.STREAMER, fee * lineup.size)
         con, rng = self.consumers, self.streams["streamer"]
         fans = np.flatnonzero(con.follows)
         watch = con.engagement(self.params.streamer.attention_rate, fans, Source.STREAMER)
@@ -349,9 +370,8 @@ class CommerceModel(mesa.Model):
         product = self.catalogue.pick_in_category(self._search_index, category, rng)
         ok = product >= 0
         consumer, product = consumer[ok], product[ok]
-        ads = self.params.conventional.ad_cost * consumer.size
-        self.recorder.add("ads", Channel.CONVENTIONAL, ads)
-        self.recorder.add("brand_profit", Channel.CONVENTIONAL, -ads)
+        ad_cost = self.params.conventional.ad_cost
+        self._charge("ads", Channel.CONVENTIONAL, self.catalogue.brand[product], ad_cost)
         self.offer(consumer, product, Channel.CONVENTIONAL, Source.SEARCH)
 
     # ------------------------------------------------------------------------------------------
@@ -395,7 +415,7 @@ class CommerceModel(mesa.Model):
         category = cat.category[product]
         fit = con.fit[consumer, category]
         rec.add_fit(channel, fit)
-        paid = cat.list_price[product] * (1.0 - self._discount[channel])
+        paid = self.terms.paid(cat.list_price[product], channel)
         need_open = self.demand.is_open(consumer, category, self.day)
 
         def probability(i: np.ndarray | slice, need: np.ndarray | float) -> np.ndarray:
@@ -471,7 +491,11 @@ class CommerceModel(mesa.Model):
             batch["bought"] = mask
         if not bought.any():
             return
-        b = {key: value[bought] for key, value in c.items()}
+        # Written in channel order, whichever order the schedule offered them in, so the
+        # order book (and what reads it in row order) does not depend on the schedule.
+        rows_in = np.flatnonzero(bought)
+        rows_in = rows_in[np.argsort(c["channel"][rows_in], kind="stable")]
+        b = {key: value[rows_in] for key, value in c.items()}
         who, p, con = b["consumer"], self.params, self.consumers
         d.fill(who, b["category"])
         d.spend(who, b["paid"])
@@ -534,8 +558,8 @@ class CommerceModel(mesa.Model):
         o, cat, rec = self.orders, self.catalogue, self.recorder
         ch = o["channel"][rows].astype(np.int64)
         paid = o["paid"][rows]
-        commission = self._commission[ch] * paid
-        cost = cat.cost[o["product"][rows]]
+        sale = self.terms.sale(paid, cat.cost[o["product"][rows]], ch)
+        commission = sale["commission"]
         if sign > 0:
             rec.add("orders", ch)
             wom = o["source"][rows] == Source.FRIEND
@@ -544,8 +568,10 @@ class CommerceModel(mesa.Model):
             rec.add("wom_gmv", ch[wom], paid[wom])
         rec.add("discount", ch, sign * (o["list_price"][rows] - paid))
         rec.add("commission", ch, sign * commission)
+        rec.add("platform_take", ch, sign * sale["take"])
         rec.add("seller_earnings", ch, sign * commission)
-        rec.add("brand_profit", ch, sign * (paid - cost - commission))
+        rec.add("brand_profit", ch, sign * sale["profit"])
+        self.accounts.book(o["brand"][rows], ch, sign * sale["profit"])
         via_owner = ch == Channel.OWNERS
         if via_owner.any() and self.owners.m:
             owner = o["owner"][rows][via_owner]
@@ -554,6 +580,16 @@ class CommerceModel(mesa.Model):
                 owner, weights=sign * commission[via_owner], minlength=m
             )
             self.owners.sales += np.bincount(owner, weights=sign * paid[via_owner], minlength=m)
+
+    def _charge(
+        self, kind: str, channel: np.ndarray | int, brand: np.ndarray, amount: np.ndarray | float
+    ) -> None:
+        """A brand cost of one kind (slot fee, ads, reverse logistics, write-off, exchanges):
+        recorded by channel and booked to each brand's account in the channel."""
+        amount = np.broadcast_to(np.asarray(amount, dtype=np.float64), brand.shape)
+        self.recorder.add(kind, channel, amount)
+        self.recorder.add("brand_profit", channel, -amount)
+        self.accounts.book(brand, channel, -amount)
 
     # ------------------------------------------------------------------------------------------
     # Word of mouth (ODD 7.2, forwarding)
@@ -667,15 +703,18 @@ class CommerceModel(mesa.Model):
         )
         misfit = realised < p.returns.misfit_threshold
         gap = funnel.expectation_gap(o["expected"][rows], realised, defect)
-        resolution = np.select(
-            [via_owner, channel == Channel.STREAMER],
-            [
-                1 - (1 - p.platform.after_sales) * (1 - p.owners.after_sales * owner_skill),
-                p.streamer.after_sales,
-            ],
-            p.conventional.after_sales,
-        )
         problem = defect | misfit
+        resolution = funnel.after_sales_resolution(
+            p.after_sales,
+            problem,
+            via_owner,
+            owner,
+            owner_skill,
+            self.owners.m,
+            o["brand"][rows],
+            p.world.brands,
+            self.n / 100_000,
+        )
         resolved = problem & (o["u_resolve"][rows] < resolution)
         propensity = funnel.return_propensity(p.returns, defect, misfit, gap, o["impulse"][rows])
         returned = ~resolved & (o["u_return"][rows] < propensity)
@@ -699,6 +738,14 @@ class CommerceModel(mesa.Model):
 
         rec.add("delivered", channel)
         rec.add("defects", channel[defect])
+        rec.add("problems", channel[problem])
+        rec.add("resolved", channel[resolved])
+        if resolved.any():
+            brand = o["brand"][rows][resolved]
+            cost = p.brands.exchange_cost + np.where(
+                defect[resolved], cat.cost[product[resolved]], 0.0
+            )
+            self._charge("exchanges", channel[resolved], brand, cost)
         sat_sum = np.bincount(channel, weights=sat, minlength=len(CHANNELS))
         sat_n = np.bincount(channel, minlength=len(CHANNELS))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -712,11 +759,10 @@ class CommerceModel(mesa.Model):
             paid = o["paid"][r]
             rec.add("returns", rch)
             rec.add("returned_value", rch, paid)
-            logistics = np.full(r.size, p.brands.reverse_logistics)
+            brand = o["brand"][r]
+            self._charge("reverse_logistics", rch, brand, p.brands.reverse_logistics)
             write_off = np.where(defect[returned], cat.cost[o["product"][r]], 0.0)
-            rec.add("reverse_logistics", rch, logistics)
-            rec.add("write_off", rch, write_off)
-            rec.add("brand_profit", rch, -(logistics + write_off))
+            self._charge("write_off", rch, brand, write_off)
             self._book_orders(r, sign=-1.0)
             # The need is open again (for any channel), and the money goes back to her budget
             # if it was spent in the current month's budget.
@@ -867,6 +913,7 @@ class CommerceModel(mesa.Model):
         rec.set("active_owners", [active, np.nan, np.nan, active])
         rec.set("members", [members, np.nan, np.nan, members])
         rec.set("followers", [np.nan, fans, np.nan, fans])
+        rec.set("brands", self.accounts.in_channel())
         rec.finish()
         if (self.day + 1) % MONTH == 0:
             self.monthly.append(self._month_counts())

@@ -28,6 +28,7 @@ from typing import Any
 
 from sim import __version__
 from sim.experiment import Experiment
+from sim.scenario import Scenario
 
 DEPENDENCIES = (
     "mesa",
@@ -94,6 +95,20 @@ def atomic_folder(out: str | Path, *, force: bool = False) -> Iterator[Path]:
         raise
 
 
+def scenario_record(s: Scenario) -> dict[str, Any]:
+    """A scenario as a manifest records it: where it came from and every parameter."""
+    return {
+        "name": s.name,
+        "question": s.question,
+        "path": str(s.path) if s.path else None,
+        "sha256": s.sha256,
+        "overrides": list(s.overrides),
+        "settings": s.settings,
+        "parameters": s.params.to_dict(),
+        "text": s.text,
+    }
+
+
 def experiment_manifest(exp: Experiment, command: list[str] | None = None) -> dict[str, Any]:
     """What a results folder records about how it was made."""
     return {
@@ -102,19 +117,7 @@ def experiment_manifest(exp: Experiment, command: list[str] | None = None) -> di
         "seed": exp.seed,
         "replicates": len(exp.seeds),
         "seeds": exp.seeds,
-        "scenarios": [
-            {
-                "name": s.name,
-                "question": s.question,
-                "path": str(s.path) if s.path else None,
-                "sha256": s.sha256,
-                "overrides": list(s.overrides),
-                "settings": s.settings,
-                "parameters": s.params.to_dict(),
-                "text": s.text,
-            }
-            for s in exp.scenarios
-        ],
+        "scenarios": [scenario_record(s) for s in exp.scenarios],
         "versions": versions(),
         "machine": machine(),
         "timings": exp.timings,

@@ -11,11 +11,12 @@ Build one with keyword overrides or from a nested mapping (a TOML file)::
     >>> p = Params.from_dict({"world": {"consumers": 2000, "days": 10}})
     >>> p.world.consumers
     2000
-    >>> p.with_overrides({"streamer.hype": 1.5}).streamer.hype
+    >>> p.with_overrides({"hype.live": 1.5}).hype.live
     1.5
 
 Money is in RMB at model scale: totals (GMV, profit) belong to the simulated world, rates compare
-across scales; slot fees are set per 1,000 followers so they scale with the audience. See
+across scales; slot fees are set per 1,000 expected viewers and service capacities per 100,000
+consumers, so they scale with the world. See
 docs/ODD.md, section 2.3.
 """
 
@@ -355,20 +356,12 @@ class OwnerParams:
     discount: float = param(
         0.1, 0, 0.95, unit="share of list price", doc="Owner-channel discount.", kind="lever"
     )
-    hype: float = param(0.2, 0, 5, unit="hype", doc="Hype of an owner's post (low: advice).")
     advice: float = param(
         0.5,
         0,
         1,
         unit="share",
         doc="How much a skilled owner's advice narrows the fit surprise at delivery.",
-    )
-    after_sales: float = param(
-        0.5,
-        0,
-        1,
-        unit="probability",
-        doc="Chance a fully skilled owner resolves a problem (exchange, advice) before a return.",
     )
     invite_rate: float = param(
         0.02,
@@ -463,17 +456,19 @@ class StreamerParams:
         0.2, 0, 1, unit="probability/session", doc="Chance a follower watches a session."
     )
     vetting_capacity: float = param(
-        20.0,
+        300.0,
         0,
         1e6,
-        unit="products/session",
-        doc="Products the team checks properly a session; the rest go on air unchecked.",
-        kind="lever",
+        unit="products/week",
+        source="brief: 'selection cannot keep up' (a team of dozens for 26-279 products a "
+        "session); to calibrate on T1",
+        doc="Products her team can check properly a week, shared over the week's sessions; the "
+        "rest go on air at their brand's unscreened quality.",
+        kind="uncertainty",
     )
     vetting_threshold: float = param(
         0.9, 0, 1, unit="quality", doc="A checked product below this quality is rejected."
     )
-    hype: float = param(1.0, 0, 5, unit="hype", doc="Hype of a session.", kind="lever")
     commission: float = param(
         0.2,
         0,
@@ -493,12 +488,14 @@ class StreamerParams:
         kind="lever",
     )
     slot_fee: float = param(
-        6.0,
+        45.0,
         0,
         1e9,
-        unit="RMB per product slot per 1,000 followers",
-        source="brief: 300k RMB slot fee for ~50M followers",
-        doc="Fixed fee a brand pays per product slot, per 1,000 followers at the session.",
+        unit="RMB per 1,000 expected viewers of the slot",
+        source="derived: fees near 10-30% of a slot's sales (brief: 300k RMB against 1-2M RMB "
+        "sold) at ~0.22 RMB sold per product exposure (T4: ~2 RMB a view, ~9 products a view)",
+        doc="Fixed fee a brand pays for one product slot, per 1,000 viewers the slot is expected "
+        "to reach (followers x attention_rate x products_seen / products_per_session).",
         kind="lever",
     )
     brand_share: float = param(
@@ -507,15 +504,6 @@ class StreamerParams:
         1,
         unit="share of brands",
         doc="Share of brands that contract with the streamer.",
-        kind="lever",
-    )
-    after_sales: float = param(
-        0.1,
-        0,
-        1,
-        unit="probability",
-        source="brief: after-sales left to the merchant",
-        doc="Chance a problem with a streamer sale is resolved before a return.",
         kind="lever",
     )
     discovery: float = param(
@@ -563,15 +551,6 @@ class ConventionalParams:
     discount: float = param(
         0.0, 0, 0.95, unit="share of list price", doc="Conventional discount.", kind="lever"
     )
-    hype: float = param(0.0, 0, 5, unit="hype", doc="Hype of a search result or ad.")
-    after_sales: float = param(
-        0.2,
-        0,
-        1,
-        unit="probability",
-        doc="Chance the merchant resolves a problem with a conventional sale before a return.",
-        kind="lever",
-    )
 
 
 @dataclass(frozen=True)
@@ -580,12 +559,13 @@ class PlatformParams:
         0.3,
         0,
         0.95,
-        unit="share of products rejected",
-        doc="Share of the catalogue the platform rejects, worst inspected quality first.",
+        unit="share of brands rejected",
+        doc="Share of brands the platform rejects, worst audited quality first; owners sell the "
+        "admitted brands' products only.",
         kind="lever",
     )
     selection_noise: float = param(
-        0.05, 0, 1, unit="sd of quality", doc="Error of the platform's quality inspection."
+        0.05, 0, 1, unit="sd of quality", doc="Error of the platform's audit of a brand's quality."
     )
     live_2b_per_week: float = param(
         2.0, 0, 7, unit="sessions/week", doc="2b live training sessions a week.", kind="lever"
@@ -607,13 +587,14 @@ class PlatformParams:
     live_2b_material_days: int = param(
         3, 0, 365, unit="days", doc="How long 2b material keeps its effect."
     )
-    after_sales: float = param(
-        0.3,
+    take: float = param(
+        0.05,
         0,
         1,
-        unit="probability",
-        doc="Chance the platform's after-sales service resolves an owner-channel problem.",
-        kind="lever",
+        unit="share of paid price",
+        source="platform technical service fees of 2-5% (Tmall fee schedule); the same for "
+        "every channel: each sells through a platform",
+        doc="Share of every sale's price the selling platform keeps (all channels alike).",
     )
 
 
@@ -629,20 +610,128 @@ class BrandParams:
     )
     price_sigma: float = param(0.5, 0, 3, unit="log-sd", doc="Spread of list prices.")
     quality: float = param(
-        0.9,
+        0.88,
         0,
         1,
         unit="probability",
-        doc="Mean product quality: the chance an item is free of defects (Beta across products).",
+        doc="Mean brand quality: the chance an item is free of defects (Beta across brands).",
     )
     quality_concentration: float = param(
-        30.0, 0.1, 1e4, unit="Beta a+b", doc="Concentration of product quality around its mean."
+        10.0,
+        0.1,
+        1e4,
+        unit="Beta a+b",
+        source="to calibrate on T1-T2 (return rates); wide enough that screening matters",
+        doc="Concentration of brand quality around its mean (lower: a wider spread of brands).",
+    )
+    product_quality_concentration: float = param(
+        100.0,
+        0.1,
+        1e5,
+        unit="Beta a+b",
+        doc="Concentration of a product's quality around its brand's quality.",
     )
     margin: float = param(
-        0.5, 0, 1, unit="share of list price", doc="Gross margin before channel costs."
+        0.65,
+        0,
+        1,
+        unit="share of list price",
+        source="gross margins of listed consumer brands: cosmetics ~70% (Proya 2023), "
+        "sportswear ~50-60%, apparel ~40-45%",
+        doc="Mean gross margin before channel costs.",
+    )
+    margin_sigma: float = param(
+        0.08, 0, 0.5, unit="sd of share", doc="Spread of gross margins across products."
     )
     reverse_logistics: float = param(
         15.0, 0, 1e6, unit="RMB per return", doc="Cost of handling one return."
+    )
+    exchange_cost: float = param(
+        10.0,
+        0,
+        1e6,
+        unit="RMB per resolved problem",
+        doc="Shipping and handling of an exchange or a fix that resolves a problem (a defective "
+        "item exchanged also costs its cost of goods).",
+    )
+    review_days: int = param(
+        30,
+        1,
+        100_000,
+        unit="days",
+        doc="How often a brand reviews each channel contract from its realised profit since "
+        "the last review; it leaves a channel that lost it money.",
+    )
+
+
+@dataclass(frozen=True)
+class HypeParams:
+    """Hype is a property of the selling format, not of the channel (ODD 7.3)."""
+
+    live: float = param(
+        1.0,
+        0,
+        5,
+        unit="hype",
+        source="live-stream urgency and scarcity cues (Wongkitrungrueng & Assarut 2020)",
+        doc="Hype of a live session (the streamer's format).",
+        kind="lever",
+    )
+    post: float = param(
+        0.2,
+        0,
+        5,
+        unit="hype",
+        source="article: owners' posts are advice to people they know",
+        doc="Hype of a group post (the owners' format).",
+        kind="lever",
+    )
+    search: float = param(
+        0.0, 0, 5, unit="hype", doc="Hype of a search result or ad (a listing).", kind="lever"
+    )
+
+
+@dataclass(frozen=True)
+class AfterSalesParams:
+    """Who handles a problem, and how many a day (ODD 7.5)."""
+
+    resolution: float = param(
+        0.4,
+        0,
+        1,
+        unit="probability",
+        doc="Chance a service desk (the platform's or a brand's) resolves a problem it handles "
+        "(exchange, fix, advice) before the buyer returns the item.",
+    )
+    owner_resolution: float = param(
+        0.5,
+        0,
+        1,
+        unit="probability",
+        source="article: owners answer after-sales themselves; scaled by her skill",
+        doc="Chance a fully skilled owner resolves a problem she handles (she knows the buyer).",
+    )
+    owner_capacity: float = param(
+        5.0, 0, 1e6, unit="problems/day", doc="Problems one owner can handle a day."
+    )
+    platform_capacity: float = param(
+        50.0,
+        0,
+        1e9,
+        unit="problems/day per 100,000 consumers",
+        source="article: the platform's 4S after-sales service behind owners",
+        doc="Problems the platform's service handles a day (owner-channel problems the owner "
+        "did not resolve), scaled with the world.",
+        kind="lever",
+    )
+    brand_capacity: float = param(
+        4.0,
+        0,
+        1e9,
+        unit="problems/day per brand per 100,000 consumers",
+        source="brief: a streamer's after-sales goes to the merchant",
+        doc="Problems each brand's service handles a day (streamer and conventional orders), "
+        "scaled with the world: a session's burst of deliveries can overload it.",
     )
 
 
@@ -861,6 +950,8 @@ SECTION_KINDS: dict[str, str] = {
     "conventional": "uncertainty",
     "platform": "uncertainty",
     "brands": "uncertainty",
+    "hype": "uncertainty",
+    "after_sales": "uncertainty",
     "purchase": "uncertainty",
     "delivery": "uncertainty",
     "returns": "uncertainty",
@@ -879,6 +970,8 @@ SECTIONS: dict[str, type] = {
     "conventional": ConventionalParams,
     "platform": PlatformParams,
     "brands": BrandParams,
+    "hype": HypeParams,
+    "after_sales": AfterSalesParams,
     "purchase": PurchaseParams,
     "delivery": DeliveryParams,
     "returns": ReturnParams,
@@ -902,6 +995,8 @@ class Params:
     conventional: ConventionalParams = field(default_factory=ConventionalParams)
     platform: PlatformParams = field(default_factory=PlatformParams)
     brands: BrandParams = field(default_factory=BrandParams)
+    hype: HypeParams = field(default_factory=HypeParams)
+    after_sales: AfterSalesParams = field(default_factory=AfterSalesParams)
     purchase: PurchaseParams = field(default_factory=PurchaseParams)
     delivery: DeliveryParams = field(default_factory=DeliveryParams)
     returns: ReturnParams = field(default_factory=ReturnParams)
@@ -1061,6 +1156,13 @@ def validate(p: Params) -> None:
         raise ParameterError(
             f"events.defective_batch_brand = {p.events.defective_batch_brand} is outside the "
             f"allowed range [0, world.brands - 1 = {p.world.brands - 1}]"
+        )
+    pool = round(p.streamer.brand_share * p.world.brands) * p.world.products_per_brand
+    if p.channels.streamer and p.streamer.products_per_session > pool:
+        raise ParameterError(
+            f"streamer.products_per_session = {p.streamer.products_per_session} is outside the "
+            f"allowed range [1, {pool}] (the products of the brands contracted with the streamer: "
+            "round(streamer.brand_share x world.brands) x world.products_per_brand)"
         )
     if p.graph.kind == "edgelist" and not p.graph.edgelist_path:
         raise ParameterError("graph.edgelist_path must be set when graph.kind = 'edgelist'")

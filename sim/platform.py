@@ -11,11 +11,13 @@ from sim.params import PlatformParams
 
 
 class Platform(mesa.Agent):
-    """Selects the catalogue owners may sell, trains owners, and resolves problems.
+    """Selects the brands owners may sell and trains owners (its after-sales service is
+    a capacity of :mod:`sim.funnel`'s service submodel).
 
-    Selection (ODD 7.1): the platform inspects every product with an error of sd
-    ``selection_noise`` and rejects the worst-looking ``selection_strictness`` share. Stricter
-    selection therefore admits fewer defect-prone products, imperfectly.
+    Selection (ODD 7.1): the platform audits every brand's quality with an error of sd
+    ``selection_noise`` and rejects the worst-looking ``selection_strictness`` share of brands.
+    Stricter selection therefore admits fewer defect-prone brands, imperfectly; a selected
+    brand's product can still be weak, and a selected brand can still ship a defective batch.
     """
 
     def __init__(self, model: mesa.Model, p: PlatformParams):
@@ -24,12 +26,14 @@ class Platform(mesa.Agent):
         self.selected: np.ndarray = np.zeros(0, dtype=bool)
 
     def select(self, catalogue: Catalogue, rng: np.random.Generator) -> np.ndarray:
-        """Boolean mask of admitted products (at least one product is always admitted)."""
-        inspected = catalogue.base_quality + rng.normal(0.0, self.p.selection_noise, catalogue.n)
-        cut = np.quantile(inspected, self.p.selection_strictness)
-        self.selected = inspected >= cut
+        """Boolean mask of admitted brands (at least one brand is always admitted)."""
+        brands = catalogue.brand_quality.size
+        audited = catalogue.brand_quality + rng.normal(0.0, self.p.selection_noise, brands)
+        rejected = int(np.floor(self.p.selection_strictness * brands))
+        self.selected = np.zeros(brands, dtype=bool)
+        self.selected[np.argsort(audited, kind="stable")[rejected:]] = True
         if not self.selected.any():
-            self.selected[np.argmax(inspected)] = True
+            self.selected[np.argmax(audited)] = True
         return self.selected
 
     def live_2b_today(self, day: int) -> bool:

@@ -1,4 +1,4 @@
-"""The mega-streamer ("whale"): followers, sessions, vetting and hype (ODD 2 and 7.1-7.2)."""
+"""The mega-streamer ("whale"): followers, sessions and vetting (ODD 2 and 7.1-7.2)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from sim.params import StreamerParams
 class MegaStreamer(mesa.Agent):
     """One head streamer. Her followers are a boolean mask over consumers (``follows``).
 
-    Vetting (ODD 7.1): her team can check ``vetting_capacity`` products properly per session.
-    Candidates come in random order; the team checks the first ``capacity`` of them and drops
-    those below ``vetting_threshold`` quality; candidates beyond that go on air unchecked. With
-    more products a session, a smaller share of what goes on air was checked, and its average
-    quality is lower.
+    Vetting (ODD 7.1): her team can check ``vetting_capacity`` products properly a week, shared
+    equally over the week's sessions. A session's candidates come from the products of brands
+    that hold a contract with her, in random order; the team checks the first ones its capacity
+    allows and drops those below ``vetting_threshold`` quality; the rest go on air unchecked, at
+    their brand's unscreened quality. With more products a session, a smaller share of what goes
+    on air was checked, and its average quality is lower. A product goes on air at most once a
+    session: when fewer products pass than there are slots, the session is shorter.
     """
 
     def __init__(self, model: mesa.Model, p: StreamerParams):
@@ -25,38 +27,34 @@ class MegaStreamer(mesa.Agent):
         self.p = p
         self.active = True
         self.lineup = np.zeros(0, dtype=np.int64)
+        self.vetted = np.zeros(0, dtype=bool)
 
     def session_today(self, day: int) -> bool:
         return self.active and occurs_on(day, self.p.sessions_per_week)
 
+    def checks_per_session(self, rng: np.random.Generator) -> int:
+        """How many products the team checks for one session: the week's capacity over the
+        week's sessions (a fractional part is a chance of one more)."""
+        per_session = self.p.vetting_capacity / max(self.p.sessions_per_week, 1e-9)
+        whole = int(per_session)
+        return whole + int(rng.random() < per_session - whole)
+
     def build_lineup(
         self, catalogue: Catalogue, contracted: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        """Products on air in today's session, from brands that pay (vetted as above)."""
+        """Products on air in today's session, from brands with a contract (vetted as above).
+
+        Sets ``lineup`` and ``vetted`` (per slot: was its product checked?)."""
         pool = np.flatnonzero(contracted)
-        if pool.size == 0:
-            self.lineup = pool
-            return pool
-        n = self.p.products_per_session
-        capacity = self.p.vetting_capacity
-        checks = int(capacity) + int(rng.random() < capacity - int(capacity))  # fractional part
-        # Each distinct candidate is checked (or not) once; a checked product below the
-        # threshold is dropped. When fewer products pass than there are slots, the passed ones
-        # are pitched again (a long session repeats its hits).
+        checks = self.checks_per_session(rng)
         candidates = rng.permutation(pool)
         checked = np.arange(candidates.size) < checks
         good = catalogue.base_quality[candidates] >= self.p.vetting_threshold
-        passed = candidates[~checked | good]
-        if passed.size == 0:
-            self.lineup = passed
-        else:
-            self.lineup = passed[:n] if passed.size >= n else np.resize(passed, n)
+        on_air = ~checked | good
+        n = self.p.products_per_session
+        self.lineup = candidates[on_air][:n]
+        self.vetted = checked[on_air][:n]
         return self.lineup
-
-    def slot_fees(self, products: int, followers: int) -> float:
-        """What brands pay for today's slots: a fee per product, scaled by the audience so a
-        scaled-down world pays scaled-down fees (300k RMB for ~50M followers in the brief)."""
-        return self.p.slot_fee * products * followers / 1000.0
 
     def products_watched(self, viewers: np.ndarray, rng: np.random.Generator):
         """Each viewer watches a contiguous stretch of ``products_seen`` products of the lineup

@@ -12,7 +12,7 @@ SMALL = {
 
 
 def small(overrides: dict | None = None, **sections) -> Params:
-    """A small world; ``overrides`` are dotted keys, e.g. {"streamer.hype": 2.0}."""
+    """A small world; ``overrides`` are dotted keys, e.g. {"hype.live": 2.0}."""
     data = {k: dict(v) for k, v in SMALL.items()}
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)

@@ -35,15 +35,15 @@ def test_run_writes_summary_timeseries_and_manifest(tmp_path, capsys):
 def test_config_file_and_options(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(
-        "horizon = 3\n[world]\nconsumers = 2500\n[levers]\nworld.owners = 10\nstreamer.hype = 1.5\n"
+        "horizon = 3\n[world]\nconsumers = 2500\n[levers]\nworld.owners = 10\nhype.live = 1.5\n"
     )
     out = tmp_path / "r"
     assert run_cli("--config", cfg, "--days", 4, "--out", out, "--quiet", "--no-report") == 0
     manifest = json.loads((out / "manifest.json").read_text())
     scenario = manifest["scenarios"][0]
     assert scenario["parameters"]["world"]["days"] == 4  # the option wins over the file
-    assert scenario["parameters"]["streamer"]["hype"] == 1.5
-    assert "hype = 1.5" in scenario["text"]
+    assert scenario["parameters"]["hype"]["live"] == 1.5
+    assert "hype.live = 1.5" in scenario["text"]
     assert not (out / "report.html").exists()
 
 

@@ -48,7 +48,7 @@ def test_stricter_selection_lowers_defects_and_returns():
 
 
 def test_more_hype_raises_conversion_and_returns():
-    low, high = {"streamer.hype": 0.2}, {"streamer.hype": 2.0}
+    low, high = {"hype.live": 0.2}, {"hype.live": 2.0}
     assert mean_over_seeds(high, "streamer", "conversion") > 1.2 * mean_over_seeds(
         low, "streamer", "conversion"
     )
@@ -106,12 +106,12 @@ def test_more_products_per_session_lowers_quality_on_air():
         ]
         return float(np.mean([model.catalogue.base_quality[x].mean() for x in lineups]))
 
-    assert mean_quality(200) < mean_quality(20)
+    assert mean_quality(60) < mean_quality(10)
 
 
 def test_after_sales_service_lowers_owner_returns():
-    low = {"owners.after_sales": 0.0, "platform.after_sales": 0.0}
-    high = {"owners.after_sales": 1.0, "platform.after_sales": 0.8}
+    low = {"after_sales.owner_resolution": 0.0, "after_sales.platform_capacity": 0.0}
+    high = {"after_sales.owner_resolution": 1.0, "after_sales.platform_capacity": 1000.0}
     assert mean_over_seeds(high, "owners", "return_rate") < mean_over_seeds(
         low, "owners", "return_rate"
     )

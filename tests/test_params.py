@@ -84,9 +84,9 @@ def test_toml_errors_name_the_file(tmp_path):
 
 def test_toml_round_trip(tmp_path):
     f = tmp_path / "ok.toml"
-    f.write_text("seed = 7\n[world]\nconsumers = 3000\n[streamer]\nhype = 1.5\n")
+    f.write_text("seed = 7\n[world]\nconsumers = 3000\n[hype]\nlive = 1.5\n")
     p = Params.from_toml(f)
-    assert (p.seed, p.world.consumers, p.streamer.hype) == (7, 3000, 1.5)
+    assert (p.seed, p.world.consumers, p.hype.live) == (7, 3000, 1.5)
     assert Params.from_dict(p.to_dict()) == p
 
 

@@ -25,9 +25,7 @@ def test_levers_do_not_change_the_world():
     world's size, not on the channel mix or levers."""
     base = CommerceModel(small({"seed": 5}))
     other = CommerceModel(
-        small(
-            {"seed": 5, "channels.streamer": False, "streamer.hype": 3.0, "owners.open_rate": 0.9}
-        )
+        small({"seed": 5, "channels.streamer": False, "hype.live": 3.0, "owners.open_rate": 0.9})
     )
     assert (base.graph != other.graph).nnz == 0
     assert np.array_equal(base.consumers.preference, other.consumers.preference)

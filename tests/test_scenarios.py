@@ -103,7 +103,7 @@ horizon = 20
 consumers = 3000
 [levers]
 owners.commission = 0.1
-streamer.hype = 0.5
+hype.live = 0.5
 [uncertainties]
 purchase.trust = 1.0
 """,
@@ -114,7 +114,7 @@ purchase.trust = 1.0
         """
 extends = "parent.toml"
 [levers]
-streamer.hype = 1.5
+hype.live = 1.5
 [events]
 churn_wave_day = 10
 """,
@@ -125,7 +125,7 @@ churn_wave_day = 10
     assert (s.seed, s.replicates, s.horizon) == (5, 4, 20)
     p = s.params
     assert p.world.consumers == 3000
-    assert p.streamer.hype == 1.5  # the child wins over its parent
+    assert p.hype.live == 1.5  # the child wins over its parent
     assert p.owners.commission == 0.3  # --set wins over both
     assert p.purchase.trust == 1.0 and p.purchase.need == 3.0  # bare name placed by its kind
     assert p.events.churn_wave_day == 10
@@ -167,10 +167,10 @@ BAD = [
     ),
     (
         "lever under uncertainties",
-        "[uncertainties]\nstreamer.hype = 2.0\n",
+        "[uncertainties]\nhype.live = 2.0\n",
         "owners.open_rate"
         if False
-        else "streamer.hype is a lever, not an uncertainty: move it to [levers]",
+        else "hype.live is a lever, not an uncertainty: move it to [levers]",
     ),
     (
         "wrong type",

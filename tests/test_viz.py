@@ -61,15 +61,15 @@ def test_levers_become_parameter_overrides_and_the_horizon_stops_play():
         products_per_session=30,
         selection_strictness=0.5,
         hype=2.0,
-        after_sales=0.6,
+        after_sales=60.0,
         consumers=2000,
         sets=("horizon=3",),
     )
     p = model.params
     assert (p.channels.owners, p.channels.streamer, p.channels.conventional) == (False, True, False)
     assert (p.world.consumers, p.world.owners, p.world.days) == (2000, 7, 3)
-    assert p.streamer.products_per_session == 30 and p.streamer.hype == 2.0
-    assert p.platform.selection_strictness == 0.5 and p.platform.after_sales == 0.6
+    assert p.streamer.products_per_session == 30 and p.hype.live == 2.0
+    assert p.platform.selection_strictness == 0.5 and p.after_sales.platform_capacity == 60.0
     for _ in range(3):
         assert model.running
         model.step()
@@ -193,7 +193,7 @@ def test_page_controls_step_and_reset_without_a_browser():
     [
         (["nosuch"], "nosuch: no such scenario file or shipped scenario"),
         (["--consumers", "1"], "--consumers 1 is outside the allowed range"),
-        (["--set", "levers.streamer.hype=99"], "streamer.hype = 99"),
+        (["--set", "levers.hype.live=99"], "hype.live = 99"),
     ],
 )
 def test_viz_rejects_bad_input_before_starting_a_server(capsys, args, message):

@@ -1,0 +1,131 @@
+"""Money: what a sale, a return, an exchange, a slot and an ad cost a brand, and the brands'
+contract reviews (ODD 7.10).
+
+Every channel's sale is booked the same way; only the terms differ, and each term is a declared
+lever or a sourced figure (docs/ODD.md, parameter table):
+
+* the price paid is the list price less the channel's **discount**;
+* the seller (an owner, the streamer) gets a **commission** on the price paid;
+* the selling platform keeps its **take** of the price paid, the same share in every channel;
+* the brand keeps ``paid - cost of goods - commission - take``;
+* a **return** refunds the sale, costs reverse logistics, and writes off a defective item;
+* a problem **resolved** by after-sales costs an exchange (shipping and handling, and the cost
+  of goods of a replacement when the item was defective);
+* the streamer's **slot fee** is fixed per slot, scaled with the viewers the slot is expected to
+  reach; search **ads** cost per exposure.
+
+Each brand keeps the profit of each channel since its last review (:class:`BrandAccounts`).
+Every ``brands.review_days`` days it reviews each contract and leaves a channel that lost it
+money over the period, so a channel whose terms no brand can live with loses its brands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.channels import CHANNELS, Channel
+from sim.params import Params, StreamerParams
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The terms of sale per channel (arrays indexed by :class:`Channel`)."""
+
+    discount: np.ndarray
+    commission: np.ndarray
+    take: float
+
+    @classmethod
+    def from_params(cls, p: Params) -> Terms:
+        return cls(
+            discount=np.array([p.owners.discount, p.streamer.discount, p.conventional.discount]),
+            commission=np.array([p.owners.commission, p.streamer.commission, 0.0]),
+            take=p.platform.take,
+        )
+
+    def paid(self, list_price: np.ndarray, channel: np.ndarray | int) -> np.ndarray:
+        """The price a buyer pays."""
+        return list_price * (1.0 - self.discount[channel])
+
+    def sale(
+        self, paid: np.ndarray, cost: np.ndarray, channel: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """What one sale means for its brand: commission, platform take and profit.
+
+        >>> t = Terms(np.zeros(3), np.array([0.1, 0.2, 0.0]), 0.05)
+        >>> float(t.sale(np.array([100.0]), np.array([40.0]), np.array([1]))["profit"][0])
+        35.0
+        """
+        commission = self.commission[channel] * paid
+        take = self.take * paid
+        return {"commission": commission, "take": take, "profit": paid - cost - commission - take}
+
+
+def slot_fee(p: StreamerParams, followers: int) -> float:
+    """The fee for one product slot of a session: ``slot_fee`` RMB per 1,000 viewers the slot
+    is expected to reach, ``followers x attention_rate x products_seen / products_per_session``.
+
+    The brief puts fees near 10-30% of a slot's sales; at ~0.22 RMB sold per product exposure
+    (T4: ~2 RMB a view, ~9 products a view) that is ~45 RMB per 1,000 slot viewers. A
+    scaled-down world pays scaled-down fees.
+
+    >>> slot_fee(StreamerParams(slot_fee=45.0, attention_rate=0.2, products_seen=9,
+    ...     products_per_session=60), 1_000_000)
+    1350.0
+    """
+    seen = min(p.products_seen, p.products_per_session) / p.products_per_session
+    return p.slot_fee * followers * p.attention_rate * seen / 1000.0
+
+
+class BrandAccounts:
+    """Each brand's contracts and its profit per channel since its last review.
+
+    ``contracts`` is a (brands x channels) boolean array: may the brand's products be sold in
+    the channel (owners: admitted by the platform's selection and not withdrawn; streamer:
+    contracted; conventional: listed with ads).
+    """
+
+    def __init__(self, contracts: np.ndarray) -> None:
+        self.contracts = contracts.copy()
+        self.profit = np.zeros(contracts.shape)
+        self.left_day = np.full(contracts.shape, -1, dtype=np.int32)
+
+    @property
+    def brands(self) -> int:
+        return self.contracts.shape[0]
+
+    def book(self, brand: np.ndarray, channel: np.ndarray | int, amount: np.ndarray) -> None:
+        """Add amounts (profit: positive; costs: negative) to brands' channel accounts."""
+        brand = np.asarray(brand, dtype=np.int64)
+        channel = np.broadcast_to(np.asarray(channel, dtype=np.int64), brand.shape)
+        amount = np.broadcast_to(np.asarray(amount, dtype=np.float64), brand.shape)
+        flat = brand * len(CHANNELS) + channel
+        self.profit += np.bincount(flat, weights=amount, minlength=self.profit.size).reshape(
+            self.profit.shape
+        )
+
+    def review(self, day: int) -> np.ndarray:
+        """Every brand reviews every contract it holds: it leaves a channel whose profit since
+        the last review is negative. Returns the (brands x channels) mask of contracts ended,
+        and starts a new review period.
+
+        >>> a = BrandAccounts(np.ones((2, 3), bool))
+        >>> a.book(np.array([0, 1]), 1, np.array([-5.0, 5.0]))
+        >>> a.review(30)[:, 1].tolist()
+        [True, False]
+        """
+        leave = self.contracts & (self.profit < 0)
+        self.contracts &= ~leave
+        self.left_day[leave] = day
+        self.profit[:] = 0.0
+        return leave
+
+    def in_channel(self) -> np.ndarray:
+        """Brands holding a contract, per channel, then in at least one channel."""
+        return np.r_[self.contracts.sum(axis=0), self.contracts.any(axis=1).sum()]
+
+    def products_allowed(self, product_brand: np.ndarray, channel: Channel) -> np.ndarray:
+        """Per product: may it be sold in the channel (its brand holds the contract)?"""
+        return self.contracts[product_brand, int(channel)]
