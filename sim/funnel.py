@@ -9,10 +9,8 @@ Each function is one submodel of docs/ODD.md, section 7:
   together, in a random order, against shared needs and budgets (:mod:`sim.demand`).
 * :func:`realise_delivery` (7.4 Delivery): defect and realised fit from the order's own random
   numbers; :func:`expectation_gap`.
-* :func:`after_sales_resolution` (7.5 After-sales): who handles each problem (the owner, then
-  the platform's service; or the brand's service) and how much of the day's load each can take.
 * :func:`return_probability` (7.5 Return): logistic in defect, misfit, gap and impulse, times the
-  chance that after-sales service does *not* resolve a problem first.
+  chance that after-sales service (:mod:`sim.service`) does *not* resolve a problem first.
 * :func:`satisfaction` (7.6 Feedback): what one delivered order did to its buyer's satisfaction.
 
 No function draws a random number: the random numbers come in as arguments.
@@ -22,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.params import AfterSalesParams, DeliveryParams, PurchaseParams, ReturnParams
+from sim.params import DeliveryParams, PurchaseParams, ReturnParams
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -166,69 +164,6 @@ def expectation_gap(
     """How far reality fell short: ``max(0, expected - realised value)``; a defect is worth 0."""
     value = np.where(defect, 0.0, realised_fit)
     return np.maximum(0.0, expected - value)
-
-
-def served_share(
-    server: np.ndarray, load: np.ndarray, capacity: np.ndarray | float, servers: int
-) -> np.ndarray:
-    """Per problem, the chance its server gets to it today: ``min(1, capacity / load)``.
-
-    ``load`` is each problem's weight in its server's queue (1 for a fresh problem; the chance
-    it is still unresolved when it reaches a second line). A burst beyond capacity lowers every
-    queued problem's chance alike: what is not handled today is returned rather than waited on.
-
-    >>> served_share(np.array([0, 0, 0, 0, 1]), np.ones(5), 2.0, servers=2).tolist()
-    [0.5, 0.5, 0.5, 0.5, 1.0]
-    """
-    total = np.bincount(server, weights=load, minlength=servers)
-    share = np.minimum(1.0, np.asarray(capacity) / np.maximum(total, 1e-12))
-    return share[server]
-
-
-def after_sales_resolution(
-    p: AfterSalesParams,
-    problem: np.ndarray,
-    via_owner: np.ndarray,
-    owner: np.ndarray,
-    owner_skill: np.ndarray,
-    owners: int,
-    brand: np.ndarray,
-    brands: int,
-    scale: float,
-) -> np.ndarray:
-    """Per delivered order, the chance after-sales resolves its problem (0 where none).
-
-    Who serves (the article's claim, made a mechanism):
-
-    * an owners-channel problem goes first to its owner, who knows the buyer: she handles up to
-      ``owner_capacity`` problems a day and resolves one with ``owner_resolution x skill``
-      (skill 0 for an owner who has quit); what she leaves goes to the platform's service;
-    * the platform's service handles ``platform_capacity x scale`` problems a day;
-    * a streamer or conventional problem goes to its brand's service, ``brand_capacity x scale``
-      a day per brand, shared by both channels: a session's burst of deliveries overloads it.
-
-    A service desk resolves a problem it handles with ``resolution``. ``scale`` is the world's
-    consumers / 100,000, so desks scale with the world.
-
-    Returns ``1 - (1 - p_owner)(1 - p_platform)`` for owners-channel problems and
-    ``p_brand`` for the others.
-    """
-    chance = np.zeros(problem.size)
-    own = problem & via_owner
-    if own.any():
-        o = owner[own]
-        first = served_share(o, np.ones(o.size), p.owner_capacity, owners)
-        p_owner = first * p.owner_resolution * owner_skill[own]
-        # The platform's desk is one server; its load is what owners left unresolved.
-        desk = np.zeros(o.size, dtype=np.int64)
-        second = served_share(desk, 1.0 - p_owner, p.platform_capacity * scale, 1)
-        chance[own] = 1.0 - (1.0 - p_owner) * (1.0 - second * p.resolution)
-    other = problem & ~via_owner
-    if other.any():
-        b = brand[other]
-        served = served_share(b, np.ones(b.size), p.brand_capacity * scale, brands)
-        chance[other] = served * p.resolution
-    return chance
 
 
 def return_propensity(

@@ -54,6 +54,7 @@ from sim.owners import Owners, recruit_groups
 from sim.params import ParameterError, Params
 from sim.platform import Platform
 from sim.ragged import offsets, rank_in_run, run_starts
+from sim.service import ServiceDesks
 from sim.streamer import MegaStreamer
 
 # Child streams of the run's SeedSequence, one per part of the world and one for the dynamics.
@@ -74,6 +75,7 @@ PROCESS_STREAMS = (
     "migration",
     "growth",
     "follow",
+    "contracts",
 )
 CONSUMER_STATES = (
     "unreached",
@@ -123,18 +125,22 @@ class CommerceModel(mesa.Model):
         # the brands contracted with the streamer; every brand lists in search.
         rng_cat = world["catalogue"]
         self.catalogue = Catalogue(p.world, p.brands, rng_cat)
-        contracted = rng_cat.permutation(p.world.brands)[
-            : int(round(p.streamer.brand_share * p.world.brands))
-        ]
+        brand_order = rng_cat.permutation(p.world.brands)
         self.brands = [
             Brand(self, b, np.flatnonzero(self.catalogue.brand == b)) for b in range(p.world.brands)
         ]
         self.platform = Platform(self, p.platform)
+        admitted = self.platform.select(self.catalogue, rng_cat)
+        # A screened streamer signs only brands the platform admitted (a lever).
+        self._streamer_eligible = admitted if p.streamer.screened else np.ones_like(admitted)
+        eligible_order = brand_order[self._streamer_eligible[brand_order]]
+        contracted = eligible_order[: int(round(p.streamer.brand_share * p.world.brands))]
         contracts = np.ones((p.world.brands, len(CHANNELS)), dtype=bool)
-        contracts[:, Channel.OWNERS] = self.platform.select(self.catalogue, rng_cat)
+        contracts[:, Channel.OWNERS] = admitted
         contracts[:, Channel.STREAMER] = np.isin(np.arange(p.world.brands), contracted)
-        self.accounts = BrandAccounts(contracts)
+        self.accounts = BrandAccounts(contracts, p.brands.loss_tolerance)
         self.terms = Terms.from_params(p)
+        self.desks = ServiceDesks(p.after_sales, p.world.brands, n / 100_000)
         self._index_products()
 
         # Owners and their groups.
@@ -258,10 +264,18 @@ class CommerceModel(mesa.Model):
     # Brands review their contracts (ODD 7.10)
     # ------------------------------------------------------------------------------------------
     def review_contracts(self) -> None:
-        """Every ``brands.review_days`` days each brand leaves the channels that lost it money
-        since its last review; the channels' assortments shrink accordingly."""
+        """Every ``brands.review_days`` days each brand leaves the channels that have lost it
+        more than it accepts since the contract began; the streamer then signs new brands to
+        fill her sessions; the channels' assortments change accordingly."""
         if self.day > 0 and self.day % self.params.brands.review_days == 0:
-            if self.accounts.review(self.day).any():
+            left = self.accounts.review(self.day).any()
+            signed = self.streamer.sign_brands(
+                self.accounts,
+                np.bincount(self.catalogue.brand, minlength=self.params.world.brands),
+                self._streamer_eligible,
+                self.streams["contracts"],
+            )
+            if left or signed:
                 self._index_products()
 
     def _index_products(self) -> None:
@@ -292,9 +306,12 @@ class CommerceModel(mesa.Model):
             lambda cats: self.catalogue.pick_in_category(self._owner_index, cats, rng), rng
         )
         own.count_member_day()
+        # An inactive or silent owner's group has nothing to open, nor has one whose picks found
+        # no product (every brand of the category left the channel).
+        stocked = np.bincount(np.repeat(np.arange(own.m), count)[products >= 0], minlength=own.m)
         members = np.flatnonzero(con.group >= 0)
         owner = own.group_owner[con.group[members]]
-        posted = count[owner] > 0  # an inactive or silent owner's group has nothing to open
+        posted = stocked[owner] > 0
         members, owner = members[posted], owner[posted]
         base = own.open_rate(self.day, self.params.platform.live_2b_material)[owner]
         opens = rng.random(members.size) < con.engagement(base, members, Source.OWNER)
@@ -334,9 +351,11 @@ class CommerceModel(mesa.Model):
         if not s.session_today(self.day):
             return
         lineup = s.build_lineup(self.catalogue, self.streamer_products, self.streams["streamer"])
+        if lineup.size == 0:  # no brand left to put on air: no session
+            return
         self.recorder.add("slots", Channel.STREAMER, lineup.size)
         self.recorder.add("vetted_slots", Channel.STREAMER, s.vetted.sum())
-        fee = money.slot_fee(self.params.streamer, int(self.consumers.follows.sum()))
+        fee = money.slot_fee(self.params.streamer, int(self.consumers.follows.sum()), lineup.size)
         self._charge("slot_fee", Channel.STREAMER, self.catalogue.brand[lineup], fee)
         self.recorder.add("seller_earnings", Channel.STREAMER, fee * lineup.size)
         con, rng = self.consumers, self.streams["streamer"]
@@ -361,7 +380,6 @@ class CommerceModel(mesa.Model):
         searching = (rng.random(self.n) < c.search_rate) & d.has_need(self.day)
         searching[self.extra_searchers] = True
         searchers = np.flatnonzero(searching)
-        self.recorder.add("visits", Channel.CONVENTIONAL, searchers.size)
         category = d.open_category(searchers, self.day, rng)
         none = category < 0  # a displaced follower with no open need browses her tastes
         category[none] = d.draw_category(searchers[none], rng)
@@ -370,6 +388,8 @@ class CommerceModel(mesa.Model):
         product = self.catalogue.pick_in_category(self._search_index, category, rng)
         ok = product >= 0
         consumer, product = consumer[ok], product[ok]
+        # A search that found nothing stocked (every brand of the category left) is no visit.
+        self.recorder.add("visits", Channel.CONVENTIONAL, np.unique(consumer).size)
         ad_cost = self.params.conventional.ad_cost
         self._charge("ads", Channel.CONVENTIONAL, self.catalogue.brand[product], ad_cost)
         self.offer(consumer, product, Channel.CONVENTIONAL, Source.SEARCH)
@@ -571,7 +591,7 @@ class CommerceModel(mesa.Model):
         rec.add("platform_take", ch, sign * sale["take"])
         rec.add("seller_earnings", ch, sign * commission)
         rec.add("brand_profit", ch, sign * sale["profit"])
-        self.accounts.book(o["brand"][rows], ch, sign * sale["profit"])
+        self.accounts.book(o["brand"][rows], ch, sign * sale["profit"], sales=sign * paid)
         via_owner = ch == Channel.OWNERS
         if via_owner.any() and self.owners.m:
             owner = o["owner"][rows][via_owner]
@@ -619,7 +639,9 @@ class CommerceModel(mesa.Model):
         # One forward per sender per day; links of a removed streamer or a quit owner are dead.
         _, first = np.unique(seed_nodes, return_index=True)
         seed_rows, seed_nodes = seed_rows[first], seed_nodes[first]
-        live = self._channel_open(o["channel"][seed_rows], o["owner"][seed_rows])
+        live = self._channel_open(
+            o["channel"][seed_rows], o["owner"][seed_rows], o["product"][seed_rows]
+        )
         seed_rows, seed_nodes = seed_rows[live], seed_nodes[live]
         if seed_nodes.size == 0:
             return
@@ -648,9 +670,13 @@ class CommerceModel(mesa.Model):
             max_generations=w.max_generations,
         )
 
-    def _channel_open(self, channel: np.ndarray, owner: np.ndarray) -> np.ndarray:
-        """Can a sale still go through this channel (and this owner's link) today?"""
-        ok = np.ones(channel.size, dtype=bool)
+    def _channel_open(
+        self, channel: np.ndarray, owner: np.ndarray, product: np.ndarray
+    ) -> np.ndarray:
+        """Can a sale of this product still go through this channel (and this owner's link)
+        today? Not if the channel is off or banned, the owner quit, or the product's brand has
+        left the channel."""
+        ok = self.accounts.contracts[self.catalogue.brand[product], channel.astype(np.int64)]
         ch = self.params.channels
         ok &= (channel != Channel.OWNERS) | ch.owners
         ok &= (channel != Channel.CONVENTIONAL) | ch.conventional
@@ -704,16 +730,8 @@ class CommerceModel(mesa.Model):
         misfit = realised < p.returns.misfit_threshold
         gap = funnel.expectation_gap(o["expected"][rows], realised, defect)
         problem = defect | misfit
-        resolution = funnel.after_sales_resolution(
-            p.after_sales,
-            problem,
-            via_owner,
-            owner,
-            owner_skill,
-            self.owners.m,
-            o["brand"][rows],
-            p.world.brands,
-            self.n / 100_000,
+        resolution = self.desks.resolution(
+            problem, via_owner, owner, owner_skill, self.owners.m, o["brand"][rows]
         )
         resolved = problem & (o["u_resolve"][rows] < resolution)
         propensity = funnel.return_propensity(p.returns, defect, misfit, gap, o["impulse"][rows])

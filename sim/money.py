@@ -14,9 +14,15 @@ lever or a sourced figure (docs/ODD.md, parameter table):
 * the streamer's **slot fee** is fixed per slot, scaled with the viewers the slot is expected to
   reach; search **ads** cost per exposure.
 
-Each brand keeps the profit of each channel since its last review (:class:`BrandAccounts`).
-Every ``brands.review_days`` days it reviews each contract and leaves a channel that lost it
-money over the period, so a channel whose terms no brand can live with loses its brands.
+Each brand keeps the profit it has made in each channel since the contract began
+(:class:`BrandAccounts`). Every ``brands.review_days`` days it reviews each contract and leaves a
+channel that has lost it more than it accepts as the price of being seen there
+(``brands.loss_tolerance`` of its net sales in the channel: the brief's "brands often lose money
+on a head session, but not more than they sell"), so a channel whose terms a brand cannot live
+with loses it. Judging on the whole contract rather than on the last month keeps one unlucky
+month (a few returns of a brand with few sales) from ending a contract that pays on average.
+After the reviews the streamer signs brands that never held her contract until her pool fills
+a session again (:meth:`sim.streamer.MegaStreamer.sign_brands`).
 """
 
 from __future__ import annotations
@@ -63,63 +69,76 @@ class Terms:
         return {"commission": commission, "take": take, "profit": paid - cost - commission - take}
 
 
-def slot_fee(p: StreamerParams, followers: int) -> float:
-    """The fee for one product slot of a session: ``slot_fee`` RMB per 1,000 viewers the slot
-    is expected to reach, ``followers x attention_rate x products_seen / products_per_session``.
+def slot_fee(p: StreamerParams, followers: int, slots: int) -> float:
+    """The fee for one product slot of a session of ``slots`` products: ``slot_fee`` RMB per
+    1,000 viewers the slot is expected to reach, ``followers x attention_rate x
+    min(products_seen, slots) / slots``.
 
     The brief puts fees near 10-30% of a slot's sales; at ~0.22 RMB sold per product exposure
     (T4: ~2 RMB a view, ~9 products a view) that is ~45 RMB per 1,000 slot viewers. A
     scaled-down world pays scaled-down fees.
 
-    >>> slot_fee(StreamerParams(slot_fee=45.0, attention_rate=0.2, products_seen=9,
-    ...     products_per_session=60), 1_000_000)
+    >>> slot_fee(StreamerParams(slot_fee=45.0, attention_rate=0.2, products_seen=9), 1_000_000, 60)
     1350.0
     """
-    seen = min(p.products_seen, p.products_per_session) / p.products_per_session
+    seen = min(p.products_seen, slots) / max(slots, 1)
     return p.slot_fee * followers * p.attention_rate * seen / 1000.0
 
 
 class BrandAccounts:
-    """Each brand's contracts and its profit per channel since its last review.
+    """Each brand's contracts and its profit per channel since each contract began.
 
     ``contracts`` is a (brands x channels) boolean array: may the brand's products be sold in
     the channel (owners: admitted by the platform's selection and not withdrawn; streamer:
     contracted; conventional: listed with ads).
     """
 
-    def __init__(self, contracts: np.ndarray) -> None:
+    def __init__(self, contracts: np.ndarray, loss_tolerance: float = 0.0) -> None:
         self.contracts = contracts.copy()
+        self.loss_tolerance = loss_tolerance
         self.profit = np.zeros(contracts.shape)
+        self.sales = np.zeros(contracts.shape)  # net of returns
         self.left_day = np.full(contracts.shape, -1, dtype=np.int32)
 
     @property
     def brands(self) -> int:
         return self.contracts.shape[0]
 
-    def book(self, brand: np.ndarray, channel: np.ndarray | int, amount: np.ndarray) -> None:
-        """Add amounts (profit: positive; costs: negative) to brands' channel accounts."""
+    def book(
+        self,
+        brand: np.ndarray,
+        channel: np.ndarray | int,
+        amount: np.ndarray | float,
+        sales: np.ndarray | None = None,
+    ) -> None:
+        """Add amounts (profit: positive; costs: negative), and sales (price paid; negative
+        for a refund), to brands' channel accounts."""
         brand = np.asarray(brand, dtype=np.int64)
-        channel = np.broadcast_to(np.asarray(channel, dtype=np.int64), brand.shape)
-        amount = np.broadcast_to(np.asarray(amount, dtype=np.float64), brand.shape)
-        flat = brand * len(CHANNELS) + channel
-        self.profit += np.bincount(flat, weights=amount, minlength=self.profit.size).reshape(
-            self.profit.shape
-        )
+        flat = brand * len(CHANNELS) + np.broadcast_to(np.asarray(channel, np.int64), brand.shape)
+
+        def total(x) -> np.ndarray:
+            w = np.broadcast_to(np.asarray(x, dtype=np.float64), brand.shape)
+            return np.bincount(flat, weights=w, minlength=self.profit.size).reshape(
+                self.profit.shape
+            )
+
+        self.profit += total(amount)
+        if sales is not None:
+            self.sales += total(sales)
 
     def review(self, day: int) -> np.ndarray:
         """Every brand reviews every contract it holds: it leaves a channel whose profit since
-        the last review is negative. Returns the (brands x channels) mask of contracts ended,
-        and starts a new review period.
+        the contract began is below ``-loss_tolerance x`` its net sales there. Returns the
+        (brands x channels) mask of contracts ended on this review.
 
         >>> a = BrandAccounts(np.ones((2, 3), bool))
         >>> a.book(np.array([0, 1]), 1, np.array([-5.0, 5.0]))
         >>> a.review(30)[:, 1].tolist()
         [True, False]
         """
-        leave = self.contracts & (self.profit < 0)
+        leave = self.contracts & (self.profit < -self.loss_tolerance * self.sales)
         self.contracts &= ~leave
         self.left_day[leave] = day
-        self.profit[:] = 0.0
         return leave
 
     def in_channel(self) -> np.ndarray:

@@ -456,7 +456,7 @@ class StreamerParams:
         0.2, 0, 1, unit="probability/session", doc="Chance a follower watches a session."
     )
     vetting_capacity: float = param(
-        300.0,
+        100.0,
         0,
         1e6,
         unit="products/week",
@@ -496,6 +496,11 @@ class StreamerParams:
         "sold) at ~0.22 RMB sold per product exposure (T4: ~2 RMB a view, ~9 products a view)",
         doc="Fixed fee a brand pays for one product slot, per 1,000 viewers the slot is expected "
         "to reach (followers x attention_rate x products_seen / products_per_session).",
+        kind="lever",
+    )
+    screened: bool = param(
+        False,
+        doc="She signs only brands the platform's selection admitted (off: any brand that pays).",
         kind="lever",
     )
     brand_share: float = param(
@@ -654,13 +659,23 @@ class BrandParams:
         doc="Shipping and handling of an exchange or a fix that resolves a problem (a defective "
         "item exchanged also costs its cost of goods).",
     )
+    loss_tolerance: float = param(
+        0.2,
+        0,
+        10,
+        unit="share of net sales in the channel",
+        source="brief: brands often lose money on a head session, but not more than they sell "
+        "(a loss accepted as the price of being seen); to calibrate",
+        doc="How much a brand accepts to lose in a channel, as a share of its net sales there, "
+        "before it leaves at a review (every channel alike).",
+    )
     review_days: int = param(
         30,
         1,
         100_000,
         unit="days",
-        doc="How often a brand reviews each channel contract from its realised profit since "
-        "the last review; it leaves a channel that lost it money.",
+        doc="How often a brand reviews each channel contract from the profit it has realised "
+        "there since the contract began; it leaves a channel that has lost it money.",
     )
 
 
@@ -724,14 +739,23 @@ class AfterSalesParams:
         "did not resolve), scaled with the world.",
         kind="lever",
     )
+    queue_days: float = param(
+        3.0,
+        1,
+        365,
+        unit="days",
+        doc="A desk works through a few days' problems together: its load is the moving "
+        "average of its daily problems over about this many days (1: today's alone).",
+    )
     brand_capacity: float = param(
-        4.0,
+        200.0,
         0,
         1e9,
-        unit="problems/day per brand per 100,000 consumers",
+        unit="problems/day per 100,000 consumers, all brands together",
         source="brief: a streamer's after-sales goes to the merchant",
-        doc="Problems each brand's service handles a day (streamer and conventional orders), "
-        "scaled with the world: a session's burst of deliveries can overload it.",
+        doc="Problems the brands' service desks handle a day together (streamer and "
+        "conventional orders), shared equally among the brands and scaled with the world: a "
+        "brand's desk can be overloaded by a session's burst of its deliveries.",
     )
 
 

@@ -7,6 +7,8 @@ import numpy as np
 
 from sim.brands import Catalogue
 from sim.calendar import occurs_on
+from sim.channels import Channel
+from sim.money import BrandAccounts
 from sim.params import StreamerParams
 
 
@@ -55,6 +57,27 @@ class MegaStreamer(mesa.Agent):
         self.lineup = candidates[on_air][:n]
         self.vetted = checked[on_air][:n]
         return self.lineup
+
+    def sign_brands(
+        self,
+        accounts: BrandAccounts,
+        products_of_brand: np.ndarray,
+        eligible: np.ndarray,
+        rng: np.random.Generator,
+    ) -> int:
+        """After the brands' reviews, her team signs new brands (in random order, among the
+        eligible ones that have never held her contract) until her pool fills a session again.
+        Returns how many brands she signed (none once she is banned)."""
+        col = accounts.contracts[:, Channel.STREAMER]
+        need = self.p.products_per_session - int(products_of_brand[col].sum())
+        if not self.active or need <= 0:
+            return 0
+        free = eligible & ~col & (accounts.left_day[:, Channel.STREAMER] < 0)
+        candidates = rng.permutation(np.flatnonzero(free))
+        enough = np.searchsorted(np.cumsum(products_of_brand[candidates]), need) + 1
+        signed = candidates[:enough]
+        accounts.contracts[signed, Channel.STREAMER] = True
+        return int(signed.size)
 
     def products_watched(self, viewers: np.ndarray, rng: np.random.Generator):
         """Each viewer watches a contiguous stretch of ``products_seen`` products of the lineup

@@ -91,7 +91,7 @@ def test_channels_compete_for_the_same_needs():
     # effect of a few percent; a larger world for the same reason.
     still = {"owners.quit_rate": 0.0, "owners.churn_rate": 0.0, "owners.recruit_rate": 0.0}
     alone, beside = {**still, **ONLY["owners"]}, {**still, "channels.conventional": False}
-    larger = {"consumers": 20_000, "owners": 100, "days": 45}
+    larger = {"consumers": 20_000, "owners": 100, "days": 60}
     m, lo, hi = paired(alone, beside, ("owners",), "orders", MORE_SEEDS, **larger)
     assert hi < 0, (m, lo, hi)
     diffs = []
