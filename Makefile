@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint format bench clean
+.PHONY: demo explain test test-all lint format bench clean
 
 $(STAMP): pyproject.toml
 	PYENV_VERSION=$(PY_VERSION) python3.12 -m venv $(VENV) || python3.12 -m venv $(VENV)
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/fishschool compare owners streamer --out results/demo --force
+
+# Why owners and the streamer differ, by mechanism (the README's waterfall; a few minutes).
+explain: $(STAMP)
+	$(VENV)/bin/fishschool explain hybrid --channels owners streamer --consumers 20000 \
+		--replicates 4 --out results/explain --force
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -1,7 +1,10 @@
 """Reports of an experiment: the side-by-side table, figures, report.md and report.html.
 
 Everything here reads the saved tables (or the same tables in memory), so ``fishschool report
-DIR`` redraws exactly what ``fishschool run`` or ``compare`` drew.
+DIR`` redraws exactly what ``fishschool run`` or ``compare`` drew. A results folder of ``compare
+--explain`` also holds ``explain/NAME/`` (explain.csv, runs.csv, manifest.json, explain.png, as
+``fishschool explain`` writes them); the report then has a section "Why they differ" with each
+explanation's parts and its waterfall.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from analysis.stats import (
     scenario_means,
 )
 from sim.channels import ALL
+from sim.explain import OTHER, STRUCTURE, TOTAL, format_value
 from sim.metrics import METRICS
 
 TABLE_METRICS = (
@@ -43,6 +48,7 @@ TABLE_METRICS = (
 )
 PERCENT = {name for name, m in METRICS.items() if m.is_share}  # shown as percentages
 EVENT_KEYS = ("streamer_removed_day", "churn_wave_day", "defective_batch_day")
+EXPLAIN = "explain"  # the subfolder of a results folder holding compare --explain's explanations
 
 
 @dataclass
@@ -194,12 +200,240 @@ def _markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(folder: str | Path, res: Results | None = None) -> tuple[Path, Path]:
-    """Write ``figures/*.png``, ``report.md`` and ``report.html`` into a results folder."""
+@dataclass
+class Explained:
+    """One explanation saved in a results folder, ``explain/NAME/`` (see :mod:`sim.explain`)."""
+
+    name: str
+    folder: Path
+    table: pd.DataFrame  # explain.csv
+    manifest: dict[str, Any]  # its manifest.json ({} if missing)
+
+    @property
+    def mode(self) -> str:
+        if "mode" in self.manifest:
+            return self.manifest["mode"]
+        return "channels" if (self.table.part == STRUCTURE).any() else "scenarios"
+
+    @property
+    def start(self) -> str:
+        return self.manifest.get("start", "start")
+
+    @property
+    def end(self) -> str:
+        return self.manifest.get("end", "end")
+
+    @property
+    def parts(self) -> list[str]:
+        return [p for p in dict.fromkeys(self.table.part) if p != TOTAL]
+
+
+def load_explanations(folder: str | Path, order: list[str] | None = None) -> list[Explained]:
+    """The explanations in ``folder/explain/*/explain.csv``, ordered by the position in
+    ``order`` (the compared scenarios) of the scenario each one explains, then by name."""
+    found = []
+    for csv in sorted(Path(folder, EXPLAIN).glob("*/explain.csv")):
+        path = csv.parent / "manifest.json"
+        manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        found.append(Explained(csv.parent.name, csv.parent, pd.read_csv(csv), manifest))
+    order = order or []
+
+    def key(e: Explained) -> tuple[int, str]:
+        names = [s.get("name") for s in e.manifest.get("scenarios", [])]
+        last = names[-1] if names else None
+        return (order.index(last) if last in order else len(order), e.name)
+
+    return sorted(found, key=key)
+
+
+def explanation_table(e: Explained) -> pd.DataFrame:
+    """An explanation as the report shows it: a row per metric (and channel, in scenario
+    mode), the columns of its waterfall: start value, each part (value ±half-width of its 95%
+    interval), end value, total. Rows whose start and end are both undefined are left out."""
+    t = e.table
+    rows, index = [], []
+    for (metric, channel), g in t.groupby(["metric", "channel"], sort=False):
+        first = g.iloc[0]
+        if not (np.isfinite(first["start"]) or np.isfinite(first["end"])):
+            continue  # the channel sells in neither
+        by_part = g.drop_duplicates("part").set_index("part")
+
+        def cell(part: str, g: pd.DataFrame = by_part, metric: str = metric) -> str:
+            if part not in g.index:
+                return "-"
+            r = g.loc[part]
+            return format_value(metric, r["value"], True, (r["hi"] - r["lo"]) / 2)
+
+        row = {f"{e.start} (start)": format_value(metric, first["start"])}
+        row.update({p: cell(p) for p in e.parts})
+        row[f"{e.end} (end)"] = format_value(metric, first["end"])
+        row[TOTAL] = cell(TOTAL)
+        rows.append(row)
+        index.append(metric if e.mode == "channels" else (metric, channel))
+    if e.mode == "channels":
+        return pd.DataFrame(rows, index=pd.Index(index, name="metric"))
+    names = ["metric", "channel"]
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=names))
+
+
+def _explain_reading(explained: list[Explained]) -> str:
+    modes = {e.mode for e in explained}
+    text = (
+        "Each difference is split into parts, one per mechanism group, with exact Shapley "
+        "values: every coalition of the groups (2^k of them) runs on the same replicate seeds "
+        "(common random numbers), a group's part is its contribution averaged over every order "
+        "of switching the groups on, and the parts add up exactly to the total. Read a row "
+        "like the waterfall below it: the start value, the parts, the end value; total = end - "
+        "start. Shares are in percent, their parts in percentage points; ± is the half-width "
+        "of the 95% interval over replicates (none with one replicate)."
+    )
+    if "channels" in modes:
+        text += (
+            " In channel mode (one scenario, metric(owners) - metric(streamer)) a group is a "
+            "set of counterfactual swaps giving the streamer what the owners have (hype, terms, "
+            "trust, the platform's brand screening) or lifting a limit she works under (her "
+            "vetting team's and the brands' desks' capacity); "
+            f"**{STRUCTURE}** is what the swaps cannot explain (the total minus the parts): "
+            "reach and format (who sees a product, how often, through what) and what no "
+            "parameter can give the streamer (the owner's own after-sales, fit and advice)."
+        )
+    if "scenarios" in modes:
+        text += (
+            " In scenario mode (B - A) a group holds the parameters in which the two scenarios "
+            f"differ; those in no group form **{OTHER}**."
+        )
+    switches = any(
+        str(p).startswith("channels.")
+        for e in explained
+        for p in e.manifest.get("players", {}).get(OTHER, {})
+    )
+    if switches:
+        text += (
+            " Here the scenarios switch channels on or off, which no mechanism group holds, so "
+            f"**{OTHER}** is the whole channel mix; to see which mechanisms separate owners and "
+            "the streamer, compare with a scenario in which both sell (e.g. hybrid) and "
+            "--explain."
+        )
+    return text
+
+
+def _explain_heading(e: Explained) -> str:
+    if e.mode == "channels":
+        where = e.manifest.get("scenarios", [{}])[0].get("name", e.name)
+        return f"{where}: why {e.end} differ from {e.start}"
+    return f"{e.start} to {e.end}: why {e.end} differs from {e.start}"
+
+
+def _explain_setting(e: Explained, res: Results) -> str:
+    m = e.manifest
+    reps = m.get("replicates")
+    if reps is None:
+        return ""
+    seeds, ours = m.get("seeds", []), res.manifest.get("seeds", [])
+    if seeds and seeds == ours:
+        on = "the comparison's replicate seeds"
+    elif seeds and seeds == ours[: len(seeds)]:
+        on = "the comparison's first " + (
+            "replicate seed" if len(seeds) == 1 else f"{len(seeds)} replicate seeds"
+        )
+    else:
+        on = f"base seed {m.get('seed')}"
+    k = len(m.get("players", {}))
+    c = len(m.get("coalitions", {})) or 2**k
+    what = "Channel mode" if e.mode == "channels" else "Scenario mode"
+    return (
+        f"{what}: {_count(k, 'group')}, {_count(c, 'coalition')}, "
+        f"{_count(reps, 'replicate')} each on {on}."
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _explain_parts(e: Explained) -> list[tuple[str, str]]:
+    """Each part and the parameter changes it stands for (from explain.csv)."""
+    t = e.table[e.table.part != TOTAL].drop_duplicates("part")
+    return [
+        (str(r.part), "" if pd.isna(r.parameters) else str(r.parameters))
+        for r in t.itertuples(index=False)
+    ]
+
+
+def _frame_markdown(df: pd.DataFrame) -> str:
+    names = [str(n) for n in df.index.names]
+    lines = ["| " + " | ".join([*names, *map(str, df.columns)]) + " |"]
+    lines.append("|" + "---|" * (len(names) + len(df.columns)))
+    for key, row in df.iterrows():
+        keys = list(key) if isinstance(key, tuple) else [key]
+        lines.append("| " + " | ".join([*map(str, keys), *row.astype(str)]) + " |")
+    return "\n".join(lines)
+
+
+def explain_markdown(explained: list[Explained], res: Results) -> str:
+    """The section "Why they differ" of report.md ("" without explanations)."""
+    if not explained:
+        return ""
+    md = ["## Why they differ", "", _explain_reading(explained), ""]
+    for e in explained:
+        md += [f"### {_explain_heading(e)}", ""]
+        setting = _explain_setting(e, res)
+        md += [setting, ""] if setting else []
+        md += [_frame_markdown(explanation_table(e)), ""]
+        md += [f"- **{p}**: {text}" for p, text in _explain_parts(e) if text]
+        md.append("")
+        png = e.folder / "explain.png"
+        if png.is_file():
+            md += [f"![Waterfall: {e.name}]({EXPLAIN}/{e.name}/explain.png)", ""]
+    return "\n".join(md) + "\n"
+
+
+def _bold(text: str) -> str:
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
+
+
+def explain_html(explained: list[Explained], res: Results) -> str:
+    """The section "Why they differ" for report.html, the waterfalls embedded."""
+    if not explained:
+        return ""
+    body = ["<h2>Why they differ</h2>", f"<p>{_bold(_explain_reading(explained))}</p>"]
+    for e in explained:
+        body.append(f"<h3>{html.escape(_explain_heading(e))}</h3>")
+        setting = _explain_setting(e, res)
+        if setting:
+            body.append(f"<p>{html.escape(setting)}</p>")
+        body.append(explanation_table(e).to_html(classes="results", border=0))
+        items = [
+            f"<li><b>{html.escape(p)}</b>: {html.escape(text)}</li>"
+            for p, text in _explain_parts(e)
+            if text
+        ]
+        if items:
+            body.append(f"<ul>{''.join(items)}</ul>")
+        png = e.folder / "explain.png"
+        if png.is_file():
+            data = base64.b64encode(png.read_bytes()).decode()
+            body.append(
+                f'<figure><img alt="Waterfall: {html.escape(e.name)}" '
+                f'src="data:image/png;base64,{data}"/>'
+                f"<figcaption>{html.escape(e.name)}: waterfall</figcaption></figure>"
+            )
+    return "".join(body)
+
+
+def write_report(
+    folder: str | Path, res: Results | None = None, source: str | Path | None = None
+) -> tuple[Path, Path]:
+    """Write ``figures/*.png``, ``report.md`` and ``report.html`` into a results folder.
+
+    ``source`` is the results folder whose ``explain/`` holds the explanations (default:
+    ``folder``; ``fishschool report`` writes into a temporary folder and reads the saved one).
+    """
     folder = Path(folder)
-    res = res or Results.load(folder)
+    res = res or Results.load(source or folder)
     figures = draw_figures(res, folder / "figures")
     table = comparison_table(res.summary, res.scenarios)
+    explained = load_explanations(source or folder, res.scenarios)
     m = res.manifest
     intro = [f"# fishschool report: {' vs '.join(res.scenarios)}", ""]
     intro.append(
@@ -226,7 +460,8 @@ def write_report(folder: str | Path, res: Results | None = None) -> tuple[Path, 
         ),
         "",
     ]
-    md = "\n".join(intro) + "\n" + _markdown_table(table) + "\n\n## Figures\n\n"
+    md = "\n".join(intro) + "\n" + _markdown_table(table) + "\n\n"
+    md += explain_markdown(explained, res) + "## Figures\n\n"
     captions = {
         "reach": "Reach over time",
         "funnel": "Conversion funnel",
@@ -255,12 +490,13 @@ def write_report(folder: str | Path, res: Results | None = None) -> tuple[Path, 
     md_path = folder / "report.md"
     md_path.write_text(md, encoding="utf-8")
     html_path = folder / "report.html"
-    html_path.write_text(_html(md, table, figures), encoding="utf-8")
+    html_path.write_text(_html(md, table, figures, explain_html(explained, res)), encoding="utf-8")
     return md_path, html_path
 
 
-def _html(md: str, table: pd.DataFrame, figures: dict[str, Path]) -> str:
-    """A self-contained HTML page: the report's text, its table and the figures embedded."""
+def _html(md: str, table: pd.DataFrame, figures: dict[str, Path], explain: str = "") -> str:
+    """A self-contained HTML page: the report's text, its table, the explanations (an HTML
+    fragment) and the figures embedded."""
     head = md.split("## Side by side")[0].strip().splitlines()
     title = html.escape(head[0].lstrip("# "))
     body = [f"<h1>{title}</h1>"]
@@ -271,6 +507,8 @@ def _html(md: str, table: pd.DataFrame, figures: dict[str, Path]) -> str:
     ]
     body.append("<h2>Side by side</h2>")
     body.append(table.to_html(classes="results", border=0))
+    if explain:
+        body.append(explain)
     body.append("<h2>Figures</h2>")
     for name, path in figures.items():
         data = base64.b64encode(path.read_bytes()).decode()

@@ -1,7 +1,7 @@
 """The ``fishschool`` command line.
 
     fishschool run [SCENARIO] [--replicates N] [--seed S] [--workers K] [--out DIR] [--set K=V]
-    fishschool compare A B [...] [same options]
+    fishschool compare A B [...] [same options] [--explain [--explain-replicates N]]
     fishschool validate SCENARIO...
     fishschool list
     fishschool report DIR
@@ -14,7 +14,11 @@ with 95% intervals (``compare`` adds paired differences on common random numbers
 results folder with a report. A SCENARIO is a TOML file or the name of a shipped scenario
 (``fishschool list``); without one, ``run`` uses the model's defaults. ``explain`` splits the
 difference between two scenarios, or between two channels of one scenario, into mechanism groups
-with exact Shapley values (:mod:`sim.explain`).
+with exact Shapley values (:mod:`sim.explain`). ``compare --explain`` explains, after the
+comparison, each compared scenario in which owners and the streamer both sell (channel mode,
+``--channels owners streamer``); if none has both, the first scenario against each other one
+(scenario mode). The explanations go into ``explain/NAME/`` of the results folder and into its
+report ("Why they differ").
 
 Bad input (a scenario or override that does not validate, a missing file, an existing output
 folder) prints one line naming the file, key and what is allowed, exits with status 2 and
@@ -81,6 +85,24 @@ def _experiment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress or table")
 
 
+def _size_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--consumers", type=int, help="shorthand for --set world.consumers=N")
+    p.add_argument("--owners", type=int, help="shorthand for --set levers.world.owners=N")
+    p.add_argument("--days", type=int, help="shorthand for --set horizon=N")
+
+
+def _size_sets(args: argparse.Namespace) -> list[str]:
+    """``--set`` plus the shorthands --consumers, --owners and --days."""
+    sets = list(args.sets)
+    if args.consumers is not None:
+        sets.append(f"world.consumers={args.consumers}")
+    if args.owners is not None:
+        sets.append(f"levers.world.owners={args.owners}")
+    if args.days is not None:
+        sets.append(f"horizon={args.days}")
+    return sets
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fishschool",
@@ -92,14 +114,26 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run one scenario over its replicates")
     r.add_argument("scenario", nargs="?", help="scenario file or shipped name (default: defaults)")
     r.add_argument("--config", type=Path, help="scenario file (same as SCENARIO)")
-    r.add_argument("--consumers", type=int, help="shorthand for --set world.consumers=N")
-    r.add_argument("--owners", type=int, help="shorthand for --set levers.world.owners=N")
-    r.add_argument("--days", type=int, help="shorthand for --set horizon=N")
+    _size_options(r)
     _experiment_options(r)
 
     c = sub.add_parser("compare", help="run scenarios on common random numbers, side by side")
     c.add_argument("scenarios", nargs="+", help="two or more scenario files or shipped names")
+    _size_options(c)
     _experiment_options(c)
+    c.add_argument(
+        "--explain",
+        action="store_true",
+        help="then split the differences into mechanism groups (as fishschool explain): "
+        "owners versus streamer in each scenario where both sell, else the first scenario "
+        "versus each other one; into explain/ and the report",
+    )
+    c.add_argument(
+        "--explain-replicates",
+        type=int,
+        metavar="N",
+        help="replicates per coalition of the explanation (default: the comparison's)",
+    )
 
     v = sub.add_parser("validate", help="check scenario files without running them")
     v.add_argument("scenarios", nargs="+")
@@ -221,10 +255,51 @@ def _load_scenarios(names: Sequence[str], sets: Sequence[str]):
     return [load(n, sets) if n is not None else default(sets) for n in names]
 
 
-def _run_and_write(args: argparse.Namespace, scenarios, label: str) -> int:
+EXPLAIN_PAIR = ("owners", "streamer")  # the channel pair compare --explain explains
+
+
+def _explain_plan(scenarios) -> list[tuple[str, list]]:
+    """What ``compare --explain`` explains, as (folder name, scenarios) pairs: each scenario in
+    which owners and the streamer both sell, in channel mode (one scenario); if there is none,
+    the first scenario against each other one, in scenario mode (two scenarios). Checked here,
+    before anything runs (an ExplainError says why an explanation cannot be made)."""
+    from sim.explain import check_channel_pair, check_scenario_pair
+
+    both = [s for s in scenarios if all(getattr(s.params.channels, ch) for ch in EXPLAIN_PAIR)]
+    if both:
+        for s in both:
+            check_channel_pair(s, EXPLAIN_PAIR)
+        return [(s.name, [s]) for s in both]
+    first = scenarios[0]
+    for s in scenarios[1:]:
+        check_scenario_pair(first, s)
+    return [(f"{first.name}-vs-{s.name}", [first, s]) for s in scenarios[1:]]
+
+
+def _write_explanation(expl, folder: Path, command: list[str]) -> None:
+    """explain.csv, runs.csv, manifest.json and explain.png into an existing folder."""
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import explain_waterfall
+    from sim.explain import write_tables
+
+    write_tables(expl, folder, command)
+    fig = explain_waterfall(expl.table)
+    fig.savefig(folder / "explain.png")
+    plt.close(fig)
+
+
+def _run_and_write(
+    args: argparse.Namespace, scenarios, label: str, explain: Sequence[tuple[str, list]] = ()
+) -> int:
+    """Run the experiment (and, for ``compare --explain``, the explanations of ``explain``),
+    then write the results folder atomically: tables, explain/NAME/, report."""
+    import json
+
     from analysis.report import Results, comparison_table, write_report
     from sim.experiment import run_experiment
-    from sim.output import atomic_folder, check_destination, experiment_manifest, write_tables
+    from sim.explain import explain_channels, explain_scenarios, format_explanation
+    from sim.output import atomic_folder, check_destination, write_tables
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = check_destination(args.out or RESULTS / f"{label}-{stamp}", args.force)
@@ -237,28 +312,67 @@ def _run_and_write(args: argparse.Namespace, scenarios, label: str) -> int:
             f"{replicates} replicates each, {w.consumers:,} consumers, {w.days} days",
             file=sys.stderr,
         )
-    exp = run_experiment(
-        scenarios,
-        replicates=args.replicates,
-        seed=args.seed,
-        workers=args.workers,
-        progress=Progress("runs", not args.quiet),
-    )
+    # One executor for the comparison and its explanations (none: runs as before).
+    executor, close = make_executor(args.workers, None)[:2] if explain else (None, None)
+    explanations = []
+    try:
+        exp = run_experiment(
+            scenarios,
+            replicates=args.replicates,
+            seed=args.seed,
+            workers=args.workers,
+            executor=executor,
+            progress=Progress("runs", not args.quiet),
+        )
+        table = comparison_table(exp.summary, exp.names)
+        if explain and not args.quiet:  # the comparison first: the explanations take longer
+            print(table.to_string(), flush=True)
+        reps = getattr(args, "explain_replicates", None) or len(exp.seeds)  # its first seeds
+        for name, pair in explain:
+            if not args.quiet:
+                what = (
+                    f"{pair[0].name} --channels {' '.join(EXPLAIN_PAIR)}"
+                    if len(pair) == 1
+                    else f"{pair[0].name} {pair[1].name}"
+                )
+                print(f"explain {what}: {reps} replicates per coalition", file=sys.stderr)
+            common = {
+                "replicates": reps,
+                "seed": exp.seed,
+                "executor": executor,
+                "progress": Progress("runs", not args.quiet),
+            }
+            if len(pair) == 1:
+                expl = explain_channels(pair[0], EXPLAIN_PAIR, **common)
+            else:
+                expl = explain_scenarios(pair[0], pair[1], **common)
+            explanations.append((name, expl))
+    finally:
+        if close is not None:
+            close()
     command = ["fishschool", *sys.argv[1:]]
     with atomic_folder(out, force=args.force) as tmp:
         write_tables(exp, tmp, command)
+        for name, expl in explanations:
+            folder = tmp / "explain" / name
+            folder.mkdir(parents=True)
+            _write_explanation(expl, folder, command)
         if not args.no_report:
-            res = Results(
-                exp.summary, exp.timeseries, exp.owners, experiment_manifest(exp, command)
-            )
-            write_report(tmp, res)
+            # the manifest as written, so fishschool report redraws the same report
+            manifest = json.loads((tmp / "manifest.json").read_text(encoding="utf-8"))
+            write_report(tmp, Results(exp.summary, exp.timeseries, exp.owners, manifest))
     if not args.quiet:
-        table = comparison_table(exp.summary, exp.names)
-        print(table.to_string())
+        if not explain:
+            print(table.to_string())
+        for _, expl in explanations:
+            print("\n" + format_explanation(expl))
+        runs = exp.timings["runs"] + sum(e.timings["runs"] for _, e in explanations)
+        wall = exp.timings["wall_s"] + sum(e.timings["wall_s"] for _, e in explanations)
         print(
-            f"\n{exp.timings['runs']} runs in {exp.timings['wall_s']:.1f}s "
+            f"\n{runs} runs in {wall:.1f}s "
             f"on {exp.timings['workers']} worker(s). Results in {out}/"
             + ("" if args.no_report else f" (report: {out / 'report.html'})")
+            + (f", explanations in {out / 'explain'}/" if explanations else "")
         )
     return 0
 
@@ -267,21 +381,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.scenario and args.config:
         raise ParameterError("give the scenario either as SCENARIO or as --config, not both")
     name = args.scenario or (str(args.config) if args.config else None)
-    sets = list(args.sets)
-    if args.consumers is not None:
-        sets.append(f"world.consumers={args.consumers}")
-    if args.owners is not None:
-        sets.append(f"levers.world.owners={args.owners}")
-    if args.days is not None:
-        sets.append(f"horizon={args.days}")
-    scenarios = _load_scenarios([name], sets)
+    scenarios = _load_scenarios([name], _size_sets(args))
     return _run_and_write(args, scenarios, scenarios[0].name)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.scenarios) < 2:
         raise ParameterError("compare needs at least two scenarios")
-    scenarios = _load_scenarios(args.scenarios, args.sets)
+    scenarios = _load_scenarios(args.scenarios, _size_sets(args))
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names):
         raise ParameterError(f"compare needs scenarios with different names, got {names}")
@@ -292,7 +399,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "their replicates are paired but do not share worlds",
             file=sys.stderr,
         )
-    return _run_and_write(args, scenarios, "compare-" + "-vs-".join(names))
+    if args.explain_replicates is not None:
+        if not args.explain:
+            raise ParameterError("--explain-replicates is for --explain: add --explain")
+        if args.explain_replicates < 1:
+            raise ParameterError(
+                f"--explain-replicates {args.explain_replicates} is outside the allowed range "
+                "[1, ...): replicates per coalition of the explanation"
+            )
+    plan = _explain_plan(scenarios) if args.explain else []
+    return _run_and_write(args, scenarios, "compare-" + "-vs-".join(names), plan)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -336,7 +452,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        write_report(tmp, res)
+        write_report(tmp, res, source=args.folder)  # explanations stay in FOLDER/explain/
         for name in ("figures", "report.md", "report.html"):
             target = args.folder / name
             if target.is_dir():
@@ -474,9 +590,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Validate everything, run the coalitions, then write explain.csv, runs.csv,
     manifest.json and explain.png atomically and print the table."""
-    import matplotlib.pyplot as plt
-
-    from analysis.plots import explain_waterfall
     from sim.explain import (
         DEFAULT_METRICS,
         check_channels,
@@ -484,7 +597,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
         explain_channels,
         explain_scenarios,
         format_explanation,
-        write_tables,
     )
     from sim.output import atomic_folder, check_destination
     from sim.scenario import load
@@ -505,13 +617,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ParameterError(f"--workers {args.workers} is outside the allowed range [1, ...)")
     metrics = check_metrics(args.metrics or DEFAULT_METRICS)
     channels = check_channels(args.channel)
-    sets = list(args.sets)
-    if args.consumers is not None:
-        sets.append(f"world.consumers={args.consumers}")
-    if args.owners is not None:
-        sets.append(f"levers.world.owners={args.owners}")
-    if args.days is not None:
-        sets.append(f"horizon={args.days}")
+    sets = _size_sets(args)
     scenarios = [load(n, sets, replicates=args.replicates, seed=args.seed) for n in names]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     label = "-vs-".join(args.channels) if args.channels else "-vs-".join(s.name for s in scenarios)
@@ -542,10 +648,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         close()
     command = ["fishschool", *sys.argv[1:]]
     with atomic_folder(out, force=args.force) as tmp:
-        write_tables(expl, tmp, command)
-        fig = explain_waterfall(expl.table)
-        fig.savefig(tmp / "explain.png")
-        plt.close(fig)
+        _write_explanation(expl, tmp, command)
     if not args.quiet:
         print(format_explanation(expl))
         print(

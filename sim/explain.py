@@ -12,11 +12,14 @@ Two questions, one method:
   groups) *is* B's run, seed for seed.
 * **Channel mode** (:func:`explain_channels`, ``fishschool explain S --channels owners
   streamer``): why does a metric differ between two channels within one scenario? Each group
-  has counterfactual swaps (:data:`CHANNEL_SWAPS`) giving channel B what channel A has for that
-  mechanism (the streamer the owners' hype, say). A group's part is its Shapley value in the
-  game "how much of the gap A - B disappears when the swaps of coalition S are made". What the
-  swaps cannot explain (the channels' own mechanics: who sees a product, how often, through
-  what) is reported as the part ``structure`` = total - sum of the parts.
+  has counterfactual swaps (:data:`CHANNEL_SWAPS`) that give channel B what channel A has for
+  that mechanism (the streamer the owners' hype, terms, trust, the platform's brand screening)
+  or lift a limit B works under that A does not (her vetting team's capacity, the brands'
+  desks' capacity). A group's part is its Shapley value in the game "how much of the gap A - B
+  disappears when the swaps of coalition S are made". What the swaps cannot explain is
+  reported as the part ``structure`` = total - sum of the parts: reach and format (who sees a
+  product, how often, through what), and the owners' mechanisms no parameter can give the
+  streamer (the owner's own first line of after-sales, her fit and advice).
 
 Shapley values are exact (all 2^k coalitions, k <= :data:`MAX_PLAYERS`), so the decomposition
 does not depend on an order in which mechanisms are switched, and interactions are shared
@@ -133,10 +136,11 @@ CHANNEL_SWAPS: dict[tuple[str, str], dict[str, tuple[Swap, ...]]] = {
             ("streamer.commission", "owners.commission"),
             ("streamer.slot_fee", 0.0),
         ),
-        # Brands' desks with room for every problem: a session's burst no longer queues. (The
-        # owner's own first line has no parameter to give the streamer: it stays in
-        # "structure", as does the platform's brand selection.)
+        # Brands' desks with room for every problem: nothing queues. (The owner's own first
+        # line has no parameter to give the streamer: it stays in "structure".)
         "after_sales": (("after_sales.brand_capacity", 1e9),),
+        # She signs only brands the platform's selection admitted, as owners sell.
+        "selection": (("streamer.screened", True),),
         # Her team checks every product it puts on air, as a platform-screened catalogue is.
         "vetting": (("streamer.vetting_capacity", 1e6),),
         "trust": (("consumers.trust_streamer", "consumers.trust_owner"),),
@@ -574,6 +578,60 @@ def _check_players(players: Sequence[str], what: str) -> None:
         )
 
 
+def check_scenario_pair(a: Scenario, b: Scenario) -> dict[str, dict[str, tuple[Any, Any]]]:
+    """The players of ``explain A B`` (:func:`parameter_diffs`), or an ExplainError saying why
+    the pair cannot be explained: a different world size or horizon, or more than
+    :data:`MAX_PLAYERS` groups. Runs nothing, so callers can check before spending time.
+
+    Examples
+    --------
+    >>> from sim.scenario import load
+    >>> check_scenario_pair(load("owners"), load("streamer"))
+    {'other': {'channels.owners': (True, False), 'channels.streamer': (False, True)}}
+    """
+    wa, wb = a.params.world, b.params.world
+    if (wa.consumers, wa.days) != (wb.consumers, wb.days):
+        raise ExplainError(
+            f"{a.name} and {b.name} differ in world size or horizon (world.consumers "
+            f"{wa.consumers} vs {wb.consumers}, horizon {wa.days} vs {wb.days}): explain runs "
+            "their hybrids on shared worlds; give both the same --consumers and --days"
+        )
+    players = parameter_diffs(a.params, b.params)
+    _check_players(list(players), f"between {a.name} and {b.name}")
+    return players
+
+
+def check_channel_pair(
+    scenario: Scenario, pair: Sequence[str]
+) -> dict[str, dict[str, tuple[Any, Any]]]:
+    """The players of ``explain SCENARIO --channels A B`` (:func:`swaps_for`, in the order of
+    :data:`MECHANISMS`), or an ExplainError saying why the pair cannot be explained there.
+    Runs nothing.
+
+    Examples
+    --------
+    >>> from sim.scenario import load
+    >>> list(check_channel_pair(load("hybrid"), ("owners", "streamer")))
+    ['selection', 'vetting', 'hype', 'after_sales', 'price_terms', 'trust']
+    """
+    pair = tuple(pair)
+    if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(CHANNELS):
+        raise ExplainError(
+            f"--channels {' '.join(pair)}: give two different channels of {', '.join(CHANNELS)}"
+        )
+    ch_a, ch_b = pair
+    off = [ch for ch in pair if not getattr(scenario.params.channels, ch)]
+    if off:
+        raise ExplainError(
+            f"{scenario.name}: channels.{off[0]} = false: channel mode needs a scenario in "
+            f"which both {ch_a} and {ch_b} sell (e.g. hybrid)"
+        )
+    swaps = swaps_for(scenario, (ch_a, ch_b))
+    names = [g for g in MECHANISMS if g in swaps]
+    _check_players(names, f"for {ch_a} and {ch_b}")
+    return {g: swaps[g] for g in names}
+
+
 # ----------------------------------------------------------------------------------------------
 # Scenario mode
 # ----------------------------------------------------------------------------------------------
@@ -632,17 +690,9 @@ def explain_scenarios(
     """
     metrics = check_metrics(metrics)
     channels = check_channels(channels)
-    wa, wb = a.params.world, b.params.world
-    if (wa.consumers, wa.days) != (wb.consumers, wb.days):
-        raise ExplainError(
-            f"{a.name} and {b.name} differ in world size or horizon (world.consumers "
-            f"{wa.consumers} vs {wb.consumers}, horizon {wa.days} vs {wb.days}): explain runs "
-            "their hybrids on shared worlds; give both the same --consumers and --days"
-        )
-    base_seed, seeds = _seeds(a, replicates, seed)
-    players = parameter_diffs(a.params, b.params)
+    players = check_scenario_pair(a, b)
     names = list(players)
-    _check_players(names, f"between {a.name} and {b.name}")
+    base_seed, seeds = _seeds(a, replicates, seed)
     overrides = {
         _label(s, names): {k: vb for g in s for k, (_, vb) in players[g].items()}
         for s in coalitions(names)
@@ -794,8 +844,9 @@ def explain_channels(
     part is its Shapley value in the game w(S) = d(empty set) - d(S), the share of the gap
     that disappears when channel B is given what channel A has. The parts add up to
     d(empty set) - d(all groups); what the swaps cannot explain, d(all groups), is the part
-    ``structure`` = total - sum of the parts: the channels' own mechanics (who sees a product,
-    how often, through what), which no parameter swap equalises.
+    ``structure`` = total - sum of the parts: reach and format (who sees a product, how often,
+    through what) and the owners' mechanisms no parameter can give the streamer (her own
+    after-sales, fit and advice).
 
     Parameters
     ----------
@@ -822,24 +873,12 @@ def explain_channels(
     >>> s = load("hybrid", ["world.consumers=1500", "levers.world.owners=20", "horizon=10"])
     >>> e = explain_channels(s, ("owners", "streamer"), metrics=["return_rate"], replicates=1)
     >>> list(e.table.part)
-    ['hype', 'after_sales', 'price_terms', 'trust', 'structure', 'total']
+    ['selection', 'vetting', 'hype', 'after_sales', 'price_terms', 'trust', 'structure', 'total']
     """
     metrics = check_metrics(metrics)
-    pair = tuple(pair)
-    if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(CHANNELS):
-        raise ExplainError(
-            f"--channels {' '.join(pair)}: give two different channels of {', '.join(CHANNELS)}"
-        )
-    ch_a, ch_b = pair
-    off = [ch for ch in pair if not getattr(scenario.params.channels, ch)]
-    if off:
-        raise ExplainError(
-            f"{scenario.name}: channels.{off[0]} = false: channel mode needs a scenario in "
-            f"which both {ch_a} and {ch_b} sell (e.g. hybrid)"
-        )
-    players = swaps_for(scenario, (ch_a, ch_b))
-    names = [g for g in MECHANISMS if g in players]
-    _check_players(names, f"for {ch_a} and {ch_b}")
+    players = check_channel_pair(scenario, pair)
+    names = list(players)
+    ch_a, ch_b = tuple(pair)
     base_seed, seeds = _seeds(scenario, replicates, seed)
     overrides = {
         _label(s, names): {k: new for g in s for k, (_, new) in players[g].items()}
@@ -867,7 +906,8 @@ def explain_channels(
             STRUCTURE,
             gap[none] - explained,
             gap_r[none] - explained_r,
-            "what the swaps leave: the channels' own mechanics",
+            "what the swaps leave: reach and format, and the owner's own after-sales, fit and "
+            "advice",
         )
     )
     parts.append((TOTAL, gap[none], gap_r[none], ""))
@@ -895,7 +935,7 @@ def explain_channels(
 # ----------------------------------------------------------------------------------------------
 # Output
 # ----------------------------------------------------------------------------------------------
-def _fmt(metric: str, v: float, signed: bool = False, half: float = np.nan) -> str:
+def format_value(metric: str, v: float, signed: bool = False, half: float = np.nan) -> str:
     """A value as the reports show it: shares in percent (their differences in percentage
     points), money and counts with two decimals below 100; ``half`` adds "±half-width"."""
     if v is None or not np.isfinite(v):
@@ -967,12 +1007,12 @@ def format_explanation(e: Explanation) -> str:
             out = []
             for c in columns:
                 row = m.loc[(part, c)]
-                out.append(_fmt(metric, row["value"], True, (row["hi"] - row["lo"]) / 2))
+                out.append(format_value(metric, row["value"], True, (row["hi"] - row["lo"]) / 2))
             return out
 
-        rows = [(e.start_label, [_fmt(metric, first.loc[c, "start"]) for c in columns])]
+        rows = [(e.start_label, [format_value(metric, first.loc[c, "start"]) for c in columns])]
         rows += [(p, cells(p)) for p in dict.fromkeys(m.part) if p != TOTAL]
-        rows.append((e.end_label, [_fmt(metric, first.loc[c, "end"]) for c in columns]))
+        rows.append((e.end_label, [format_value(metric, first.loc[c, "end"]) for c in columns]))
         rows.append((TOTAL, cells(TOTAL)))
         w0 = max(len(metric), *(len(r[0]) + 2 for r in rows)) + 2
         ws = [max(len(c), *(len(r[1][j]) for r in rows)) for j, c in enumerate(columns)]

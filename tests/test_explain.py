@@ -356,3 +356,124 @@ def test_api_explain_returns_the_table_and_plots_it(tmp_path):
     assert len(fig.axes) == 1
     with pytest.raises(ExplainError, match="give two scenarios"):
         api.explain("hybrid")
+
+
+# ----------------------------------------------------------------------------------------------
+# compare --explain: the explanation as part of the comparison's results folder and report
+# ----------------------------------------------------------------------------------------------
+COMPARE = ["--consumers", "1500", "--owners", "30", "--days", "30", "--replicates", "2"]
+
+
+def section(md: str) -> str:
+    return md[md.index("## Why they differ") : md.index("## Figures")]
+
+
+def test_compare_explain_adds_channel_mode_and_the_report_section(tmp_path, capsys):
+    out = tmp_path / "c"
+    args = ["compare", "hybrid", "owners", "--explain", *COMPARE, "--workers", "1"]
+    assert main([*args, "--out", str(out)]) == 0
+    # channel mode for hybrid (owners and streamer both sell), none for owners
+    assert [p.name for p in (out / "explain").iterdir()] == ["hybrid"]
+    folder = out / "explain" / "hybrid"
+    files = {"explain.csv", "runs.csv", "manifest.json", "explain.png"}
+    assert files <= {p.name for p in folder.iterdir()}
+    table = pd.read_csv(folder / "explain.csv")
+    assert set(table.part) == {*CHANNEL_SWAPS[("owners", "streamer")], STRUCTURE, TOTAL}
+    assert set(table.metric) == set(ex.DEFAULT_METRICS)
+    # the comparison's seeds: the unswapped coalition is the comparison's hybrid, run for run
+    manifest = json.loads((folder / "manifest.json").read_text())
+    compared = json.loads((out / "manifest.json").read_text())
+    assert manifest["mode"] == "channels" and manifest["seeds"] == compared["seeds"]
+    runs = pd.read_csv(folder / "runs.csv")
+    summary = pd.read_csv(out / "summary.csv")
+    none = runs[runs.coalition == "none"]
+    merged = none.merge(summary[summary.scenario == "hybrid"], on=["seed", "channel", "metric"])
+    assert len(merged) == len(none) == R * 4 * len(ex.DEFAULT_METRICS)
+    np.testing.assert_array_equal(merged.value_x.to_numpy(), merged.value_y.to_numpy())
+    # the report: after the side-by-side table, the reading, the parts table and the figure
+    md = (out / "report.md").read_text()
+    assert md.index("## Side by side") < md.index("## Why they differ") < md.index("## Figures")
+    why = section(md)
+    assert "Shapley" in why and "common random numbers" in why and "**structure**" in why
+    assert "| metric | streamer (start) | selection |" in why and "| return_rate | " in why
+    assert " ±" in why and "(= owners.discount)" in why
+    assert "![Waterfall: hybrid](explain/hybrid/explain.png)" in why
+    page = (out / "report.html").read_text()
+    assert "<h2>Why they differ</h2>" in page and "<b>structure</b>" in page
+    assert page.count("data:image/png") == len(list((out / "figures").glob("*.png"))) + 1
+    printed = capsys.readouterr().out
+    assert "in hybrid: exact Shapley values" in printed and "structure" in printed
+    # fishschool report redraws the same report, section included
+    (out / "report.md").unlink()
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.md").read_text() == md
+    assert "<h2>Why they differ</h2>" in (out / "report.html").read_text()
+
+
+def test_compare_explain_without_both_channels_explains_the_first_against_the_others(tmp_path):
+    lax_owners = tmp_path / "lax_owners.toml"
+    owners = shipped_dir() / "owners.toml"
+    lax_owners.write_text(f'extends = "{owners}"\n[levers]\nplatform.selection_strictness = 0.0\n')
+    out = tmp_path / "c"
+    args = ["compare", "owners", str(lax_owners), "--explain", "--explain-replicates", "1"]
+    assert main([*args, *COMPARE, "--days", "20", "--workers", "2", "--out", str(out)]) == 0
+    folder = out / "explain" / "owners-vs-lax_owners"
+    assert [p.name for p in (out / "explain").iterdir()] == [folder.name]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    compared = json.loads((out / "manifest.json").read_text())
+    assert manifest["mode"] == "scenarios" and manifest["replicates"] == 1
+    assert manifest["seeds"] == compared["seeds"][:1] and len(compared["seeds"]) == R
+    assert set(pd.read_csv(folder / "explain.csv").part) == {"selection", TOTAL}
+    why = section((out / "report.md").read_text())
+    assert "### owners to lax_owners" in why and "first replicate seed" in why
+    assert "**selection**: platform.selection_strictness 0.3 -> 0" in why.replace("- ", "")
+
+
+def test_compare_without_explain_writes_no_explanation(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["compare", "hybrid", "owners", *COMPARE, "--days", "5", "--out", str(out)]) == 0
+    assert not (out / "explain").exists()
+    assert "Why they differ" not in (out / "report.md").read_text()
+    assert "Why they differ" not in (out / "report.html").read_text()
+    assert "Shapley" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--explain", "--explain-replicates", "0"],
+            "--explain-replicates 0 is outside the allowed range [1, ...)",
+        ),
+        (
+            ["--explain", "--explain-replicates", "-3"],
+            "--explain-replicates -3 is outside the allowed range [1, ...)",
+        ),
+        (["--explain-replicates", "2"], "--explain-replicates is for --explain: add --explain"),
+    ],
+)
+def test_compare_explain_bad_input_exits_2_before_running(
+    tmp_path, capsys, monkeypatch, args, message
+):
+    import sim.experiment
+
+    monkeypatch.setattr(sim.experiment, "run_experiment", lambda *a, **k: pytest.fail("ran"))
+    out = tmp_path / "c"
+    assert main(["compare", "hybrid", "owners", *args, *COMPARE, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("fishschool: error: ") and message in err[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_explain_checks_the_scenario_pairs_before_running(tmp_path, capsys, monkeypatch):
+    import sim.experiment
+
+    monkeypatch.setattr(sim.experiment, "run_experiment", lambda *a, **k: pytest.fail("ran"))
+    big = tmp_path / "big.toml"
+    big.write_text(f'extends = "{shipped_dir() / "streamer.toml"}"\n[world]\nconsumers = 3000\n')
+    out = tmp_path / "c"  # owners has the default world, big 3,000 consumers
+    assert main(["compare", "owners", str(big), "--explain", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "differ in world size or horizon" in err[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.toml"]
