@@ -88,6 +88,7 @@ MECHANISMS: dict[str, tuple[str, ...]] = {
         "hype.live",
         "hype.post",
         "hype.search",
+        "hype.material",
         "purchase.hype_expectation",
         "word_of_mouth.hype_carryover",
     ),
@@ -969,7 +970,12 @@ def format_explanation(e: Explanation) -> str:
         more replicates each part shows the half-width of its 95% interval over replicates.
     """
     lines: list[str] = []
-    reps = f"{len(e.seeds)} replicate(s) on common random numbers"
+    n = len(e.seeds)
+    reps = f"{n} replicate(s) on common random numbers" + (
+        f"; ± is the half-width of a 95% Student-t interval with {n - 1} degree(s) of freedom"
+        if n > 1
+        else ""
+    )
     if e.mode == "scenarios":
         lines.append(
             f"Why {e.end_label} differs from {e.start_label}: exact Shapley values over "
@@ -980,8 +986,9 @@ def format_explanation(e: Explanation) -> str:
         lines.append(
             f"Why {e.end_label} differs from {e.start_label} in {e.scenarios[0].name}: exact "
             f"Shapley values over {len(e.players)} group(s) of swaps giving {e.start_label} "
-            f"{_possessive(e.end_label)} values, {reps}. '{STRUCTURE}' is what the swaps cannot "
-            "explain: total - sum of the parts."
+            f"{_possessive(e.end_label)} values or lifting a limit {e.start_label} works under "
+            f"(each group's changes are listed), {reps}. '{STRUCTURE}' is what the swaps "
+            "cannot explain: total - sum of the parts."
         )
     if e.players:
         lines.append("")

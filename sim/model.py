@@ -325,7 +325,10 @@ class CommerceModel(mesa.Model):
         offset = offsets(k)
         product = products[start[owner] + offset]
         ok = product >= 0
-        self.offer(consumer[ok], product[ok], Channel.OWNERS, Source.OWNER, owner[ok])
+        h = self.params.hype
+        on_material = own.material_until[owner[ok]] >= self.day
+        hype = np.where(on_material, h.material, h.post)
+        self.offer(consumer[ok], product[ok], Channel.OWNERS, Source.OWNER, owner[ok], hype)
 
     def owners_listen(self, openers: np.ndarray, owner: np.ndarray) -> None:
         """Each active owner hears out ``owners.listening`` of today's openers of her posts (in
@@ -404,10 +407,13 @@ class CommerceModel(mesa.Model):
         channel: np.ndarray | int,
         source: int,
         owner: np.ndarray | None = None,
+        hype: np.ndarray | None = None,
     ) -> dict[str, np.ndarray] | None:
         """Show products to consumers: record reach and exposures, and draw each exposure's
-        purchase against today's needs. The draws that could become orders (candidates) wait
-        for :meth:`settle`, which decides the day's purchases of every channel together.
+        purchase against today's needs. ``hype`` is per exposure when its format varies within
+        the channel (an owner's post on 2b material); by default the channel's format's. The
+        draws that could become orders (candidates) wait for :meth:`settle`, which decides the
+        day's purchases of every channel together.
 
         Every random number comes from the channel's own stream (word of mouth: its own), so
         a channel's draws do not depend on when the schedule calls it. Returns the batch of
@@ -429,7 +435,7 @@ class CommerceModel(mesa.Model):
             self._reached[channel, consumer] = True
             self._month_reached[channel, consumer] = True
 
-        hype = self._hype[channel]
+        hype = self._hype[channel] if hype is None else hype
         if source == Source.FRIEND:
             hype = hype * p.word_of_mouth.hype_carryover
         category = cat.category[product]

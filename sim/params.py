@@ -704,6 +704,15 @@ class HypeParams:
     search: float = param(
         0.0, 0, 5, unit="hype", doc="Hype of a search result or ad (a listing).", kind="lever"
     )
+    material: float = param(
+        0.5,
+        0,
+        5,
+        unit="hype",
+        source="article: 2b live hands owners brand material and selling points",
+        doc="Hype of a group post built on 2b-live material (while the material lasts).",
+        kind="lever",
+    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 
 from analysis.stats import mean_ci
 from sim import money
-from sim.channels import Channel
+from sim.channels import Channel, Source
 from sim.model import CommerceModel, run
 from sim.params import AfterSalesParams, ParameterError, Params, StreamerParams
 from sim.service import ServiceDesks, served_share
@@ -193,3 +193,21 @@ def test_slot_fee_scales_with_expected_viewers():
     assert money.slot_fee(p, 50_000_000, 60) == pytest.approx(45_000)
     # A short session: every viewer sees every slot, and pays for it.
     assert money.slot_fee(p, 1_000_000, 9) == pytest.approx(30.0 * 200_000 / 1000)
+
+
+# -- hype by format -----------------------------------------------------------------------------
+def test_hype_belongs_to_the_format_not_the_channel():
+    """Posts on 2b-live material carry the material's hype: more of it raises the owners'
+    conversion and returns; a live session keeps its own format's hype."""
+    plain, hyped = {"hype.material": 0.2}, {"hype.material": 2.0}
+    for metric in ("conversion", "return_rate"):
+        m, lo, hi = paired(plain, hyped, "owners", metric)
+        assert lo > 0, (metric, m, lo, hi)
+    model = CommerceModel(params({**hyped, "seed": 1}, days=20))
+    for _ in range(20):
+        model.step()
+    o = model.orders
+    hype = o["impulse"] / model.consumers.impulsiveness[o["consumer"]]
+    by_owner, live = o["source"] == Source.OWNER, o["source"] == Source.STREAMER
+    assert set(np.round(hype[by_owner].astype(float), 3).tolist()) == {0.2, 2.0}  # plain and material posts
+    assert np.allclose(hype[live], model.params.hype.live)
