@@ -40,9 +40,13 @@ TABLE_METRICS = (
     "monthly_buyer_conversion",
     "return_rate",
     "defect_share",
+    "resolution_rate",
+    "vetted_share",
     "net_gmv",
     "brand_profit",
     "profit_per_order",
+    "profit_per_net_rmb",
+    "brands",
     "satisfaction",
     "repeat_purchase_rate",
 )
