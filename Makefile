@@ -4,12 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo explain test test-all lint format bench clean
+.PHONY: demo explain test test-slow test-all lint format bench clean
 
-$(STAMP): pyproject.toml
+# The exact versions of requirements.lock first (same seed, same numbers also depends on
+# library versions), then the package itself.
+$(STAMP): pyproject.toml requirements.lock
 	PYENV_VERSION=$(PY_VERSION) python3.12 -m venv $(VENV) || python3.12 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,12 +26,17 @@ explain: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+# The longer statistical checks, notebooks and the browser test (CI runs test and test-slow).
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
 test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sim analysis tests benchmarks
 	$(VENV)/bin/ruff format --check sim analysis tests benchmarks
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix sim analysis tests benchmarks

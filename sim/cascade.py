@@ -54,6 +54,7 @@ def forward(
     if senders.size == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32)
     scalar = np.isscalar(edge_prob) or np.ndim(edge_prob) == 0
+    probs = np.asarray(edge_prob)
     if adj is None:
         # Try everyone at the largest probability, then thin each try to its receiver's own
         # probability: the same independent Bernoulli per (sender, receiver) pair.
@@ -63,7 +64,7 @@ def forward(
         receiver = rng.integers(0, n - 1, size=sender_pos.size).astype(np.int32)
         receiver += receiver >= senders[sender_pos]  # skip the sender herself
         if not scalar:
-            keep = rng.random(receiver.size) * top < edge_prob[receiver]
+            keep = rng.random(receiver.size) * top < probs[receiver]
             sender_pos, receiver = sender_pos[keep], receiver[keep]
         return sender_pos, receiver
     start = adj.indptr[senders]
@@ -71,7 +72,7 @@ def forward(
     sender_pos = np.repeat(np.arange(senders.size), degree)
     offset = offsets(degree)
     receiver = adj.indices[start[sender_pos] + offset]
-    prob = float(edge_prob) if scalar else edge_prob[receiver]
+    prob = float(edge_prob) if scalar else probs[receiver]
     hit = rng.random(receiver.size) < prob
     return sender_pos[hit], receiver[hit]
 

@@ -20,24 +20,125 @@ comparison, each compared scenario in which owners and the streamer both sell (c
 (scenario mode). The explanations go into ``explain/NAME/`` of the results folder and into its
 report ("Why they differ").
 
-Bad input (a scenario or override that does not validate, a missing file, an existing output
-folder) prints one line naming the file, key and what is allowed, exits with status 2 and
-writes nothing.
+Bad input (a scenario or override that does not validate, a number out of range, a missing or
+damaged file, an output folder that exists or cannot be written, a world too large for the
+memory) prints one line naming the file, option or key and what is allowed, exits with status 2
+and writes nothing; all of it is checked before any run starts. Numbers are read by one type
+function per kind (:func:`positive_int`, :func:`seed_int`, ...), so every command takes the
+same range for the same option. ``--force`` replaces only a folder whose manifest.json says
+fishschool wrote it (:func:`sim.output.check_destination`). Ctrl-C prints ``fishschool:
+interrupted`` and exits with status 130, leaving no half-written output.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from sim import __version__
-from sim.params import ParameterError
+from sim.params import ParameterError, field_of
 
 RESULTS = Path("results")
+LABEL_MAX = 120  # characters of a default folder name before its time stamp
+
+
+# ----------------------------------------------------------------------------------------------
+# Options: one type function per kind of number, so each option has one range everywhere
+# ----------------------------------------------------------------------------------------------
+class UsageError(Exception):
+    """A command line argparse rejects; main prints it as one line and returns 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (``fishschool: error: ...``) and main's status 2
+    rather than a usage block and SystemExit."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # --replicate is a typo, not --replicates
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # type: ignore[override]
+        m = re.fullmatch(r"argument ([^:]+): (\S+.*(?:is outside|is not a)\b.*)", message, re.S)
+        raise UsageError(f"{m[1]} {m[2]}" if m else f"{message} (see {self.prog} --help)")
+
+
+def int_in(
+    lo: int, hi: int | None, what: str, name: str, key: str | None = None
+) -> Callable[[str], int]:
+    """An argparse type: a whole number in [lo, hi] (``hi`` None: no upper bound); ``key``
+    names the scenario key or parameter the option sets, for the message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text} is not a whole number ({what})") from None
+        if value < lo or (hi is not None and value > hi):
+            bounds = f"[{lo}, {hi}]" if hi is not None else f"[{lo}, ...)"
+            shown = f"{text}: {key} = {value}" if key else text
+            raise argparse.ArgumentTypeError(
+                f"{shown} is outside the allowed range {bounds} ({what})"
+            )
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def _param_int(dotted: str, name: str, key: str | None) -> Callable[[str], int]:
+    """An argparse type with the range and description of a model parameter."""
+    meta = field_of(dotted).metadata
+    return int_in(meta["lo"], meta["hi"], meta["doc"].rstrip("."), name, key)
+
+
+def _scenario_int(key: str, what: str) -> Callable[[str], int]:
+    """An argparse type with the range of a scenario's top key (replicates, seed, horizon)."""
+    from sim.scenario import _LIMITS
+
+    return int_in(*_LIMITS[key], what, f"{key}_int", key)
+
+
+positive_int = int_in(1, None, "a count", "positive_int")
+replicates_int = _scenario_int("replicates", "replicates per scenario")
+seed_int = _scenario_int("seed", "a base seed")
+days_int = _scenario_int("horizon", "days simulated")
+consumers_int = _param_int("world.consumers", "consumers_int", "world.consumers")
+owners_int = _param_int("world.owners", "owners_int", "levers.world.owners")
+view_consumers_int = _param_int("world.consumers", "view_consumers_int", None)  # viz: no --set
+port_int = int_in(1, 65535, "a TCP port", "port_int")
+draws_int = int_in(10, None, "prior draws", "draws_int")
+
+
+def share_float(text: str) -> float:
+    """An argparse type: a share in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a number (a share)") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is outside the allowed range (0, 1] (a share)")
+    return value
+
+
+SCHEDULER_SCHEMES = ("tcp", "tls", "ucx", "inproc")
+
+
+def scheduler_address(text: str) -> str:
+    """An argparse type: a Dask scheduler address, SCHEME://HOST[:PORT]."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in SCHEDULER_SCHEMES or not rest:
+        schemes = ", ".join(f"{s}://" for s in SCHEDULER_SCHEMES)
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a Dask scheduler address (expected {schemes} and HOST:PORT)"
+        )
+    return text
 
 
 class Progress:
@@ -68,11 +169,17 @@ class Progress:
 
 
 def _experiment_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--replicates", type=int, help="replicates per scenario (default: the file's)")
-    p.add_argument("--seed", type=int, help="base seed (default: the first scenario's)")
-    p.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
+    p.add_argument(
+        "--replicates", type=replicates_int, help="replicates per scenario (default: the file's)"
+    )
+    p.add_argument("--seed", type=seed_int, help="base seed (default: the first scenario's)")
+    p.add_argument("--workers", type=positive_int, help="parallel processes (default: all cores)")
     p.add_argument("--out", type=Path, help="results folder (default: results/NAME-TIME)")
-    p.add_argument("--force", action="store_true", help="replace an existing results folder")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing results folder (only one fishschool wrote)",
+    )
     p.add_argument(
         "--set",
         dest="sets",
@@ -86,9 +193,9 @@ def _experiment_options(p: argparse.ArgumentParser) -> None:
 
 
 def _size_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--consumers", type=int, help="shorthand for --set world.consumers=N")
-    p.add_argument("--owners", type=int, help="shorthand for --set levers.world.owners=N")
-    p.add_argument("--days", type=int, help="shorthand for --set horizon=N")
+    p.add_argument("--consumers", type=consumers_int, help="shorthand for --set world.consumers=N")
+    p.add_argument("--owners", type=owners_int, help="shorthand for --set levers.world.owners=N")
+    p.add_argument("--days", type=days_int, help="shorthand for --set horizon=N")
 
 
 def _size_sets(args: argparse.Namespace) -> list[str]:
@@ -104,7 +211,7 @@ def _size_sets(args: argparse.Namespace) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fishschool",
         description="Social-commerce simulation: owner networks versus a mega-streamer.",
     )
@@ -130,12 +237,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--explain-replicates",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="replicates per coalition of the explanation (default: the comparison's)",
     )
 
-    v = sub.add_parser("validate", help="check scenario files without running them")
+    v = sub.add_parser("validate", help="check scenario or sweep files without running them")
     v.add_argument("scenarios", nargs="+")
     v.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
 
@@ -146,24 +253,34 @@ def _parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", help="run (or resume) a parameter sweep")
     sw.add_argument("sweep", type=Path, help="sweep file (TOML)")
-    sw.add_argument("--workers", type=int, help="local processes (default: all cores)")
+    sw.add_argument("--workers", type=positive_int, help="local processes (default: all cores)")
     sw.add_argument(
         "--scheduler",
+        type=scheduler_address,
         help="a Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS, "
         "else local processes)",
     )
     sw.add_argument("--out", type=Path, help="sweep folder (default: results/sweep-NAME)")
+    sw.add_argument(
+        "--yes", action="store_true", help="run a sweep above the limit of planned runs"
+    )
     sw.add_argument("--quiet", action="store_true")
 
     ca = sub.add_parser("calibrate", help="fit uncertain parameters to the brief's patterns (ABC)")
-    ca.add_argument("--draws", type=int, default=600, help="prior draws (default 600)")
-    ca.add_argument("--accept", type=float, default=0.05, help="share accepted (default 0.05)")
-    ca.add_argument("--consumers", type=int, default=10_000)
-    ca.add_argument("--days", type=int, default=90)
-    ca.add_argument("--seed", type=int, default=2026)
-    ca.add_argument("--replicates", type=int, default=4, help="replicates checking candidates")
-    ca.add_argument("--workers", type=int)
-    ca.add_argument("--scheduler", help="a Dask scheduler address (as for sweep)")
+    ca.add_argument("--draws", type=draws_int, default=600, help="prior draws (default 600)")
+    ca.add_argument(
+        "--accept", type=share_float, default=0.05, help="share accepted (default 0.05)"
+    )
+    ca.add_argument("--consumers", type=consumers_int, default=10_000)
+    ca.add_argument("--days", type=days_int, default=90)
+    ca.add_argument("--seed", type=seed_int, default=2026)
+    ca.add_argument(
+        "--replicates", type=replicates_int, default=4, help="replicates checking candidates"
+    )
+    ca.add_argument("--workers", type=positive_int)
+    ca.add_argument(
+        "--scheduler", type=scheduler_address, help="a Dask scheduler address (as for sweep)"
+    )
     ca.add_argument("--out", type=Path, default=RESULTS / "calibration")
     ca.add_argument(
         "--refine",
@@ -216,14 +333,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="M",
         help="summary metrics (default: return_rate conversion profit_per_order)",
     )
-    ex.add_argument("--consumers", type=int, help="shorthand for --set world.consumers=N")
-    ex.add_argument("--owners", type=int, help="shorthand for --set levers.world.owners=N")
-    ex.add_argument("--days", type=int, help="shorthand for --set horizon=N")
-    ex.add_argument("--replicates", type=int, help="replicates per coalition (default: the file's)")
-    ex.add_argument("--seed", type=int, help="base seed (default: the first scenario's)")
-    ex.add_argument("--workers", type=int, help="parallel processes (default: all cores)")
+    _size_options(ex)
+    ex.add_argument(
+        "--replicates", type=replicates_int, help="replicates per coalition (default: the file's)"
+    )
+    ex.add_argument("--seed", type=seed_int, help="base seed (default: the first scenario's)")
+    ex.add_argument("--workers", type=positive_int, help="parallel processes (default: all cores)")
     ex.add_argument("--out", type=Path, help="results folder (default: results/explain-...-TIME)")
-    ex.add_argument("--force", action="store_true", help="replace an existing results folder")
+    ex.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing results folder (only one fishschool wrote)",
+    )
     ex.add_argument(
         "--set",
         dest="sets",
@@ -238,21 +359,51 @@ def _parser() -> argparse.ArgumentParser:
     vz.add_argument("scenario", nargs="?", help="scenario file or shipped name (default: hybrid)")
     vz.add_argument(
         "--consumers",
-        type=int,
+        type=view_consumers_int,
         default=4000,
         help="consumers in the view's world, owners scaled with them (default 4000)",
     )
     vz.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     vz.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-    vz.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    vz.add_argument("--port", type=port_int, default=8765, help="port (default 8765)")
     vz.add_argument("--no-open", action="store_true", help="do not open a browser window")
     return parser
 
 
-def _load_scenarios(names: Sequence[str], sets: Sequence[str]):
+def _load_scenarios(names: Sequence[str | None], sets: Sequence[str]):
     from sim.scenario import default, load
 
     return [load(n, sets) if n is not None else default(sets) for n in names]
+
+
+def _default_out(label: str) -> Path:
+    """results/LABEL-TIME, LABEL cut to a length every file system takes."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return RESULTS / f"{label[:LABEL_MAX]}-{stamp}"
+
+
+def _plan_workers(args: argparse.Namespace, params: list, runs: int, what: str) -> int:
+    """How many local processes to run ``runs`` runs of the worlds ``params`` on: --workers
+    (default: all cores), no more than the runs, and no more than fit in memory side by side.
+    A world that does not fit even alone is refused (ParameterError), before anything runs."""
+    from sim.experiment import default_workers
+    from sim.resources import check_memory
+
+    wanted = min(args.workers or default_workers(), max(runs, 1))
+    fit = check_memory(params, wanted, what)
+    if fit < wanted:
+        if args.workers:
+            raise ParameterError(
+                f"--workers {args.workers}: {wanted} runs at once need more memory than is "
+                f"available; at most {fit} fit side by side (--workers {fit})"
+            )
+        if not getattr(args, "quiet", False):
+            print(
+                f"fishschool: note: {fit} runs at a time fit in the available memory "
+                f"(not {wanted})",
+                file=sys.stderr,
+            )
+    return fit
 
 
 EXPLAIN_PAIR = ("owners", "streamer")  # the channel pair compare --explain explains
@@ -292,8 +443,9 @@ def _write_explanation(expl, folder: Path, command: list[str]) -> None:
 def _run_and_write(
     args: argparse.Namespace, scenarios, label: str, explain: Sequence[tuple[str, list]] = ()
 ) -> int:
-    """Run the experiment (and, for ``compare --explain``, the explanations of ``explain``),
-    then write the results folder atomically: tables, explain/NAME/, report."""
+    """Check the destination and the memory, run the experiment (and, for ``compare
+    --explain``, the explanations of ``explain``), then write the results folder atomically:
+    tables, explain/NAME/, report."""
     import json
 
     from analysis.report import Results, comparison_table, write_report
@@ -301,10 +453,12 @@ def _run_and_write(
     from sim.explain import explain_channels, explain_scenarios, format_explanation
     from sim.output import atomic_folder, check_destination, write_tables
 
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = check_destination(args.out or RESULTS / f"{label}-{stamp}", args.force)
+    out = check_destination(args.out or _default_out(label), args.force)
     first = scenarios[0]
     replicates = args.replicates or first.replicates
+    params = [s.params for s in scenarios]
+    runs = replicates * len(scenarios) if not explain else sys.maxsize  # coalitions: many
+    workers = _plan_workers(args, params, runs, "a run")
     if not args.quiet:
         w = first.params.world
         print(
@@ -312,15 +466,14 @@ def _run_and_write(
             f"{replicates} replicates each, {w.consumers:,} consumers, {w.days} days",
             file=sys.stderr,
         )
-    # One executor for the comparison and its explanations (none: runs as before).
-    executor, close = make_executor(args.workers, None)[:2] if explain else (None, None)
     explanations = []
-    try:
+    # One executor for the comparison and its explanations; Ctrl-C stops its processes.
+    with executor_for(workers, None) as (executor, _):
         exp = run_experiment(
             scenarios,
             replicates=args.replicates,
             seed=args.seed,
-            workers=args.workers,
+            workers=workers,
             executor=executor,
             progress=Progress("runs", not args.quiet),
         )
@@ -347,9 +500,6 @@ def _run_and_write(
             else:
                 expl = explain_scenarios(pair[0], pair[1], **common)
             explanations.append((name, expl))
-    finally:
-        if close is not None:
-            close()
     command = ["fishschool", *sys.argv[1:]]
     with atomic_folder(out, force=args.force) as tmp:
         write_tables(exp, tmp, command)
@@ -399,16 +549,43 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "their replicates are paired but do not share worlds",
             file=sys.stderr,
         )
-    if args.explain_replicates is not None:
-        if not args.explain:
-            raise ParameterError("--explain-replicates is for --explain: add --explain")
-        if args.explain_replicates < 1:
-            raise ParameterError(
-                f"--explain-replicates {args.explain_replicates} is outside the allowed range "
-                "[1, ...): replicates per coalition of the explanation"
-            )
+    if args.explain_replicates is not None and not args.explain:
+        raise ParameterError("--explain-replicates is for --explain: add --explain")
     plan = _explain_plan(scenarios) if args.explain else []
     return _run_and_write(args, scenarios, "compare-" + "-vs-".join(names), plan)
+
+
+SWEEP_ONLY_KEYS = ("base", "design", "samples", "outcomes", "model", "levels", "set")
+
+
+def _is_sweep_file(name: str) -> bool:
+    """A TOML file with a key only sweep files have (base, design, [set], ...)."""
+    from sim.params import read_toml
+
+    path = Path(name)
+    if not path.is_file():
+        return False
+    try:
+        raw = read_toml(path)
+    except (ParameterError, OSError):
+        return False  # the scenario loader says what is wrong with it
+    return any(k in raw for k in SWEEP_ONLY_KEYS)
+
+
+def _load_sweep(path: Path):
+    """A sweep file, validated (sim.sweep.load_sweep) and its name a plain one."""
+    from sim.scenario import check_name
+    from sim.sweep import load_sweep
+
+    if not path.is_file():
+        what = "is a folder, not a sweep file" if path.is_dir() else "file not found"
+        raise ParameterError(f"{path}: {what}")
+    try:
+        sweep = load_sweep(path)
+    except OSError as err:
+        raise ParameterError(f"{path}: cannot be read ({err.strerror or err})") from None
+    check_name(sweep.name, str(path))
+    return sweep
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -417,6 +594,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     status = 0
     for name in args.scenarios:
         try:
+            if _is_sweep_file(name):
+                if args.sets:
+                    raise ParameterError(
+                        f"{name}: a sweep file: --set applies to scenarios (use its [set])"
+                    )
+                sw = _load_sweep(Path(name))
+                print(
+                    f"ok  sweep {sw.name}: {sw.design} design, {sw.samples} samples, "
+                    f"{len(sw.factors)} factors, {sw.replicates} replicates, seed {sw.seed}, "
+                    f"base {sw.base.name}"
+                )
+                continue
             s = load(name, args.sets)
         except ParameterError as err:
             print(f"fishschool: error: {err}", file=sys.stderr)
@@ -440,17 +629,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Redraw figures/, report.md and report.html of a results folder; every file it reads is
+    checked first, and the new files replace the old ones only once all are drawn."""
     import shutil
+    import tempfile
 
     from analysis.report import Results, write_report
+    from sim.output import check_writable, load_results
 
-    try:
-        res = Results.load(args.folder)
-    except FileNotFoundError as err:
-        raise ParameterError(str(err)) from None
-    tmp = args.folder / ".report.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    res = Results(**load_results(args.folder))
+    check_writable(args.folder / "report.html", "report", folder=False)
+    tmp = Path(tempfile.mkdtemp(prefix=".report.", suffix=".partial", dir=args.folder))
     try:
         write_report(tmp, res, source=args.folder)  # explanations stay in FOLDER/explain/
         for name in ("figures", "report.md", "report.html"):
@@ -464,9 +653,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ignore_sigint() -> None:
+    """In a worker process: Ctrl-C is the main process's to handle (it stops the workers);
+    without this every worker prints its own KeyboardInterrupt traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_executor(workers: int | None, scheduler: str | None):
-    """The executor a sweep runs on, and how to close it: a Dask cluster when a scheduler is
-    named (or in ``$DASK_SCHEDULER_ADDRESS``), else local processes, else this process."""
+    """The executor runs go to, how to close it and where it is: a Dask cluster when a
+    scheduler is named (or in ``$DASK_SCHEDULER_ADDRESS``), else local processes, else this
+    process. ``close(abort=True)`` stops local processes at once (after Ctrl-C or an error)
+    instead of waiting for the runs in flight."""
     import multiprocessing as mp
     import os
     from concurrent.futures import ProcessPoolExecutor
@@ -475,35 +674,86 @@ def make_executor(workers: int | None, scheduler: str | None):
 
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
+        try:
+            scheduler_address(address)
+        except argparse.ArgumentTypeError as err:
+            where = "--scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS"
+            raise ParameterError(f"{where} {err}") from None
         from distributed import Client
 
         try:
             client = Client(address, timeout="10s")
-        except OSError as err:
+        except (OSError, ValueError) as err:
             raise ParameterError(f"--scheduler {address}: cannot connect ({err})") from None
-        return client.get_executor(pure=False), client.close, f"Dask cluster at {address}"
+        return (
+            client.get_executor(pure=False),
+            lambda abort=False: client.close(),
+            f"Dask cluster at {address}",
+        )
     workers = workers or default_workers()
     if workers == 1:
-        return None, lambda: None, "this process"
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver"))
-    return pool, lambda: pool.shutdown(cancel_futures=True), f"{workers} local processes"
+        return None, lambda abort=False: None, "this process"
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("forkserver"), initializer=_ignore_sigint
+    )
+
+    def close(abort: bool = False) -> None:
+        if abort:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        pool.shutdown(wait=not abort, cancel_futures=True)
+
+    return pool, close, f"{workers} local processes"
+
+
+@contextmanager
+def executor_for(workers: int | None, scheduler: str | None) -> Iterator[tuple]:
+    """``make_executor`` as a context: (executor, where); closed on the way out, and its
+    processes stopped at once when the block ends by an exception (Ctrl-C, SIGTERM)."""
+    executor, close, where = make_executor(workers, scheduler)
+    try:
+        yield executor, where
+    except BaseException:
+        close(abort=True)
+        raise
+    close()
+
+
+def _sweep_worlds(sweep) -> list:
+    """The largest world a sweep builds: its base with the factors on the number of consumers
+    and the graph's degree at their largest values (for the memory check)."""
+    largest = {}
+    for f in sweep.factors:
+        if f.name in ("world.consumers", "graph.mean_degree"):
+            values = [f.high] if f.is_range else [v for v in f.values if _is_number(v)]
+            if values:
+                largest[f.name] = max(values)
+    if "world.consumers" in largest:
+        largest["world.consumers"] = int(largest["world.consumers"])
+    try:
+        return [sweep.base.params.with_overrides(largest)]
+    except ParameterError:  # e.g. fewer consumers than owners: the runs will say so
+        return [sweep.base.params]
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from sim.sweep import load_sweep, plan, run_sweep
+    from sim.output import check_writable
+    from sim.sweep import check_out, check_size, run_sweep
 
-    sweep = load_sweep(args.sweep)
+    sweep = _load_sweep(args.sweep)
     out = args.out or RESULTS / f"sweep-{sweep.name}"
-    total = len(plan(sweep))
-    executor, close, where = make_executor(args.workers, args.scheduler)
-    if not args.quiet:
-        print(
-            f"fishschool sweep {sweep.name}: {sweep.design} design, {len(sweep.factors)} "
-            f"factors, {total} runs, on {where}; results in {out}/",
-            file=sys.stderr,
-        )
+    check_out(sweep, out)  # this sweep's folder, or a new or empty one
+    check_writable(out)
+    total = check_size(sweep, args.yes)
+    scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    workers = args.workers
+    if not scheduler and sweep.model == "fishschool":  # a cluster's memory is not ours to see
+        workers = _plan_workers(args, _sweep_worlds(sweep), total, "a run of the sweep")
     progress = Progress("runs", not args.quiet)
-
     first = True
 
     def show_progress(done: int, failed: int, total: int) -> None:
@@ -512,10 +762,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             progress.reused, first = done, False
         progress(done, total, failed)
 
-    try:
-        report = run_sweep(sweep, out, executor, show_progress)
-    finally:
-        close()
+    with executor_for(workers, args.scheduler) as (executor, where):
+        if not args.quiet:
+            print(
+                f"fishschool sweep {sweep.name}: {sweep.design} design, {len(sweep.factors)} "
+                f"factors, {total} runs, on {where}; results in {out}/",
+                file=sys.stderr,
+            )
+        report = run_sweep(sweep, out, executor, show_progress, allow_large=args.yes)
     if not args.quiet:
         print(
             f"{report.computed} runs computed, {report.skipped} already done, "
@@ -529,22 +783,52 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from sim.calibration import calibrate
+def _check_calibration_out(out: Path) -> Path:
+    """calibrate writes into --out and resumes there: a new or empty folder, or one an earlier
+    calibration wrote (draws/ and its report files); never a folder of other files."""
+    from sim.output import OutputExistsError, check_writable
 
-    if not 0 < args.accept <= 1:
-        raise ParameterError(f"--accept {args.accept} is outside the allowed range (0, 1]")
-    if args.draws < 10:
-        raise ParameterError(f"--draws {args.draws} is outside the allowed range [10, ...)")
-    executor, close, where = make_executor(args.workers, args.scheduler)
-    if not args.quiet:
-        print(
-            f"fishschool calibrate: {args.draws} draws on {where} into {args.out}/", file=sys.stderr
-        )
-    progress = Progress("runs", not args.quiet)
+    check_writable(out)
+    if out.is_dir() and any(out.iterdir()):
+        ours = (out / "draws" / "manifest.json").is_file() or (out / "calibration.md").is_file()
+        if not ours:
+            raise OutputExistsError(
+                f"{out}: not a calibration folder (no draws/manifest.json or calibration.md) "
+                "and not empty: choose another --out"
+            )
+    return out
+
+
+def _check_posterior(path: Path, option: str) -> None:
+    """An earlier round's posterior.csv: readable, with parameter, q05 and q95 columns."""
+    from sim.output import ResultsError, read_csv
+
     try:
+        read_csv(path, ("parameter", "q05", "q95"))
+    except ResultsError as err:
+        raise ResultsError(f"{option} {err}") from None
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from sim.calibration import calibrate, calibration_world
+
+    out = _check_calibration_out(args.out)
+    if args.refine is not None:
+        _check_posterior(args.refine, "--refine")
+    world = calibration_world(args.consumers, args.days)
+    scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    workers = args.workers
+    if not scheduler:
+        workers = _plan_workers(args, [world.params], sys.maxsize, "a calibration run")
+    progress = Progress("runs", not args.quiet)
+    with executor_for(workers, args.scheduler) as (executor, where):
+        if not args.quiet:
+            print(
+                f"fishschool calibrate: {args.draws} draws on {where} into {out}/",
+                file=sys.stderr,
+            )
         res = calibrate(
-            args.out,
+            out,
             draws=args.draws,
             accept=args.accept,
             consumers=args.consumers,
@@ -552,32 +836,51 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             seed=args.seed,
             replicates=args.replicates,
             executor=executor,
-            workers=args.workers,
+            workers=workers,
             progress=lambda d, f, t: progress(d, t, f),
             refine=args.refine,
         )
-    finally:
-        close()
     chosen = res.candidates[res.chosen]
     print(
         f"accepted {len(res.accepted)} of {len(res.draws)} draws (epsilon {res.epsilon:.3g}); "
         f"default: {res.chosen}, {chosen['inside']} targets met. "
-        f"Report: {args.out / 'calibration.md'}"
+        f"Report: {out / 'calibration.md'}"
     )
     return 0
 
 
+VALIDATION_HEADING = "# Validation report"
+
+
 def cmd_validate_model(args: argparse.Namespace) -> int:
+    from sim.output import OutputExistsError, check_writable
     from sim.validation import write_report
 
-    path = write_report(args.out, args.size, args.posterior)
+    out = check_writable(args.out, folder=False)
+    if out.is_file():  # replace only an earlier report (docs/VALIDATION.md), not any file
+        try:
+            with out.open(encoding="utf-8") as fh:
+                ours = fh.readline().strip() == VALIDATION_HEADING
+        except (OSError, UnicodeDecodeError):
+            ours = False
+        if not ours:
+            raise OutputExistsError(
+                f"--out {out}: exists and is not a validation report of fishschool "
+                f"(it does not begin with '{VALIDATION_HEADING}'): choose another --out"
+            )
+    if args.posterior.exists():  # missing: the verdict uses the priors (the report says so)
+        _check_posterior(args.posterior, "--posterior")
+    path = write_report(out, args.size, args.posterior)
     print(f"Validation report: {path}")
     return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.sensitivity import analyze
+    from sim.output import check_sweep_results, check_writable
 
+    check_sweep_results(args.folder)
+    check_writable(args.folder / "analysis")
     try:
         written = analyze(args.folder)
     except FileNotFoundError as err:
@@ -613,20 +916,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ParameterError(
             f"explain takes two scenarios (A B), or one with --channels A B; got {len(names)}"
         )
-    if args.workers is not None and args.workers < 1:
-        raise ParameterError(f"--workers {args.workers} is outside the allowed range [1, ...)")
     metrics = check_metrics(args.metrics or DEFAULT_METRICS)
     channels = check_channels(args.channel)
     sets = _size_sets(args)
     scenarios = [load(n, sets, replicates=args.replicates, seed=args.seed) for n in names]
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     label = "-vs-".join(args.channels) if args.channels else "-vs-".join(s.name for s in scenarios)
     if args.channels:
         label = f"{scenarios[0].name}-{label}"
-    out = check_destination(args.out or RESULTS / f"explain-{label}-{stamp}", args.force)
-    executor, close, where = make_executor(args.workers, None)
+    out = check_destination(args.out or _default_out(f"explain-{label}"), args.force)
+    workers = _plan_workers(args, [s.params for s in scenarios], sys.maxsize, "a run")
     progress = Progress("runs", not args.quiet)
-    try:
+    with executor_for(workers, None) as (executor, where):
         if args.channels:
             expl = explain_channels(
                 scenarios[0],
@@ -644,10 +944,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 executor=executor,
                 progress=progress,
             )
-    finally:
-        close()
     command = ["fishschool", *sys.argv[1:]]
-    with atomic_folder(out, force=args.force) as tmp:
+    with atomic_folder(out, force=args.force, kind="explanation") as tmp:
         _write_explanation(expl, tmp, command)
     if not args.quiet:
         print(format_explanation(expl))
@@ -661,7 +959,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_viz(args: argparse.Namespace) -> int:
     """Serve analysis/viz.py with Solara in the foreground until Ctrl-C (or SIGTERM)."""
     import json
-    import os
     import signal
     import subprocess
 
@@ -674,9 +971,10 @@ def cmd_viz(args: argparse.Namespace) -> int:
     scenario = args.scenario
     if scenario and Path(scenario).is_file():
         scenario = str(Path(scenario).resolve())
-    if args.consumers < 2:
-        raise ParameterError(f"--consumers {args.consumers} is outside the allowed range [2, ...)")
     p = viz.base_params(scenario, args.consumers, tuple(args.sets))  # bad input stops here
+    from sim.resources import check_memory
+
+    check_memory(p, what="the view's world")
     env = {
         **os.environ,
         viz.ENV_SCENARIO: scenario or "",
@@ -740,15 +1038,33 @@ def _exit_on_sigterm() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sim.output import OutputExistsError
-
-    args = _parser().parse_args(argv)
-    _exit_on_sigterm()
+    """Run a command; bad input is one line and status 2, Ctrl-C one line and status 130."""
     try:
-        return COMMANDS[args.command](args)
-    except (ParameterError, OutputExistsError) as err:
-        print(f"fishschool: error: {err}", file=sys.stderr)
-        return 2
+        try:
+            args = _parser().parse_args(argv)
+        except UsageError as err:
+            print(f"fishschool: error: {err}", file=sys.stderr)
+            return 2
+        _exit_on_sigterm()
+        from sim.output import OutputExistsError
+
+        try:
+            return COMMANDS[args.command](args)
+        except (ParameterError, OutputExistsError) as err:
+            print(f"fishschool: error: {err}", file=sys.stderr)
+            return 2
+        except MemoryError:
+            print(
+                "fishschool: error: out of memory (the estimate of sim.resources was too low "
+                "for this world): choose fewer consumers or --workers",
+                file=sys.stderr,
+            )
+            return 1
+    except KeyboardInterrupt:
+        # The atomic folder, the executor's processes and any partial output are gone by now
+        # (their context managers ran on the way out).
+        print("fishschool: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

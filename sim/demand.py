@@ -49,11 +49,11 @@ class Demand:
         self.p = p
         self.n, self.categories = n, c
         rate, budget = rng.spawn(2)  # one stream per attribute
-        self.need_rate = beta_with_mean(rate, p.need_rate, p.need_concentration, n).astype(
-            np.float32
+        self.need_rate = np.asarray(
+            beta_with_mean(rate, p.need_rate, p.need_concentration, n), dtype=np.float32
         )
         spread = budget.lognormal(-(p.budget_sigma**2) / 2, p.budget_sigma, n)  # mean 1
-        self.budget = (p.budget * spread).astype(np.float32)
+        self.budget = np.asarray(p.budget * spread, dtype=np.float32)
         self.spent = np.zeros(n, dtype=np.float32)
         self.need_until = np.full((n, c), -1, dtype=np.int32)
         self._pref_cdf = np.cumsum(preference, axis=1, dtype=np.float32)

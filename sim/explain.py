@@ -39,6 +39,7 @@ numbers). McGraw-Hill.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -259,7 +260,7 @@ def parameter_names() -> list[str]:
     >>> "platform.selection_strictness" in parameter_names()
     True
     """
-    return [f"{s}.{f}" for s, cls in SECTIONS.items() for f in cls.__dataclass_fields__]
+    return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
 
 
 def check_declarations() -> list[str]:

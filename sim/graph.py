@@ -90,16 +90,16 @@ def community_graph(
     # Community sizes: lognormal, at least 2, summing to n.
     sigma = 0.6
     mu = np.log(community_size) - sigma**2 / 2
-    sizes = []
+    draws: list[np.ndarray] = []
     total = 0
     while total < n:
         draw = np.maximum(
             2, rng.lognormal(mu, sigma, size=max(16, int(n / max(community_size, 1))))
         )
         draw = draw.astype(np.int64)
-        sizes.append(draw)
+        draws.append(draw)
         total += int(draw.sum())
-    sizes = np.concatenate(sizes)
+    sizes = np.concatenate(draws)
     ends = np.cumsum(sizes)
     k = int(np.searchsorted(ends, n)) + 1
     sizes = sizes[:k]

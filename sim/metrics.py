@@ -387,7 +387,7 @@ class TickRecorder:
 
     def __init__(self) -> None:
         self._rows: list[np.ndarray] = []
-        self._today: np.ndarray | None = None
+        self._today: np.ndarray = np.zeros((0, N_COLS))  # set by start()
 
     def start(self) -> None:
         self._today = np.zeros((len(TICK_METRICS), N_COLS))
@@ -423,7 +423,7 @@ class TickRecorder:
         with np.errstate(invalid="ignore", divide="ignore"):
             t[_INDEX["fit"]] = np.where(self._fit_n > 0, self._fit_sum / self._fit_n, np.nan)
         self._rows.append(t)
-        self._today = None
+        self._today = np.zeros((0, N_COLS))
 
     def frame(self) -> pd.DataFrame:
         """Tidy time series: columns day, channel, then one column per tick metric."""

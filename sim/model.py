@@ -457,7 +457,8 @@ class CommerceModel(mesa.Model):
                 need,
             )
 
-        rng = self.streams["wom" if source == Source.FRIEND else _CHANNEL_STREAM[int(channel[0])]]
+        own = _CHANNEL_STREAM[Channel(int(channel[0]))]
+        rng = self.streams["wom" if source == Source.FRIEND else own]
         u = rng.random(size)
         cand = np.flatnonzero(u < probability(slice(None), need_open))
         k = cand.size

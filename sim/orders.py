@@ -51,7 +51,9 @@ class Orders:
 
     def __init__(self, capacity: int = 1024) -> None:
         self.size = 0
-        self._cols = {name: np.zeros(capacity, dtype=dt) for name, dt in _COLUMNS.items()}
+        self._cols: dict[str, np.ndarray] = {
+            name: np.zeros(capacity, dtype=dt) for name, dt in _COLUMNS.items()
+        }
 
     def __len__(self) -> int:
         return self.size
@@ -60,9 +62,9 @@ class Orders:
         """A column, trimmed to the orders placed so far (a view: writes go through)."""
         return self._cols[name][: self.size]
 
-    def append(self, **columns: np.ndarray) -> np.ndarray:
+    def append(self, **columns: np.ndarray | int) -> np.ndarray:
         """Add orders; returns their row indices. Missing columns keep their zero default."""
-        k = len(columns["consumer"])
+        k = np.size(columns["consumer"])
         need = self.size + k
         cap = len(self._cols["day"])
         if need > cap:

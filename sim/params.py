@@ -1172,7 +1172,7 @@ def validate(p: Params) -> None:
         section = getattr(p, name)
         if not isinstance(section, SECTIONS[name]):
             raise ParameterError(f"{name} must be a {SECTIONS[name].__name__}")
-        for f in fields(section):
+        for f in fields(SECTIONS[name]):
             _check_field(name, f, getattr(section, f.name))
     # Cross-parameter rules.
     if p.world.owners > p.world.consumers:

@@ -33,6 +33,12 @@ section of its kind. Anything not set keeps the model's default.
 applied last, with the same checks; the key path is as in the file (``levers.owners.commission``,
 ``replicates``) or a bare parameter name (``owners.commission``), placed by its kind.
 
+A ``name`` (or, without one, the file's name) is a plain name: letters, digits, ``_``, ``-``
+and ``.``, not starting with ``.`` or ``-``, no path separators (:func:`check_name`); it names
+the results folder, so it must not steer it elsewhere. A relative ``graph.edgelist_path`` is
+relative to the folder of the file that sets it (the current folder for ``--set``) and must
+name an existing edge list.
+
 Errors are one line naming the file (or ``--set``), the key path, the value and what is
 allowed. Nothing in a scenario is executed or unpickled: files are parsed with :mod:`tomllib`.
 """
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +79,29 @@ DEFAULTS = {"replicates": 1, "horizon": Params().world.days, "seed": 0}
 
 class ScenarioError(ParameterError):
     """A scenario file or override is invalid; the message names where and why."""
+
+
+# A name becomes part of a path (results/NAME-TIME): letters (any script), digits, '_', '-'
+# and '.', starting with a letter, digit or '_'; no separators, no '..', at most 100 characters.
+NAME_PATTERN = re.compile(r"[^\W][\w.-]{0,99}")
+
+
+def check_name(name: object, where: str, key: str = "name") -> str:
+    """A scenario's (or sweep's) name, if it is a plain identifier; else ScenarioError naming
+    ``where`` and ``key``.
+
+    >>> check_name("owners_v2.1", "x.toml")
+    'owners_v2.1'
+    """
+    if not isinstance(name, str):
+        raise ScenarioError(f"{where}: {key} = {name!r} must be a string")
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ScenarioError(
+            f"{where}: {key} = {name!r} is not a plain name: use 1 to 100 letters, digits, "
+            "'_', '-' and '.', starting with a letter, digit or '_' (no '/', no '..'); it "
+            "names the results folder"
+        )
+    return name
 
 
 def shipped_dir() -> Path:
@@ -171,6 +201,10 @@ def load(
         value = own.get(key, flat.get(key, ""))
         if not isinstance(value, str):
             raise ScenarioError(f"{origin[key]}: {key} = {value!r} must be a string")
+    if "name" in own:
+        check_name(name, str(path))
+    else:
+        check_name(name, str(path), "name (from the file name; set name = ... in the file)")
     return _build(
         flat, origin, name=name, question=question, path=path, texts=texts, overrides=overrides
     )
@@ -200,6 +234,8 @@ def _parse(path: Path) -> dict[str, Any]:
         return read_toml(path)
     except ParameterError as err:
         raise ScenarioError(str(err)) from None
+    except OSError as err:  # a folder, no permission, ...
+        raise ScenarioError(f"{path}: cannot be read ({err.strerror or err})") from None
 
 
 def _read_chain(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, str], str]:
@@ -211,6 +247,7 @@ def _read_chain(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], di
     raw = _parse(path)
     flat, origin = _flatten(raw, str(path))
     text = path.read_text(encoding="utf-8")
+    _resolve_edgelist(flat, path.parent)
     parent = flat.pop("extends", None)
     origin.pop("extends", None)
     if parent is None:
@@ -246,6 +283,45 @@ def _flatten(raw: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[s
                 f"{', '.join(TOP_KEYS)} and the sections [{'], ['.join(SCENARIO_SECTIONS)}]"
             )
     return flat, {k: where for k in flat}
+
+
+EDGELIST_KEY = "world.graph.edgelist_path"
+
+
+def _resolve_edgelist(flat: dict[str, Any], folder: Path) -> None:
+    """A relative ``graph.edgelist_path`` is relative to the folder of the file that sets it
+    (the current folder for ``--set``); it is kept as an absolute path."""
+    value = flat.get(EDGELIST_KEY)
+    if isinstance(value, str) and value and not Path(value).is_absolute():
+        flat[EDGELIST_KEY] = str((folder / value).resolve())
+
+
+def _check_edgelist(path: str, where: str, key: str) -> None:
+    """The edge list exists and looks like one (its first lines: two node ids each)."""
+    file = Path(path)
+    if not file.is_file():
+        what = "is a folder" if file.is_dir() else "file not found"
+        raise ScenarioError(f"{where}: {key} = {path!r}: {what}")
+    try:
+        with file.open("rb") as fh:
+            head = fh.read(65536)
+        text = head.decode("utf-8", errors="strict" if len(head) < 65536 else "ignore")
+    except OSError as err:
+        raise ScenarioError(f"{where}: {key} = {path!r}: cannot be read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(
+            f"{where}: {key} = {path!r}: not an edge list (not a text file)"
+        ) from None
+    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()[:-1] or text.splitlines()]
+    lines = [ln for ln in lines if ln][:100]
+    if not lines:
+        raise ScenarioError(f"{where}: {key} = {path!r}: the edge list has no edges")
+    for ln in lines:
+        if len(ln.replace(",", " ").split()) < 2:
+            raise ScenarioError(
+                f"{where}: {key} = {path!r}: not an edge list (a line needs two node ids, "
+                f"got {ln[:40]!r})"
+            )
 
 
 def _walk(table: Mapping[str, Any], prefix: str = ""):
@@ -314,6 +390,7 @@ def _build(
 ) -> Scenario:
     top = dict(DEFAULTS)
     settings: dict[str, Any] = {}
+    _resolve_edgelist(flat, Path.cwd())  # set by --set (a file's own is resolved already)
     for key, value in flat.items():
         where = origin.get(key, "scenario")
         if key in ("name", "question", "extends"):
@@ -362,6 +439,9 @@ def _build(
     except ParameterError as err:
         where = str(path) if path else "scenario"
         raise ScenarioError(f"{where}: {err}") from None
+    if params.graph.kind == "edgelist":
+        label = _label_of("graph.edgelist_path", flat)
+        _check_edgelist(params.graph.edgelist_path, origin.get(label, "scenario"), label)
     return Scenario(
         name=name,
         question=question,

@@ -27,28 +27,36 @@ replicate seed), handed to a ``concurrent.futures.Executor``: local processes by
 Dask cluster's executor, with identical numbers either way. Replicate r of every point uses the
 same seed (common random numbers across points).
 
-Nothing is lost: each run's result is written atomically to ``runs/KEY.json``, where KEY
-hashes the base scenario, the model, the outcomes, the package version, the point and the
-replicate seed; a rerun of the same sweep skips the
-keys already there, so a sweep killed at any moment resumes without recomputing finished runs.
-A run that raises is recorded in ``runs/KEY.error.json`` with its parameters and traceback; the
-sweep goes on, reports failures at the end (and retries them on the next run).
+Nothing is lost: each run's result is written atomically and durably (:mod:`sim.atomic`) to
+``runs/KEY.json``, where KEY hashes the base scenario, the model, the outcomes, the source code
+of the ``sim`` package (:func:`model_digest`: a changed model never reuses old runs), the point
+and the replicate seed; a rerun of the same sweep skips the keys already there, so a sweep
+killed at any moment resumes without recomputing finished runs. Each record is checked when
+read: a damaged one (empty, truncated, not a record) is said on stderr and recomputed. Temporary
+files left by a killed sweep are removed when it resumes. A run that raises is recorded in
+``runs/KEY.error.json`` with its parameters and traceback; the sweep goes on, reports failures
+at the end (and retries them on the next run).
 The whole sweep is gathered into ``sweep.parquet``: one row per run, channel and outcome, with
 the parameters as columns.
+
+A sweep writes only into an empty folder or a folder of the same sweep (by its manifest), and
+refuses plans above :data:`MAX_RUNS` runs unless ``allow_large`` is given (``--yes``).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
-import os
-import tempfile
+import math
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +64,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim import __version__
+import sim
+from sim import atomic
 from sim.metrics import SUMMARY_METRICS
 from sim.params import (
     ParameterError,
@@ -83,6 +92,14 @@ TOP_KEYS = (
     "levels",
 )
 SECTIONS = ("set", "levers", "uncertainties")
+MAX_RUNS = 1_000_000  # a larger plan needs allow_large=True (--yes)
+RECORD_KEYS = ("key", "point_id", "replicate", "seed", "point", "rows")
+ROW_COLUMNS = ("channel", "outcome", "value")
+LEFTOVER_SUFFIXES = (atomic.TMP_SUFFIX, atomic.PARTIAL_SUFFIX)
+
+
+class SweepError(ParameterError):
+    """A sweep cannot start: its output folder is not its own, or its plan is too large."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,6 +119,17 @@ class Factor:
     @property
     def is_range(self) -> bool:
         return self.values is None
+
+    @property
+    def options(self) -> tuple[Any, ...]:
+        """The listed values (empty for a range)."""
+        return self.values or ()
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """[low, high] of a range."""
+        assert self.low is not None and self.high is not None, f"{self.name} is not a range"
+        return self.low, self.high
 
 
 @dataclass(frozen=True)
@@ -244,7 +272,7 @@ def _factor(path: Path, section: str, name: str, spec: Any, model: str) -> Facto
         except ParameterError as err:
             raise ScenarioError(f"{where}: {err}") from None
         if actual != kind:
-            raise ScenarioError(f"{where}: {name} is a {actual}, not a {kind}")
+            raise ScenarioError(f"{where}: {name} is {_a(actual)}, not {_a(kind)}")
     if isinstance(spec, Mapping):
         values = spec["values"]
         if not isinstance(values, list) or not values:
@@ -265,6 +293,12 @@ def _factor(path: Path, section: str, name: str, spec: Any, model: str) -> Facto
         _checked(where, name, int(low) if integer else low)
         _checked(where, name, int(high) if integer else high)
     return Factor(name, kind, low=float(low), high=float(high), integer=integer)
+
+
+def _a(kind: str) -> str:
+    """A parameter kind with its article: 'a lever', 'an uncertainty', 'a world parameter'."""
+    noun = "world parameter" if kind == "world" else kind
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
 def _checked(where: str, name: str, value: Any) -> Any:
@@ -289,7 +323,7 @@ def design_points(sweep: Sweep) -> list[dict[str, Any]]:
     if sweep.design in ("random", "lhs") and listed:
         ranges = tuple(f for f in sweep.factors if f.is_range)
         sampled = design_points(dataclasses.replace(sweep, factors=ranges)) if ranges else [{}]
-        combos = itertools.product(*[f.values for f in listed])
+        combos = itertools.product(*[f.options for f in listed])
         points = []
         for combo in combos:
             fixed = dict(zip([f.name for f in listed], combo, strict=True))
@@ -298,10 +332,10 @@ def design_points(sweep: Sweep) -> list[dict[str, Any]]:
         return [{name: p[name] for name in order} for p in points]
     factors = sweep.factors
     rng = np.random.default_rng(sweep.seed)
+    rows: list[Any]
     if sweep.design == "grid":
         axes = [
-            f.values if not f.is_range else np.linspace(f.low, f.high, sweep.levels)
-            for f in factors
+            f.options if not f.is_range else np.linspace(*f.bounds, sweep.levels) for f in factors
         ]
         rows = list(itertools.product(*axes))
     elif sweep.design == "random":
@@ -309,9 +343,9 @@ def design_points(sweep: Sweep) -> list[dict[str, Any]]:
         for _ in range(sweep.samples):
             rows.append(
                 [
-                    f.values[rng.integers(len(f.values))]
+                    f.options[rng.integers(len(f.options))]
                     if not f.is_range
-                    else rng.uniform(f.low, f.high)
+                    else rng.uniform(*f.bounds)
                     for f in factors
                 ]
             )
@@ -339,6 +373,40 @@ def design_points(sweep: Sweep) -> list[dict[str, Any]]:
             point[f.name] = v
         points.append(point)
     return points
+
+
+def count_points(sweep: Sweep) -> int:
+    """How many points :func:`design_points` gives, counted without drawing them."""
+    d = len(sweep.factors)
+    listed = [f for f in sweep.factors if not f.is_range]
+    if sweep.design in ("random", "lhs") and listed:
+        combos = math.prod(len(f.options) for f in listed)
+        return combos * (sweep.samples if len(listed) < d else 1)
+    if sweep.design == "grid":
+        return math.prod(sweep.levels if f.is_range else len(f.options) for f in sweep.factors)
+    if sweep.design == "sobol":
+        return sweep.samples * (2 * d + 2)  # SALib's Saltelli scheme, second order included
+    if sweep.design == "morris":
+        return sweep.samples * (d + 1)  # trajectories of d + 1 points
+    return sweep.samples  # random, lhs
+
+
+def count_runs(sweep: Sweep) -> int:
+    """How many runs the sweep plans (points x replicates), counted without planning them."""
+    return count_points(sweep) * sweep.replicates
+
+
+def check_size(sweep: Sweep, allow_large: bool = False) -> int:
+    """The number of planned runs; above :data:`MAX_RUNS` a :class:`SweepError` unless
+    ``allow_large`` (planning alone would take memory in proportion)."""
+    runs = count_runs(sweep)
+    if runs > MAX_RUNS and not allow_large:
+        raise SweepError(
+            f"{sweep.path}: the sweep plans {runs:,} runs ({count_points(sweep):,} points x "
+            f"{sweep.replicates} replicates), above the limit of {MAX_RUNS:,}: lower samples, "
+            "levels or replicates, or pass --yes to plan and run them all"
+        )
+    return runs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -378,22 +446,27 @@ def run_task(task: Mapping[str, Any]) -> pd.DataFrame:
     return keep.rename(columns={"metric": "outcome"}).reset_index(drop=True)
 
 
-def _atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+@functools.cache
+def model_digest() -> str:
+    """SHA-256 of the model's source, computed once per process: the relative path and bytes
+    of every ``.py`` file of the ``sim`` package, sorted by path.
 
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    Run keys include it, so a sweep resumed after any change of the package recomputes instead
+    of reusing runs of another model (conservatively: also after an edit that changes no
+    number).
+    """
+    root = Path(sim.__file__).resolve().parent
+    files = sorted(
+        (path.relative_to(root).as_posix(), path)
+        for path in root.rglob("*.py")
+        if not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+    digest = hashlib.sha256()
+    for name, path in files:
+        data = path.read_bytes()
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -408,13 +481,18 @@ class SweepReport:
     wall_s: float
 
 
-def plan(sweep: Sweep) -> list[dict[str, Any]]:
-    """Every run of the sweep as plain data, with its key, in a fixed order."""
+def plan(sweep: Sweep, *, allow_large: bool = False) -> list[dict[str, Any]]:
+    """Every run of the sweep as plain data, with its key, in a fixed order.
+
+    Refuses (:class:`SweepError`) more than :data:`MAX_RUNS` runs unless ``allow_large``.
+    """
+    check_size(sweep, allow_large)
     seeds = replicate_seeds(sweep.seed, sweep.replicates)
     params = sweep.base.params.to_dict()
+    outcomes = list(sweep.outcomes)
     # What a stored run depends on besides its point and seed: the base scenario, the model,
-    # the outcomes kept and the package version (a changed model must not reuse old runs).
-    identity = "|".join([sweep.base.sha256, sweep.model, *sorted(sweep.outcomes), __version__])
+    # the outcomes kept and the model's source code (a changed model must not reuse old runs).
+    identity = "|".join([sweep.base.sha256, sweep.model, *sorted(sweep.outcomes), model_digest()])
     tasks = []
     for i, point in enumerate(design_points(sweep)):
         for r, seed in enumerate(seeds):
@@ -426,11 +504,187 @@ def plan(sweep: Sweep) -> list[dict[str, Any]]:
                     "seed": seed,
                     "point": point,
                     "params": params,
-                    "outcomes": list(sweep.outcomes),
+                    "outcomes": outcomes,
                     "model": sweep.model,
                 }
             )
     return tasks
+
+
+# ----------------------------------------------------------------------------------------------
+# The sweep folder
+# ----------------------------------------------------------------------------------------------
+def check_out(sweep: Sweep, out: str | Path) -> None:
+    """Refuse (:class:`SweepError`) an output folder that is not this sweep's.
+
+    Accepted: a missing or empty folder, or one whose manifest is this sweep's (the same sweep
+    text, or the same name and sweep file: an edited sweep resumes). Refused: a file, a results
+    folder of ``run`` or ``compare``, another sweep's folder, any other non-empty folder.
+    """
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise SweepError(f"--out {out} is a file, not a folder: choose another --out")
+    manifest_path = out / "manifest.json"
+    if not manifest_path.exists():
+        try:
+            empty = all(_leftover(p) for p in out.iterdir())
+        except OSError as err:
+            raise SweepError(f"--out {out}: cannot read the folder ({err.strerror})") from None
+        if empty:
+            return
+        raise SweepError(
+            f"--out {out} holds other files and no sweep manifest: a sweep writes only into "
+            "a new or empty folder or its own folder; choose another --out"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if isinstance(manifest, dict) and _same_sweep(manifest, sweep):
+        return
+    raise SweepError(
+        f"--out {out} holds {_holds(manifest)}, not sweep '{sweep.name}': choose another --out"
+    )
+
+
+def _leftover(path: Path) -> bool:
+    """What an interrupted sweep may leave before its manifest: temporary files, ``runs/``."""
+    if path.name.startswith(".") and path.name.endswith(LEFTOVER_SUFFIXES):
+        return True
+    return path.name == "runs" and path.is_dir() and all(_leftover(p) for p in path.iterdir())
+
+
+def _sweep_path(sweep: Sweep) -> str | None:
+    return str(sweep.path.resolve()) if sweep.path.is_file() else None
+
+
+def _same_sweep(manifest: Mapping[str, Any], sweep: Sweep) -> bool:
+    if "sweep_text" not in manifest or "factors" not in manifest:
+        return False  # not a sweep's manifest
+    if manifest.get("sha256") == sweep.sha256:
+        return True
+    if manifest.get("name") != sweep.name:
+        return False
+    theirs, ours = manifest.get("sweep_path"), _sweep_path(sweep)
+    return theirs is None or ours is None or theirs == ours
+
+
+def _holds(manifest: Any) -> str:
+    if not isinstance(manifest, dict):
+        return "an unreadable manifest.json"
+    if "sweep_text" in manifest:
+        return f"sweep '{manifest.get('name')}' (from {manifest.get('sweep_file')})"
+    if "scenarios" in manifest:
+        return "the results of a run or compare"
+    return "other results (a manifest.json that is not a sweep's)"
+
+
+class BadRecord(ValueError):
+    """A stored run record is damaged; the message says how."""
+
+
+def read_record(path: Path, task: Mapping[str, Any]) -> dict[str, list] | None:
+    """The rows (channel, outcome, value lists) of ``task``'s record at ``path``, None if there
+    is none; :class:`BadRecord` if it is empty, truncated or not this run's record."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise BadRecord(f"unreadable ({err.strerror or err})") from None
+    if not data.strip():
+        raise BadRecord("empty")
+    try:
+        record = json.loads(data)
+    except ValueError:  # UnicodeDecodeError included
+        raise BadRecord("not valid JSON (truncated?)") from None
+    if not isinstance(record, dict):
+        raise BadRecord("not a run record")
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise BadRecord(f"not a run record (no {', '.join(missing)})")
+    if record["key"] != task["key"] or record["seed"] != task["seed"]:
+        raise BadRecord("the record of another run")
+    rows = record["rows"]
+    if not isinstance(rows, dict) or not all(isinstance(rows.get(c), list) for c in ROW_COLUMNS):
+        raise BadRecord("its rows are not channel, outcome and value lists")
+    n = len(rows["value"])
+    if n == 0 or any(len(rows[c]) != n for c in ROW_COLUMNS):
+        raise BadRecord("its rows are empty or of unequal lengths")
+    if not all(isinstance(x, str) for x in rows["channel"] + rows["outcome"]):
+        raise BadRecord("its channels and outcomes are not names")
+    if not set(rows["outcome"]) <= set(task["outcomes"]):
+        raise BadRecord("its outcomes are not the sweep's")
+    if not all(v is None or type(v) in (int, float) for v in rows["value"]):
+        raise BadRecord("its values are not numbers")
+    return {c: rows[c] for c in ROW_COLUMNS}
+
+
+def read_records(
+    runs: Path, tasks: list[dict[str, Any]], *, remove_bad: bool = False
+) -> dict[str, dict[str, list]]:
+    """The rows of every stored run of ``tasks`` by key; a damaged record is said on stderr
+    (one line) and left out (``remove_bad``: deleted, so that it is recomputed)."""
+    found: dict[str, dict[str, list]] = {}
+    seen = set()
+    for task in tasks:
+        key = task["key"]
+        if key in seen:
+            continue
+        seen.add(key)
+        path = runs / f"{key}.json"
+        try:
+            rows = read_record(path, task)
+        except BadRecord as err:
+            what = "recomputing it" if remove_bad else "leaving it out"
+            print(f"fishschool: sweep: damaged run record {path}: {err}; {what}", file=sys.stderr)
+            if remove_bad:
+                path.unlink(missing_ok=True)
+            continue
+        if rows is not None:
+            found[key] = rows
+    return found
+
+
+class _RecordWriter:
+    """Writes run records (atomically, each fsynced before its rename) on a few threads.
+
+    Several writes in flight let the disk commit them together: alone an fsynced record costs
+    milliseconds, which would dominate a sweep of fast runs. The folder is fsynced at most once
+    a second and at the end (a rename lost to a power cut only means a run recomputed). At most
+    ``backlog`` writes wait, so an interrupted sweep finishes them at once and loses no run.
+    """
+
+    def __init__(self, folder: Path, threads: int = 8, backlog: int = 64) -> None:
+        self.folder = folder
+        self.backlog = backlog
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="sweep-records")
+        self.waiting: collections.deque[Future] = collections.deque()
+        self.synced = time.monotonic()
+
+    def submit(self, path: Path, text: str, remove: Path | None = None) -> None:
+        self.waiting.append(self.pool.submit(self._write, path, text, remove))
+        while self.waiting and (len(self.waiting) > self.backlog or self.waiting[0].done()):
+            self.waiting.popleft().result()  # a failed write raises here
+
+    def _write(self, path: Path, text: str, remove: Path | None) -> None:
+        atomic.write_text(path, text, sync_dir=False)
+        if remove is not None:
+            remove.unlink(missing_ok=True)
+        now = time.monotonic()
+        if now - self.synced > 1.0:
+            self.synced = now
+            atomic.fsync_dir(self.folder)
+
+    def close(self, check: bool = True) -> None:
+        """Finish every write; ``check``: raise the first that failed."""
+        self.pool.shutdown(wait=True)
+        atomic.fsync_dir(self.folder)
+        if check:
+            while self.waiting:
+                self.waiting.popleft().result()
 
 
 def run_sweep(
@@ -438,40 +692,55 @@ def run_sweep(
     out: str | Path,
     executor: Executor | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    *,
+    allow_large: bool = False,
 ) -> SweepReport:
     """Run (or resume) a sweep into ``out``; ``executor=None`` runs serially here.
 
-    ``progress(done, failed, total)`` is called as runs finish.
+    ``progress(done, failed, total)`` is called as runs finish. Before any work:
+    :class:`SweepError` if ``out`` is not this sweep's folder (:func:`check_out`) or the plan
+    is above :data:`MAX_RUNS` runs and not ``allow_large``.
     """
     out = Path(out)
     runs = out / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    todo = plan(sweep)
-    _write_manifest(sweep, out, len(todo))
+    check_out(sweep, out)
+    todo = plan(sweep, allow_large=allow_large)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_manifest(sweep, out, len(todo))
+        runs.mkdir(exist_ok=True)
+    except OSError as err:
+        raise SweepError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+    for folder in (out, runs):  # what killed sweeps left half-written
+        atomic.remove_leftovers(folder)
     # Identical points (e.g. after rounding a whole-number parameter) are one run.
     unique = list({t["key"]: t for t in todo}.values())
-    pending = [t for t in unique if not (runs / f"{t['key']}.json").is_file()]
+    records = read_records(runs, unique, remove_bad=True)
+    pending = [t for t in unique if t["key"] not in records]
     skipped = len(unique) - len(pending)
     failures: list[dict[str, Any]] = []
     done = skipped
     t0 = time.perf_counter()
     if progress:
         progress(done, 0, len(todo))
+    writer = _RecordWriter(runs)
 
     def finish(task: dict[str, Any], result: pd.DataFrame | None, error: BaseException | None):
         nonlocal done
         err_path = runs / f"{task['key']}.error.json"
         if error is None:
+            assert result is not None
             record = {
                 "key": task["key"],
                 "point_id": task["point_id"],
                 "replicate": task["replicate"],
                 "seed": task["seed"],
                 "point": task["point"],
-                "rows": result[["channel", "outcome", "value"]].to_dict(orient="list"),
+                "rows": result[list(ROW_COLUMNS)].to_dict(orient="list"),
             }
-            _atomic_write_text(json.dumps(record), runs / f"{task['key']}.json")
-            err_path.unlink(missing_ok=True)
+            text = json.dumps(record)
+            records[task["key"]] = json.loads(text)["rows"]  # as a resumed sweep reads it
+            writer.submit(runs / f"{task['key']}.json", text, remove=err_path)
         else:
             record = {
                 "key": task["key"],
@@ -481,27 +750,32 @@ def run_sweep(
                 "error": f"{type(error).__name__}: {error}",
                 "traceback": "".join(traceback.format_exception(error)),
             }
-            _atomic_write_text(json.dumps(record, indent=2, default=str), err_path)
+            writer.submit(err_path, json.dumps(record, indent=2, default=str))
             failures.append(record)
         done += 1
         if progress:
             progress(done, len(failures), len(todo))
 
-    if executor is None:
-        for task in pending:
-            try:
-                finish(task, run_task(task), None)
-            except Exception as err:  # recorded, the sweep goes on
-                finish(task, None, err)
-    else:
-        futures = {executor.submit(run_task, task): task for task in pending}
-        for fut in as_completed(futures):
-            task = futures[fut]
-            try:
-                finish(task, fut.result(), None)
-            except Exception as err:
-                finish(task, None, err)
-    dataset = gather(out, todo)
+    finished = False
+    try:
+        if executor is None:
+            for task in pending:
+                try:
+                    finish(task, run_task(task), None)
+                except Exception as err:  # recorded, the sweep goes on
+                    finish(task, None, err)
+        else:
+            futures = {executor.submit(run_task, task): task for task in pending}
+            for fut in as_completed(futures):
+                task = futures[fut]
+                try:
+                    finish(task, fut.result(), None)
+                except Exception as err:
+                    finish(task, None, err)
+        finished = True
+    finally:
+        writer.close(check=finished)  # on Ctrl-C or SIGTERM too: no finished run is lost
+    dataset = gather(out, todo, records)
     return SweepReport(
         len(unique), len(pending), skipped, failures, dataset, time.perf_counter() - t0
     )
@@ -514,6 +788,7 @@ def _write_manifest(sweep: Sweep, out: Path, runs: int) -> None:
         "name": sweep.name,
         "question": sweep.question,
         "sweep_file": str(sweep.path),
+        "sweep_path": _sweep_path(sweep),  # absolute: tells this sweep's folder (check_out)
         "sweep_text": sweep.text,
         "sha256": sweep.sha256,
         "model": sweep.model,
@@ -541,28 +816,30 @@ def _write_manifest(sweep: Sweep, out: Path, runs: int) -> None:
             "parameters": sweep.base.params.to_dict(),
             "text": sweep.base.text,
         },
+        "model_digest": model_digest(),
         "versions": versions(),
         "machine": machine(),
     }
-    _atomic_write_text(json.dumps(manifest, indent=2, default=str), out / "manifest.json")
+    atomic.write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
 
 
-def gather(out: str | Path, tasks: list[dict[str, Any]]) -> Path:
+def gather(
+    out: str | Path,
+    tasks: list[dict[str, Any]],
+    records: Mapping[str, Mapping[str, list]] | None = None,
+) -> Path:
     """Collect the runs of ``tasks`` (see :func:`plan`) into ``sweep.parquet``, atomically.
 
     One row per run, channel and outcome: ``point_id, replicate, seed, channel, outcome,
     value`` and one column per varied parameter. Runs not (yet) done are left out.
+    ``records``: the rows by key, as :func:`read_records` gives (read from ``runs/`` if None).
     """
     out = Path(out)
-    results: dict[str, dict[str, Any]] = {}
-    for task in tasks:
-        path = out / "runs" / f"{task['key']}.json"
-        if task["key"] not in results and path.is_file():
-            results[task["key"]] = json.loads(path.read_text(encoding="utf-8"))["rows"]
+    results = read_records(out / "runs", tasks) if records is None else records
     # Built column by column: one DataFrame per run would take seconds for thousands of runs.
     names = list(dict.fromkeys(name for t in tasks for name in t["point"]))
     columns: dict[str, list] = {
-        c: [] for c in ("point_id", "replicate", "seed", "channel", "outcome", "value", *names)
+        c: [] for c in ("point_id", "replicate", "seed", *ROW_COLUMNS, *names)
     }
     for task in tasks:
         rows = results.get(task["key"])
@@ -571,7 +848,7 @@ def gather(out: str | Path, tasks: list[dict[str, Any]]) -> Path:
         k = len(rows["value"])
         for col in ("point_id", "replicate", "seed"):
             columns[col].extend([task[col]] * k)
-        for col in ("channel", "outcome", "value"):
+        for col in ROW_COLUMNS:
             columns[col].extend(rows[col])
         for name in names:
             columns[name].extend([task["point"].get(name)] * k)
@@ -579,5 +856,6 @@ def gather(out: str | Path, tasks: list[dict[str, Any]]) -> Path:
     if not df.empty:
         df = df.sort_values(["point_id", "replicate", "channel", "outcome"], kind="stable")
     path = out / "sweep.parquet"
-    _atomic_write_parquet(df.reset_index(drop=True), path)
+    table = df.reset_index(drop=True)
+    atomic.write_file(path, lambda fh: table.to_parquet(fh, index=False))
     return path

@@ -50,8 +50,11 @@ def test_config_file_and_options(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--owners", "-1"], "levers.world.owners = -1 is outside the allowed range"),
-        (["--consumers", "1"], "world.consumers = 1 is outside the allowed range [2,"),
+        (["--owners", "-1"], "--owners -1: levers.world.owners = -1 is outside the allowed range"),
+        (
+            ["--consumers", "1"],
+            "--consumers 1: world.consumers = 1 is outside the allowed range [2,",
+        ),
         (["--owners", "50", "--consumers", "20"], "world.owners = 50 is outside"),
         (["--config", "missing.toml"], "missing.toml: no such scenario file"),
     ],
@@ -75,21 +78,80 @@ def test_bad_config_value_names_file_and_key(tmp_path, capsys):
     )
 
 
+TINY = ["--consumers", 2000, "--owners", 5, "--days", 2, "--quiet", "--no-report"]
+
+
 def test_existing_output_needs_force(tmp_path, capsys):
     out = tmp_path / "r"
+    assert run_cli(*TINY, "--out", out) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["tool"], manifest["kind"]) == ("fishschool", "experiment")
+    (out / "stale.txt").write_text("from the last run")
+    assert run_cli(*TINY, "--out", out) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "stale.txt").exists()
+    assert run_cli(*TINY, "--out", out, "--force") == 0  # a results folder of ours: replaced
+    assert not (out / "stale.txt").exists() and (out / "summary.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [None, "{}", '{"tool": "other"}', '{"tool": "fishschool", "kind": "sweep"}', "{trunc"],
+    ids=["no manifest", "empty manifest", "another tool", "a sweep", "corrupt manifest"],
+)
+def test_force_never_replaces_a_folder_fishschool_did_not_write(tmp_path, capsys, manifest):
+    """--force on a folder of a user's notes (or a sweep): exit 2 naming it, nothing touched."""
+    out = tmp_path / "notes"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert run_cli("--consumers", 2000, "--owners", 5, "--days", 2, "--out", out) == 2
-    assert "--force" in capsys.readouterr().err
-    assert (out / "keep.txt").exists()
-    assert (
-        run_cli("--consumers", 2000, "--owners", 5, "--days", 2, "--out", out, "--force", "--quiet")
-        == 0
-    )
-    assert not (out / "keep.txt").exists() and (out / "summary.csv").exists()
+    if manifest is not None:
+        (out / "manifest.json").write_text(manifest)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert run_cli(*TINY, "--out", out, "--force") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"fishschool: error: {out}: ")
+    assert "--force replaces only" in err[0]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert (out / "keep.txt").read_text() == "mine"
 
 
-def test_interrupted_write_leaves_no_complete_looking_folder(tmp_path, monkeypatch):
+def test_force_replaces_a_folder_of_an_earlier_version(tmp_path):
+    """Results folders written before manifests named their tool are still ours."""
+    out = tmp_path / "r"
+    assert run_cli(*TINY, "--out", out) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["tool"], manifest["kind"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert run_cli(*TINY, "--out", out, "--force") == 0
+    assert json.loads((out / "manifest.json").read_text())["tool"] == "fishschool"
+
+
+def test_explain_force_replaces_only_its_own_kind_of_folder(tmp_path, capsys):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+    args = ["explain", "hybrid", "--channels", "owners", "streamer", "--consumers", "1500"]
+    args += ["--owners", "10", "--days", "3", "--replicates", "1", "--workers", "1", "--quiet"]
+    assert main([*args, "--out", str(notes), "--force"]) == 2
+    assert (notes / "keep.txt").exists()
+    out = tmp_path / "x"
+    assert main([*args, "--out", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["kind"] == "explanation"
+    assert main([*args, "--out", str(out), "--force"]) == 0
+
+
+def test_results_folder_respects_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        assert run_cli(*TINY, "--out", tmp_path / "r") == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r").stat().st_mode & 0o777 == 0o755
+
+
+def test_interrupted_write_leaves_no_complete_looking_folder(tmp_path, monkeypatch, capsys):
     import sim.output
 
     def boom(*a, **k):
@@ -97,8 +159,8 @@ def test_interrupted_write_leaves_no_complete_looking_folder(tmp_path, monkeypat
 
     monkeypatch.setattr(sim.output.json, "dump", boom)  # dies while writing the manifest
     out = tmp_path / "r"
-    with pytest.raises(KeyboardInterrupt):
-        run_cli("--consumers", 2000, "--owners", 5, "--days", 2, "--out", out, "--quiet")
+    assert run_cli("--consumers", 2000, "--owners", 5, "--days", 2, "--out", out, "--quiet") == 130
+    assert capsys.readouterr().err == "fishschool: interrupted\n"
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -117,7 +179,7 @@ def test_installed_command_exit_status(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "fishschool: error: --set levers.world.owners=-2: levers.world.owners = -2 is outside "
+        "fishschool: error: --owners -2: levers.world.owners = -2 is outside "
         "the allowed range [0, 5000000] (Shop owners ('small b'); each is also a consumer)"
     )
     assert not (tmp_path / "r").exists()

@@ -84,6 +84,7 @@ def test_resolution_is_the_sequential_process():
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow
 def test_channels_compete_for_the_same_needs():
     """Owners sell less beside the streamer than alone; the hybrid world sells less than the
     sum of its single-channel worlds."""
@@ -103,6 +104,7 @@ def test_channels_compete_for_the_same_needs():
     assert hi < 0, (m, lo, hi)
 
 
+@pytest.mark.slow
 def test_a_banned_streamers_open_needs_are_filled_by_other_channels():
     """After a ban on day 10 (no extra searching: substitution only), her former followers
     place more orders in the other channels than the same consumers without the ban."""
@@ -180,6 +182,7 @@ def test_followers_grow_with_sessions():
     assert streamer.new_followers.sum() > 0
 
 
+@pytest.mark.slow
 def test_the_owner_network_recovers_part_of_a_churn_wave():
     """After 10% of owners quit on day 20, the owners' orders in the last month are closer to
     the run without the wave than in the two weeks after it (sums over the seeds)."""

@@ -82,6 +82,7 @@ def test_model_word_of_mouth_is_ic_on_small_graphs():
     assert chi_square_pvalue(sizes, exact_ic_distribution(HOUSE, 5, 0, 0.4)) > 0.001
 
 
+@pytest.mark.slow
 def test_model_word_of_mouth_matches_reference_ic_on_a_generated_graph():
     """On the same clustered graph, the model's cascade and a plain IC reach alike."""
     adj = hub_component(community_graph(300, 6, 50, 0.2, 0.6, 0.3, np.random.default_rng(2))[0])

@@ -220,6 +220,7 @@ def test_unknown_metric_and_channel_are_refused():
 # ----------------------------------------------------------------------------------------------
 # Channel mode
 # ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_channel_mode_parts_and_structure_add_up_to_the_gap(channel_mode):
     e = channel_mode
     assert list(e.players) == [g for g in MECHANISMS if g in CHANNEL_SWAPS[("owners", "streamer")]]
@@ -281,6 +282,7 @@ def test_cli_writes_table_runs_manifest_and_figure(tmp_path, capsys):
     assert "selection" in printed and "return_rate" in printed and "total" in printed
 
 
+@pytest.mark.slow
 def test_cli_channel_mode(tmp_path, capsys):
     out = tmp_path / "x"
     args = ["explain", "hybrid", "--channels", "owners", "streamer", *SIZE, "--replicates", "1"]
@@ -368,6 +370,7 @@ def section(md: str) -> str:
     return md[md.index("## Why they differ") : md.index("## Figures")]
 
 
+@pytest.mark.slow
 def test_compare_explain_adds_channel_mode_and_the_report_section(tmp_path, capsys):
     out = tmp_path / "c"
     args = ["compare", "hybrid", "owners", "--explain", *COMPARE, "--workers", "1"]
@@ -411,6 +414,7 @@ def test_compare_explain_adds_channel_mode_and_the_report_section(tmp_path, caps
     assert "<h2>Why they differ</h2>" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_compare_explain_without_both_channels_explains_the_first_against_the_others(tmp_path):
     lax_owners = tmp_path / "lax_owners.toml"
     owners = shipped_dir() / "owners.toml"

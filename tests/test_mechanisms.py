@@ -44,6 +44,7 @@ def paired(a: dict, b: dict, channel: str, metric: str, seeds=SEEDS, **world):
 
 
 # -- vetting ------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("metric", "sign"), [("vetted_share", -1), ("defect_share", +1), ("return_rate", +1)]
 )
@@ -74,6 +75,7 @@ def test_products_a_session_beyond_the_contracted_pool_is_an_error():
 
 
 # -- selection ----------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["defect_share", "return_rate"])
 def test_lax_brand_selection_raises_owners_defects_and_returns(metric):
     strict, lax = {"platform.selection_strictness": 0.6}, {"platform.selection_strictness": 0.0}
@@ -132,6 +134,7 @@ def test_owner_first_then_platform():
     assert chance == pytest.approx([1 - 0.5 * 0.6, 0.4])
 
 
+@pytest.mark.slow
 def test_a_larger_streamer_audience_crowds_the_brands_desks():
     """The streamer's problems go to the same brands' desks as search orders: a larger audience
     means more problems at the same desks, and search buyers' problems are handled less often."""
@@ -140,6 +143,7 @@ def test_a_larger_streamer_audience_crowds_the_brands_desks():
     assert hi < 0, (m, lo, hi)
 
 
+@pytest.mark.slow
 def test_brand_desks_with_room_close_much_of_the_return_gap():
     """Give the brands' desks unlimited room (streamer problems served like a calm day): the
     streamer-minus-owners return gap closes by about a quarter or more (a third at the demo's
@@ -196,6 +200,7 @@ def test_slot_fee_scales_with_expected_viewers():
 
 
 # -- hype by format -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_hype_belongs_to_the_format_not_the_channel():
     """Posts on 2b-live material carry the material's hype: more of it raises the owners'
     conversion and returns; a live session keeps its own format's hype."""

@@ -36,9 +36,17 @@ def test_bad_values_name_the_parameter_and_range(overrides, message):
         Params().with_overrides(overrides)
 
 
-def test_group_cap_is_wechats_500():
-    assert GROUP_SIZE_CAP == 500
-    assert Params().owners.group_size_max <= 500
+def test_no_group_grows_past_wechats_cap():
+    """A cap above WeChat's 500 is refused; groups built and grown stay within the cap."""
+    with pytest.raises(ParameterError, match=r"owners\.group_size_max = 501 is outside"):
+        Params().with_overrides({"owners.group_size_max": 501})
+    from sim.model import CommerceModel
+
+    p = Params.from_dict({"world": {"consumers": 3000, "owners": 5, "days": 20}})
+    model = CommerceModel(p.with_overrides({"owners.group_size_median": 400.0}))
+    for _ in range(20):
+        model.step()
+    assert model.owners.group_size.max() <= GROUP_SIZE_CAP
 
 
 def test_unknown_key_suggests_the_right_one():

@@ -228,6 +228,14 @@ BAD = [
         "levers.owners.commission = nan must be a finite number",
     ),
     ("name not a string", "name = 3\n", "name = 3 must be a string"),
+    ("name with a path", 'name = "../../x"\n', "name = '../../x' is not a plain name"),
+    ("absolute name", 'name = "/tmp/x"\n', "name = '/tmp/x' is not a plain name"),
+    ("hidden name", 'name = ".x"\n', "name = '.x' is not a plain name"),
+    (
+        "missing edge list",
+        '[world]\ngraph.kind = "edgelist"\ngraph.edgelist_path = "none.txt"\n',
+        "world.graph.edgelist_path = '",
+    ),
 ]
 
 

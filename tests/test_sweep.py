@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -14,8 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import sim.sweep as sweeps
 from analysis.sensitivity import analyze
 from sim.cli import main
+from sim.params import ParameterError
 from sim.scenario import ScenarioError, shipped_dir
 from sim.sweep import design_points, load_sweep, plan, run_sweep
 
@@ -194,8 +197,15 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path):
     proc.wait()
     before = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     assert 5 <= len(before) < total
-    assert not list((out / "runs").glob("*.tmp")) or True  # a half-written temp may remain
+    # What a kill in the middle of a write leaves (whether this kill did or not).
+    (out / "runs" / ".0123456789abcdef0123.json.5f3a.tmp").write_text('{"key": "01')
+    (out / ".sweep.parquet.77aa.tmp").write_bytes(b"PAR1")
+    (out / ".analysis.x1y2.partial").mkdir()
+    # Other engineers' edits of sim/ while this test runs would change the model digest between
+    # the killed process and this one: read it afresh, as the killed process did.
+    sweeps.model_digest.cache_clear()
     report = run_sweep(sweep, out)
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.partial"))
     assert report.skipped == len(before) and report.computed == total - len(before)
     after = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     assert all(after[name] == mtime for name, mtime in before.items())  # none recomputed
@@ -244,7 +254,7 @@ def test_robustness_table_and_figures(tmp_path):
         ),
         (
             "[levers]\nowners.open_rate = [0.1, 0.5]\n",
-            "owners.open_rate is a uncertainty, not a lever",
+            "owners.open_rate is an uncertainty, not a lever",
         ),
         ("[levers]\nowners.commission = [0.5, 0.1]\n", "low must be below high"),
         ("[levers]\nowners.commission = [0.1, 1.5]\n", "owners.commission = 1.5 is outside"),
@@ -276,3 +286,255 @@ def test_changing_the_outcomes_recomputes_instead_of_reusing(tmp_path):
     again = run_sweep(load_sweep(sweep.path), tmp_path / "out")
     assert again.computed == 1 and again.skipped == 0
     assert "reach_share" in set(pd.read_parquet(again.dataset).outcome)
+
+
+# ----------------------------------------------------------------------------------------------
+# Faults: damaged records, leftovers, durability, keys, foreign folders, plan size, permissions
+# ----------------------------------------------------------------------------------------------
+TINY = """
+name = "{name}"
+model = "ishigami"
+design = "{design}"
+samples = {samples}
+replicates = {replicates}
+levels = {levels}
+seed = 1
+outcomes = ["y"]
+[uncertainties]
+x1 = [-3.0, 3.0]
+x2 = [-3.0, 3.0]
+{x3}
+"""
+
+
+def tiny_sweep(tmp_path, name="tiny", x3="x3 = [-3.0, 3.0]", **keys):
+    """A sweep of the analytic Ishigami function: its runs take microseconds."""
+    path = tmp_path / f"{name}.toml"
+    keys = {"design": "random", "samples": 6, "replicates": 1, "levels": 3, **keys}
+    path.write_text(TINY.format(name=name, x3=x3, **keys))
+    return load_sweep(path)
+
+
+def test_damaged_records_are_recomputed_and_said(tmp_path, capsys):
+    sweep = tiny_sweep(tmp_path)
+    out = tmp_path / "out"
+    first = run_sweep(sweep, out)
+    expected = first.dataset.read_bytes()
+    paths = [out / "runs" / f"{t['key']}.json" for t in plan(sweep)]
+    good = paths[5].read_text()
+    paths[0].write_text(paths[0].read_text()[:25])  # truncated
+    paths[1].write_text("")  # empty
+    paths[2].write_text(json.dumps({"key": "x"}))  # not a record
+    paths[3].write_text(good)  # another run's record
+    rows = json.loads(good)
+    rows["key"] = json.loads(paths[4].read_text())["key"]
+    rows["rows"]["value"] = []  # rows of unequal lengths
+    paths[4].write_text(json.dumps(rows))
+    capsys.readouterr()
+    report = run_sweep(sweep, out)
+    assert report.computed == 5 and report.skipped == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 5 and all("damaged run record" in line for line in err)
+    assert {line.split("damaged run record ")[1].split(":")[0] for line in err} == {
+        str(p) for p in paths[:5]
+    }
+    assert report.dataset.read_bytes() == expected  # recomputed, the same numbers
+    again = run_sweep(sweep, out)
+    assert again.computed == 0 and again.skipped == 6
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])  # Ctrl-C, SIGTERM
+def test_an_interrupted_sweep_has_written_every_finished_run(tmp_path, interrupt):
+    """Records are written on background threads: an interrupt waits for them."""
+    sweep = tiny_sweep(tmp_path, samples=200)
+    out = tmp_path / "out"
+
+    def progress(done, failed, total):
+        if done == 150:
+            raise interrupt()
+
+    with pytest.raises(interrupt):
+        run_sweep(sweep, out, progress=progress)
+    assert len(list((out / "runs").glob("*.json"))) == 150
+    assert not list(out.rglob("*.tmp"))
+    report = run_sweep(sweep, out)
+    assert report.skipped == 150 and report.computed == 50
+
+
+def test_leftovers_of_killed_writers_are_removed_on_resume(tmp_path):
+    sweep = tiny_sweep(tmp_path)
+    out = tmp_path / "out"
+    run_sweep(sweep, out)
+    (out / "analysis").mkdir()
+    (out / "analysis" / "notes.md").write_text("mine")
+    planted = [
+        out / "runs" / ".abc.json.1234.tmp",
+        out / ".manifest.json.99.tmp",
+        out / ".sweep.parquet.ab12cd.tmp",
+    ]
+    for path in planted:
+        path.write_text("half")
+    (out / ".analysis.k3j2.partial").mkdir()
+    (out / ".analysis.k3j2.partial" / "plot.png").write_bytes(b"x")
+    report = run_sweep(sweep, out)
+    assert report.computed == 0
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.partial"))
+    assert (out / "analysis" / "notes.md").read_text() == "mine"
+
+
+def test_records_are_fsynced_before_their_rename(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return fsync(fd)
+
+    def spy_replace(src, dst, *args, **kwargs):
+        events.append(("replace", str(src), str(dst)))
+        return replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    sweep = tiny_sweep(tmp_path)
+    out = (tmp_path / "out").resolve()
+    run_sweep(sweep, out)
+    written = [*(out / "runs").glob("*.json"), out / "manifest.json", out / "sweep.parquet"]
+    assert len(written) == 8
+    for path in written:
+        i, (_, src, _) = next((i, e) for i, e in enumerate(events) if e[2:] == (str(path),))
+        assert ("fsync", src) in events[:i], f"{path.name} renamed before its data was synced"
+    last_record = max(i for i, e in enumerate(events) if e[0] == "replace" and "/runs/" in e[2])
+    assert ("fsync", str(out / "runs")) in events[last_record:]  # the renames, too
+
+
+def test_run_keys_follow_the_model_source(tmp_path, monkeypatch):
+    digest = sweeps.model_digest()
+    assert len(digest) == 64 and sweeps.model_digest() is digest  # computed once per process
+    sweep = tiny_sweep(tmp_path)
+    out = tmp_path / "out"
+    run_sweep(sweep, out)
+    keys = [t["key"] for t in plan(sweep)]
+    monkeypatch.setattr(sweeps, "model_digest", lambda: "0" * 64)  # the model changed
+    changed = plan(sweep)
+    assert [t["point"] for t in changed] == [t["point"] for t in plan(sweep)]
+    assert not {t["key"] for t in changed} & set(keys)
+    report = run_sweep(sweep, out)
+    assert report.computed == 6 and report.skipped == 0  # nothing stale reused
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "kind", ["run results", "another sweep", "same name, other file", "notes", "a file"]
+)
+def test_out_folder_that_is_not_this_sweeps_is_refused(tmp_path, capsys, kind):
+    sweep = tiny_sweep(tmp_path)
+    out = tmp_path / "out"
+    if kind == "run results":
+        out.mkdir()
+        manifest = {"scenarios": [{"name": "demo"}], "seeds": [1]}
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        (out / "summary.csv").write_text("scenario,metric,value\n")
+    elif kind == "another sweep":
+        run_sweep(tiny_sweep(tmp_path, name="other", samples=3), out)
+    elif kind == "same name, other file":
+        (tmp_path / "elsewhere").mkdir()
+        run_sweep(tiny_sweep(tmp_path / "elsewhere", samples=3), out)
+    elif kind == "notes":
+        out.mkdir()
+        (out / "notes.md").write_text("my notes")
+    else:
+        out.write_text("a file")
+    before = _files(out) if out.is_dir() else out.read_bytes()
+    with pytest.raises(sweeps.SweepError, match=f"--out {out}") as err:
+        run_sweep(sweep, out)
+    assert isinstance(err.value, ParameterError) and "\n" not in str(err.value)
+    capsys.readouterr()
+    assert main(["sweep", str(sweep.path), "--out", str(out), "--quiet"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and str(out) in lines[0]
+    assert (_files(out) if out.is_dir() else out.read_bytes()) == before  # nothing written
+
+
+def test_out_folder_that_is_empty_or_this_sweeps_is_used(tmp_path):
+    sweep = tiny_sweep(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run_sweep(sweep, out).computed == 6  # an empty folder
+    # The same sweep file, edited: resumes in its folder, the unchanged runs reused.
+    sweep.path.write_text(sweep.path.read_text().replace("samples = 6", "samples = 8"))
+    report = run_sweep(load_sweep(sweep.path), out)
+    assert report.skipped == 6 and report.computed == 2
+    # A sweep killed before its manifest left at most an empty runs/ and a temp file.
+    early = tmp_path / "early"
+    (early / "runs").mkdir(parents=True)
+    (early / ".manifest.json.a1b2.tmp").write_text("{")
+    assert run_sweep(sweep, early).computed == 6
+
+
+def test_plan_size_is_counted_before_planning(tmp_path, monkeypatch, capsys):
+    cases = [
+        dict(design="grid", x3="x3 = {values = [0.0, 1.0]}"),
+        dict(design="random", x3="x3 = {values = [0.0, 1.0, 2.0]}", replicates=2),
+        dict(design="lhs", samples=5, x3="x3 = {values = [0.0, 1.0]}"),
+        dict(design="lhs", samples=5),
+        dict(design="random", samples=3, replicates=3),
+        dict(design="sobol", samples=8),
+        dict(design="morris", samples=4, replicates=2),
+    ]
+    for case in cases:
+        sweep = tiny_sweep(tmp_path, **case)
+        assert sweeps.count_runs(sweep) == len(plan(sweep)), case
+    all_listed = sweeps.dataclasses.replace(
+        tiny_sweep(tmp_path),
+        design="lhs",
+        factors=tuple(
+            sweeps.Factor(f"x{i}", "uncertainty", values=(0.0, 1.0, 2.0)) for i in (1, 2, 3)
+        ),
+    )
+    assert sweeps.count_runs(all_listed) == len(plan(all_listed)) == 27
+
+    # 4,194,304 points x 100 replicates, 10^9 points: refused at once, saying how to insist.
+    huge = tiny_sweep(tmp_path, name="huge", design="sobol", samples=2**19, replicates=100)
+    t0 = time.perf_counter()
+    with pytest.raises(sweeps.SweepError, match=r"419,430,400 runs .*--yes"):
+        plan(huge)
+    with pytest.raises(sweeps.SweepError, match="--yes"):
+        run_sweep(huge, tmp_path / "huge")
+    grid = tiny_sweep(tmp_path, name="grid", design="grid", levels=1000)
+    with pytest.raises(sweeps.SweepError, match="1,000,000,000 runs"):
+        plan(grid)
+    assert time.perf_counter() - t0 < 1 and not (tmp_path / "huge").exists()
+    capsys.readouterr()
+    assert main(["sweep", str(grid.path), "--out", str(tmp_path / "grid"), "--quiet"]) == 2
+    assert "--yes" in capsys.readouterr().err and not (tmp_path / "grid").exists()
+
+    # Above a (lowered) limit only with allow_large.
+    monkeypatch.setattr(sweeps, "MAX_RUNS", 5)
+    small = tiny_sweep(tmp_path)
+    with pytest.raises(sweeps.SweepError, match="6 runs"):
+        run_sweep(small, tmp_path / "small")
+    assert not (tmp_path / "small").exists()
+    assert run_sweep(small, tmp_path / "small", allow_large=True).computed == 6
+
+
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "dir_mode"),
+    [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)],
+    ids=["umask 022", "umask 027"],
+)
+def test_sweep_files_respect_the_umask(tmp_path, umask, file_mode, dir_mode):
+    old = os.umask(umask)
+    try:
+        run_sweep(tiny_sweep(tmp_path), tmp_path / "out")
+    finally:
+        os.umask(old)
+    paths = [tmp_path / "out", *(tmp_path / "out").rglob("*")]
+    assert len(paths) == 10
+    for path in paths:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (dir_mode if path.is_dir() else file_mode), (path.name, oct(mode))

@@ -2,9 +2,12 @@
 
 import re
 
+import pytest
+
 from sim.cli import main
 
 
+@pytest.mark.slow
 def test_validation_report_small(tmp_path, capsys):
     out = tmp_path / "VALIDATION.md"
     assert (

@@ -256,6 +256,7 @@ def _day(page) -> float:
     return float(text.split(":")[1])
 
 
+@pytest.mark.slow
 def test_page_in_headless_chromium(served, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

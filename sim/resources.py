@@ -1,0 +1,106 @@
+"""Will a world fit in memory? An estimate before building it, and the machine's free memory.
+
+A world that cannot fit would be built for minutes and then die with ``MemoryError`` (or be
+killed by the kernel); the commands refuse it up front with the estimate instead.
+
+The estimate is a fit to measured peaks (``ru_maxrss`` of a fresh process, Python 3.12,
+numpy 2; the peak is reached while the social graph is built, so the horizon hardly matters):
+
+==========================  ===========  =========  ==================================
+consumers                   mean degree  peak       note
+==========================  ===========  =========  ==================================
+(imports only)              -            147 MiB    :data:`BASE_BYTES`
+400,000                     2            292 MiB
+200,000                     5            233 MiB
+200,000 / 400,000           10           314 / 513 MiB
+200,000                     20           797 MiB
+100,000 / 200,000           40           1,248 / 2,736 MiB
+100,000 / 1,000,000         10           234 / 932 MiB  ``make bench`` (90 days, README Speed)
+200,000 / 400,000           well-mixed   431 / 1,128 MiB
+==========================  ===========  =========  ==================================
+
+Per consumer that is about :data:`PER_CONSUMER_BYTES` plus :data:`PER_DEGREE_SQUARED_BYTES`
+times the squared mean degree (the peak grows with the square of the degree): 1,050 bytes at
+the default degree 10, 3.3 KB at 20, 12 KB at 40. The fit errs on the high side at the default
+(1.15 GiB estimated for the benchmark's 932 MiB); 50 million consumers come to about 49 GiB.
+A well-mixed world (no graph) measured more, growing faster than its size (1.4 KB a consumer at
+200,000, 2.4 KB at 400,000); it is estimated as degree 20 (3.3 KB), which can be low for
+very large well-mixed worlds. An edge list is estimated as the default degree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sim.params import ParameterError, Params
+
+MIB = 2**20
+GIB = 2**30
+BASE_BYTES = 150 * MIB  # the interpreter with numpy, scipy, pandas and mesa imported
+PER_CONSUMER_BYTES = 300  # consumers' arrays, demand, groups, followers, orders
+PER_DEGREE_SQUARED_BYTES = 7.5  # building the social graph, per consumer and squared degree
+
+
+def run_bytes(p: Params) -> int:
+    """Estimated peak memory of one run of the model with parameters ``p``, in bytes.
+
+    >>> round(run_bytes(Params().with_overrides({"world.consumers": 1_000_000})) / MIB)
+    1151
+    """
+    # A well-mixed world and an edge list: see the module's notes (a guard, not a promise).
+    degree = {"communities": p.graph.mean_degree, "well_mixed": 20.0}.get(p.graph.kind, 10.0)
+    per_consumer = PER_CONSUMER_BYTES + PER_DEGREE_SQUARED_BYTES * degree**2
+    return int(BASE_BYTES + p.world.consumers * per_consumer)
+
+
+def available_bytes() -> int | None:
+    """Memory this process can still use: the system's available memory (psutil if installed,
+    else ``MemAvailable`` of /proc/meminfo), capped by a cgroup v2 limit; None if unknown."""
+    found: list[int] = []
+    try:
+        import psutil
+
+        found.append(int(psutil.virtual_memory().available))
+    except Exception:  # not installed, or no access
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+        except (OSError, ValueError, IndexError):
+            pass
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return max(0, min(found)) if found else None
+
+
+def _gib(n: float) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def check_memory(params: Params | list[Params], parallel: int = 1, what: str = "the world") -> int:
+    """Refuse (ParameterError) a run whose estimated memory exceeds what is available.
+
+    ``params``: the largest world(s) to be run; ``parallel``: runs at the same time in local
+    processes. Returns how many runs fit side by side (at least 1, at most ``parallel``), so a
+    caller can lower its number of workers; unknown free memory lets everything through.
+    """
+    worlds = params if isinstance(params, list) else [params]
+    need = max(run_bytes(p) for p in worlds)
+    free = available_bytes()
+    if free is None:
+        return parallel
+    if need > free:
+        largest = max(worlds, key=run_bytes)
+        raise ParameterError(
+            f"{what} needs about {_gib(need)} of memory "
+            f"({largest.world.consumers:,} consumers, mean degree {largest.graph.mean_degree:g}; "
+            f"estimate of sim.resources.run_bytes), but {_gib(free)} is available: "
+            "choose fewer consumers (--consumers or --set world.consumers=N)"
+        )
+    # Each local process builds its own world; this process only collects tables.
+    return max(1, min(parallel, free // need))
