@@ -26,9 +26,9 @@ from matplotlib.figure import Figure
 from analysis import plots
 from analysis.report import Results, comparison_table
 from analysis.stats import paired_differences, scenario_means
-from sim.experiment import Experiment, run_experiment
-from sim.model import CommerceModel
-from sim.scenario import default, load
+from sim.experiments.experiment import Experiment, run_experiment
+from sim.experiments.scenario import default, load
+from sim.world.model import CommerceModel
 
 Tables = Experiment | Results
 
@@ -177,7 +177,7 @@ def explain(
     workers: int | None = 1,
     sets: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Split a difference into mechanism groups with exact Shapley values (:mod:`sim.explain`).
+    """Split a difference into mechanism groups with exact Shapley values (:mod:`analysis.explain`).
 
     ``explain("owners", "lax_selection")``: scenario mode, B - A per metric and channel.
     ``explain("hybrid", channels=("owners", "streamer"))``: channel mode, metric(owners) -
@@ -189,8 +189,8 @@ def explain(
     (``lo``/``hi``: 95% interval over replicates; ``parameters``: each part's parameter
     changes); its ``attrs`` hold ``start_label``, ``end_label`` and ``mode``.
     """
-    from sim import explain as ex
-    from sim.cli import make_executor
+    from analysis import explain as ex
+    from sim.experiments.experiment import make_executor
 
     metrics = tuple(metrics or ex.DEFAULT_METRICS)
     if isinstance(channel, str):

@@ -1,6 +1,7 @@
 """Standard figures of an experiment. Each function draws one figure and returns it.
 
-Inputs are the tidy tables of an experiment (see :mod:`sim.experiment`): ``timeseries`` (one row
+Inputs are the tidy tables of an experiment (see :mod:`sim.experiments.experiment`):
+``timeseries`` (one row
 per scenario, replicate, day and channel), ``summary`` (scenario, replicate, channel, metric,
 value) and ``owners`` (one row per scenario, replicate and owner). Channels keep one colour
 everywhere; scenarios one line style.
@@ -22,8 +23,8 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from analysis.stats import channel_presence, channels_present, mean_ci  # noqa: E402
-from sim.channels import ALL, CHANNELS  # noqa: E402
-from sim.metrics import COST_KINDS, METRICS, gini, owner_survival  # noqa: E402
+from sim.world.channels import ALL, CHANNELS  # noqa: E402
+from sim.world.metrics import COST_KINDS, METRICS, gini, owner_survival  # noqa: E402
 
 CHANNEL_COLOURS = {
     "owners": "#1b9e77",
@@ -373,7 +374,7 @@ def spring_layout(
 def social_graph(model, size: int = 400, seed: int = 0, ax=None) -> Figure:
     """A sample of the social graph coloured by consumer state, owners as squares, the
     streamer's followers ringed in her colour and linked to her star."""
-    from sim.model import CONSUMER_STATES
+    from sim.world.model import CONSUMER_STATES
 
     sample = graph_sample(model, size, seed)
     nodes, xy = sample.nodes, sample.xy
@@ -432,7 +433,7 @@ def explain_waterfall(
     channels: list[str] | None = None,
     metrics: list[str] | None = None,
 ) -> Figure:
-    """Waterfalls of an explanation (:mod:`sim.explain`): one panel per metric (a row) and
+    """Waterfalls of an explanation (:mod:`analysis.explain`): one panel per metric (a row) and
     channel (a column). Each starts at the start value (scenario A; in channel mode channel B),
     steps through the parts (bars: up or down by the part, with its 95% interval over
     replicates when there is one) and ends at the end value (scenario B; channel A).

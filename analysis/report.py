@@ -22,15 +22,15 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
+from analysis.explain import OTHER, STRUCTURE, TOTAL, format_value
 from analysis.stats import (
     channel_presence,
     channels_present,
     paired_differences,
     scenario_means,
 )
-from sim.channels import ALL
-from sim.explain import OTHER, STRUCTURE, TOTAL, format_value
-from sim.metrics import METRICS
+from sim.world.channels import ALL
+from sim.world.metrics import METRICS
 
 TABLE_METRICS = (
     "reach_share",
@@ -206,7 +206,8 @@ def _markdown_table(df: pd.DataFrame) -> str:
 
 @dataclass
 class Explained:
-    """One explanation saved in a results folder, ``explain/NAME/`` (see :mod:`sim.explain`)."""
+    """One explanation saved in a results folder, ``explain/NAME/``
+    (see :mod:`analysis.explain`)."""
 
     name: str
     folder: Path

@@ -1,6 +1,7 @@
 """Sensitivity and robustness analysis of a sweep (``fishschool analyze DIR``).
 
-Reads a sweep folder (``sweep.parquet`` and ``manifest.json``, see :mod:`sim.sweep`) and writes
+Reads a sweep folder (``sweep.parquet`` and ``manifest.json``, see
+:mod:`sim.experiments.sweep`) and writes
 into ``DIR/analysis/``:
 
 * ``response_OUTCOME.png``: each outcome against each varied parameter, per channel (points

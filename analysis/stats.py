@@ -99,7 +99,7 @@ def channel_presence(table: pd.DataFrame) -> pd.Series:
 
 def channels_present(table: pd.DataFrame) -> list[str]:
     """The sales channels (not ``all``) present in at least one scenario, in channel order."""
-    from sim.channels import CHANNELS
+    from sim.world.channels import CHANNELS
 
     presence = channel_presence(table)
     return [c for c in CHANNELS if presence.xs(c, level="channel").any()]

@@ -1,4 +1,4 @@
-"""Watching a run in a browser: a Mesa SolaraViz page over :class:`~sim.model.CommerceModel`.
+"""Watching a run in a browser: a Mesa SolaraViz page over :class:`~sim.world.model.CommerceModel`.
 
 ``fishschool viz [SCENARIO]`` serves this page (``solara run analysis.viz``); the scenario and
 the view size reach the server through environment variables (:data:`ENV_SCENARIO`,
@@ -38,9 +38,9 @@ from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
 from analysis.plots import CHANNEL_COLOURS, STATE_COLOURS, GraphSample, graph_sample
-from sim.channels import ALL, CHANNELS
-from sim.model import CONSUMER_STATES, CommerceModel
-from sim.params import Params
+from sim.world.channels import ALL, CHANNELS
+from sim.world.model import CONSUMER_STATES, CommerceModel
+from sim.world.params import Params
 
 ENV_SCENARIO = "FISHSCHOOL_VIZ_SCENARIO"  # a scenario file or shipped name
 ENV_CONSUMERS = "FISHSCHOOL_VIZ_CONSUMERS"  # consumers in the view's world
@@ -85,8 +85,8 @@ def base_params(
     scenario: str | None = None, consumers: int | None = VIEW_CONSUMERS, sets: tuple = ()
 ) -> Params:
     """The scenario's parameters (replicate 0 of the command line) shrunk to ``consumers``
-    consumers, owners scaled in proportion. Errors are :class:`~sim.params.ParameterError`."""
-    from sim.scenario import load
+    consumers, owners scaled in proportion. Errors are :class:`~sim.world.params.ParameterError`."""
+    from sim.experiments.scenario import load
 
     sc = load(scenario or DEFAULT_SCENARIO, sets)
     p = sc.replicate_params(replicates=1)[0]
@@ -235,7 +235,7 @@ class _Painter:
 
 
 class GraphPainter(_Painter):
-    """The sample coloured by state (:data:`~sim.model.CONSUMER_STATES`); owners are squares
+    """The sample coloured by state (:data:`~sim.world.model.CONSUMER_STATES`); owners are squares
     (white once they quit), the streamer a star linked to her followers in the sample, who are
     ringed in her colour. Legend shares are of all consumers."""
 

@@ -8,8 +8,9 @@ Run with ``.venv/bin/python benchmarks/bench_model.py`` (``make bench``).
   Target: under 60 s and under 4 GiB peak RSS, on one core. ``--quick`` runs 10 days only
   (a smoke check); ``--skip-million`` leaves it out.
 * Baseline: one Independent Cascade forwarding step (every node active, p = 0.05) on the
-  100k-node graph of :func:`sim.graph.community_graph`, written as plain Mesa agents with cached
-  neighbour lists, against the vectorised :func:`sim.cascade.forward`.
+  100k-node graph of :func:`sim.world.graph.community_graph`, written as plain Mesa agents
+  with cached
+  neighbour lists, against the vectorised :func:`sim.world.cascade.forward`.
 
 Every measurement runs in its own freshly spawned process pinned to one core, so peak memory
 (``ru_maxrss``) and timings do not mix. The figures are printed and written to
@@ -85,8 +86,8 @@ def run_scenario(spec: dict) -> dict:
     """Build and run one CommerceModel; time build and every tick. Runs in a fresh process."""
     _one_core()
     t_start = time.perf_counter()
-    from sim.model import CommerceModel
-    from sim.params import Params
+    from sim.world.model import CommerceModel
+    from sim.world.params import Params
 
     t_import = time.perf_counter()
     params = Params.from_dict(
@@ -132,8 +133,8 @@ def _baseline_graph(n: int):
     """The 100k-node graph of the default community generator, as the model would build it."""
     import numpy as np
 
-    from sim.graph import community_graph
-    from sim.params import GraphParams
+    from sim.world.graph import community_graph
+    from sim.world.params import GraphParams
 
     g = GraphParams()
     adj, _ = community_graph(
@@ -204,11 +205,11 @@ def run_plain_mesa(n: int, ticks: int) -> dict:
 
 
 def run_vectorised(n: int, reps: int) -> dict:
-    """The same forwarding step as array work: ``sim.cascade.forward`` over all nodes."""
+    """The same forwarding step as array work: ``sim.world.cascade.forward`` over all nodes."""
     _one_core()
     import numpy as np
 
-    from sim.cascade import forward
+    from sim.world.cascade import forward
 
     adj = _baseline_graph(n)
     rng = np.random.default_rng(SEED)
@@ -315,7 +316,7 @@ def report(rows: list[dict], baseline: dict) -> None:
         )
     if vec:
         print(
-            f"  vectorised sim.cascade.forward (CSR):                   "
+            f"  vectorised sim.world.cascade.forward (CSR):                   "
             f"{vec['tick_median_ms']:8.2f} ms/tick  (median of {vec['reps']}; "
             f"{vec['hits_per_tick']:,.0f} hits/tick, peak {vec['peak_mib']:.0f} MiB)"
         )

@@ -177,7 +177,7 @@ def run_mode(mode: str, sweep_file: str, out: str, queue) -> None:
 
 
 def _timed_sweep(sweep, out: Path, executor) -> dict:
-    from sim.sweep import run_sweep
+    from sim.experiments.sweep import run_sweep
 
     t0 = time.perf_counter()
     report = run_sweep(sweep, out, executor)
@@ -194,7 +194,7 @@ def _timed_sweep(sweep, out: Path, executor) -> dict:
 
 def _run_mode(mode: str, sweep_file: Path, out: Path) -> dict:
     t_start = time.perf_counter()
-    from sim.sweep import load_sweep
+    from sim.experiments.sweep import load_sweep
 
     sweep = load_sweep(sweep_file)
     row: dict = {"mode": mode, "label": MODES[mode], "error": None}

@@ -14,7 +14,7 @@ with 95% intervals (``compare`` adds paired differences on common random numbers
 results folder with a report. A SCENARIO is a TOML file or the name of a shipped scenario
 (``fishschool list``); without one, ``run`` uses the model's defaults. ``explain`` splits the
 difference between two scenarios, or between two channels of one scenario, into mechanism groups
-with exact Shapley values (:mod:`sim.explain`). ``compare --explain`` explains, after the
+with exact Shapley values (:mod:`analysis.explain`). ``compare --explain`` explains, after the
 comparison, each compared scenario in which owners and the streamer both sell (channel mode,
 ``--channels owners streamer``); if none has both, the first scenario against each other one
 (scenario mode). The explanations go into ``explain/NAME/`` of the results folder and into its
@@ -26,7 +26,7 @@ memory) prints one line naming the file, option or key and what is allowed, exit
 and writes nothing; all of it is checked before any run starts. Numbers are read by one type
 function per kind (:func:`positive_int`, :func:`seed_int`, ...), so every command takes the
 same range for the same option. ``--force`` replaces only a folder whose manifest.json says
-fishschool wrote it (:func:`sim.output.check_destination`). Ctrl-C prints ``fishschool:
+fishschool wrote it (:func:`sim.experiments.output.check_destination`). Ctrl-C prints ``fishschool:
 interrupted`` and exits with status 130, leaving no half-written output.
 """
 
@@ -37,13 +37,13 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from sim import __version__
-from sim.params import ParameterError, field_of
+from sim.experiments.experiment import check_scheduler, executor_for
+from sim.world.params import ParameterError, field_of
 
 RESULTS = Path("results")
 LABEL_MAX = 120  # characters of a default folder name before its time stamp
@@ -100,7 +100,7 @@ def _param_int(dotted: str, name: str, key: str | None) -> Callable[[str], int]:
 
 def _scenario_int(key: str, what: str) -> Callable[[str], int]:
     """An argparse type with the range of a scenario's top key (replicates, seed, horizon)."""
-    from sim.scenario import _LIMITS
+    from sim.experiments.scenario import _LIMITS
 
     return int_in(*_LIMITS[key], what, f"{key}_int", key)
 
@@ -127,18 +127,12 @@ def share_float(text: str) -> float:
     return value
 
 
-SCHEDULER_SCHEMES = ("tcp", "tls", "ucx", "inproc")
-
-
 def scheduler_address(text: str) -> str:
     """An argparse type: a Dask scheduler address, SCHEME://HOST[:PORT]."""
-    scheme, sep, rest = text.partition("://")
-    if not sep or scheme not in SCHEDULER_SCHEMES or not rest:
-        schemes = ", ".join(f"{s}://" for s in SCHEDULER_SCHEMES)
-        raise argparse.ArgumentTypeError(
-            f"{text} is not a Dask scheduler address (expected {schemes} and HOST:PORT)"
-        )
-    return text
+    try:
+        return check_scheduler(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 class Progress:
@@ -174,6 +168,11 @@ def _experiment_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=seed_int, help="base seed (default: the first scenario's)")
     p.add_argument("--workers", type=positive_int, help="parallel processes (default: all cores)")
+    p.add_argument(
+        "--scheduler",
+        type=scheduler_address,
+        help="a Dask scheduler, e.g. tcp://host:8786 (default: local processes)",
+    )
     p.add_argument("--out", type=Path, help="results folder (default: results/NAME-TIME)")
     p.add_argument(
         "--force",
@@ -371,7 +370,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_scenarios(names: Sequence[str | None], sets: Sequence[str]):
-    from sim.scenario import default, load
+    from sim.experiments.scenario import default, load
 
     return [load(n, sets) if n is not None else default(sets) for n in names]
 
@@ -386,8 +385,8 @@ def _plan_workers(args: argparse.Namespace, params: list, runs: int, what: str) 
     """How many local processes to run ``runs`` runs of the worlds ``params`` on: --workers
     (default: all cores), no more than the runs, and no more than fit in memory side by side.
     A world that does not fit even alone is refused (ParameterError), before anything runs."""
-    from sim.experiment import default_workers
-    from sim.resources import check_memory
+    from sim.experiments.experiment import default_workers
+    from sim.experiments.resources import check_memory
 
     wanted = min(args.workers or default_workers(), max(runs, 1))
     fit = check_memory(params, wanted, what)
@@ -414,7 +413,7 @@ def _explain_plan(scenarios) -> list[tuple[str, list]]:
     which owners and the streamer both sell, in channel mode (one scenario); if there is none,
     the first scenario against each other one, in scenario mode (two scenarios). Checked here,
     before anything runs (an ExplainError says why an explanation cannot be made)."""
-    from sim.explain import check_channel_pair, check_scenario_pair
+    from analysis.explain import check_channel_pair, check_scenario_pair
 
     both = [s for s in scenarios if all(getattr(s.params.channels, ch) for ch in EXPLAIN_PAIR)]
     if both:
@@ -431,8 +430,8 @@ def _write_explanation(expl, folder: Path, command: list[str]) -> None:
     """explain.csv, runs.csv, manifest.json and explain.png into an existing folder."""
     import matplotlib.pyplot as plt
 
+    from analysis.explain import write_tables
     from analysis.plots import explain_waterfall
-    from sim.explain import write_tables
 
     write_tables(expl, folder, command)
     fig = explain_waterfall(expl.table)
@@ -448,10 +447,10 @@ def _run_and_write(
     tables, explain/NAME/, report."""
     import json
 
+    from analysis.explain import explain_channels, explain_scenarios, format_explanation
     from analysis.report import Results, comparison_table, write_report
-    from sim.experiment import run_experiment
-    from sim.explain import explain_channels, explain_scenarios, format_explanation
-    from sim.output import atomic_folder, check_destination, write_tables
+    from sim.experiments.experiment import run_experiment
+    from sim.experiments.output import atomic_folder, check_destination, write_tables
 
     out = check_destination(args.out or _default_out(label), args.force)
     first = scenarios[0]
@@ -468,7 +467,7 @@ def _run_and_write(
         )
     explanations = []
     # One executor for the comparison and its explanations; Ctrl-C stops its processes.
-    with executor_for(workers, None) as (executor, _):
+    with executor_for(workers, args.scheduler) as (executor, _):
         exp = run_experiment(
             scenarios,
             replicates=args.replicates,
@@ -560,7 +559,7 @@ SWEEP_ONLY_KEYS = ("base", "design", "samples", "outcomes", "model", "levels", "
 
 def _is_sweep_file(name: str) -> bool:
     """A TOML file with a key only sweep files have (base, design, [set], ...)."""
-    from sim.params import read_toml
+    from sim.world.params import read_toml
 
     path = Path(name)
     if not path.is_file():
@@ -573,9 +572,9 @@ def _is_sweep_file(name: str) -> bool:
 
 
 def _load_sweep(path: Path):
-    """A sweep file, validated (sim.sweep.load_sweep) and its name a plain one."""
-    from sim.scenario import check_name
-    from sim.sweep import load_sweep
+    """A sweep file, validated (sim.experiments.sweep.load_sweep) and its name a plain one."""
+    from sim.experiments.scenario import check_name
+    from sim.experiments.sweep import load_sweep
 
     if not path.is_file():
         what = "is a folder, not a sweep file" if path.is_dir() else "file not found"
@@ -589,7 +588,7 @@ def _load_sweep(path: Path):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from sim.scenario import load
+    from sim.experiments.scenario import load
 
     status = 0
     for name in args.scenarios:
@@ -620,7 +619,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from sim.scenario import shipped, shipped_dir
+    from sim.experiments.scenario import shipped, shipped_dir
 
     print(f"Shipped scenarios ({shipped_dir()}):")
     for s in shipped():
@@ -635,7 +634,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     import tempfile
 
     from analysis.report import Results, write_report
-    from sim.output import check_writable, load_results
+    from sim.experiments.output import check_writable, load_results
 
     res = Results(**load_results(args.folder))
     check_writable(args.folder / "report.html", "report", folder=False)
@@ -651,72 +650,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"Report redrawn: {args.folder / 'report.html'}")
     return 0
-
-
-def _ignore_sigint() -> None:
-    """In a worker process: Ctrl-C is the main process's to handle (it stops the workers);
-    without this every worker prints its own KeyboardInterrupt traceback."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def make_executor(workers: int | None, scheduler: str | None):
-    """The executor runs go to, how to close it and where it is: a Dask cluster when a
-    scheduler is named (or in ``$DASK_SCHEDULER_ADDRESS``), else local processes, else this
-    process. ``close(abort=True)`` stops local processes at once (after Ctrl-C or an error)
-    instead of waiting for the runs in flight."""
-    import multiprocessing as mp
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
-    from sim.experiment import default_workers
-
-    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
-    if address:
-        try:
-            scheduler_address(address)
-        except argparse.ArgumentTypeError as err:
-            where = "--scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS"
-            raise ParameterError(f"{where} {err}") from None
-        from distributed import Client
-
-        try:
-            client = Client(address, timeout="10s")
-        except (OSError, ValueError) as err:
-            raise ParameterError(f"--scheduler {address}: cannot connect ({err})") from None
-        return (
-            client.get_executor(pure=False),
-            lambda abort=False: client.close(),
-            f"Dask cluster at {address}",
-        )
-    workers = workers or default_workers()
-    if workers == 1:
-        return None, lambda abort=False: None, "this process"
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=mp.get_context("forkserver"), initializer=_ignore_sigint
-    )
-
-    def close(abort: bool = False) -> None:
-        if abort:
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.terminate()
-        pool.shutdown(wait=not abort, cancel_futures=True)
-
-    return pool, close, f"{workers} local processes"
-
-
-@contextmanager
-def executor_for(workers: int | None, scheduler: str | None) -> Iterator[tuple]:
-    """``make_executor`` as a context: (executor, where); closed on the way out, and its
-    processes stopped at once when the block ends by an exception (Ctrl-C, SIGTERM)."""
-    executor, close, where = make_executor(workers, scheduler)
-    try:
-        yield executor, where
-    except BaseException:
-        close(abort=True)
-        raise
-    close()
 
 
 def _sweep_worlds(sweep) -> list:
@@ -741,8 +674,8 @@ def _is_number(v: object) -> bool:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from sim.output import check_writable
-    from sim.sweep import check_out, check_size, run_sweep
+    from sim.experiments.output import check_writable
+    from sim.experiments.sweep import check_out, check_size, run_sweep
 
     sweep = _load_sweep(args.sweep)
     out = args.out or RESULTS / f"sweep-{sweep.name}"
@@ -786,7 +719,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _check_calibration_out(out: Path) -> Path:
     """calibrate writes into --out and resumes there: a new or empty folder, or one an earlier
     calibration wrote (draws/ and its report files); never a folder of other files."""
-    from sim.output import OutputExistsError, check_writable
+    from sim.experiments.output import OutputExistsError, check_writable
 
     check_writable(out)
     if out.is_dir() and any(out.iterdir()):
@@ -801,7 +734,7 @@ def _check_calibration_out(out: Path) -> Path:
 
 def _check_posterior(path: Path, option: str) -> None:
     """An earlier round's posterior.csv: readable, with parameter, q05 and q95 columns."""
-    from sim.output import ResultsError, read_csv
+    from sim.experiments.output import ResultsError, read_csv
 
     try:
         read_csv(path, ("parameter", "q05", "q95"))
@@ -810,7 +743,7 @@ def _check_posterior(path: Path, option: str) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from sim.calibration import calibrate, calibration_world
+    from sim.experiments.calibration import calibrate, calibration_world
 
     out = _check_calibration_out(args.out)
     if args.refine is not None:
@@ -853,8 +786,8 @@ VALIDATION_HEADING = "# Validation report"
 
 
 def cmd_validate_model(args: argparse.Namespace) -> int:
-    from sim.output import OutputExistsError, check_writable
-    from sim.validation import write_report
+    from analysis.validation import write_report
+    from sim.experiments.output import OutputExistsError, check_writable
 
     out = check_writable(args.out, folder=False)
     if out.is_file():  # replace only an earlier report (docs/VALIDATION.md), not any file
@@ -877,7 +810,7 @@ def cmd_validate_model(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.sensitivity import analyze
-    from sim.output import check_sweep_results, check_writable
+    from sim.experiments.output import check_sweep_results, check_writable
 
     check_sweep_results(args.folder)
     check_writable(args.folder / "analysis")
@@ -893,7 +826,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Validate everything, run the coalitions, then write explain.csv, runs.csv,
     manifest.json and explain.png atomically and print the table."""
-    from sim.explain import (
+    from analysis.explain import (
         DEFAULT_METRICS,
         check_channels,
         check_metrics,
@@ -901,8 +834,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         explain_scenarios,
         format_explanation,
     )
-    from sim.output import atomic_folder, check_destination
-    from sim.scenario import load
+    from sim.experiments.output import atomic_folder, check_destination
+    from sim.experiments.scenario import load
 
     names = args.scenarios
     if args.channels:
@@ -966,13 +899,13 @@ def cmd_viz(args: argparse.Namespace) -> int:
         from analysis import viz
     except ImportError as err:
         raise ParameterError(
-            f"viz needs {err.name or err}, which is not installed: pip install -e '.[dev]'"
+            f"viz needs {err.name or err}, which is not installed: pip install 'fishschool[viz]'"
         ) from None
     scenario = args.scenario
     if scenario and Path(scenario).is_file():
         scenario = str(Path(scenario).resolve())
     p = viz.base_params(scenario, args.consumers, tuple(args.sets))  # bad input stops here
-    from sim.resources import check_memory
+    from sim.experiments.resources import check_memory
 
     check_memory(p, what="the view's world")
     env = {
@@ -1046,7 +979,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"fishschool: error: {err}", file=sys.stderr)
             return 2
         _exit_on_sigterm()
-        from sim.output import OutputExistsError
+        from sim.experiments.output import OutputExistsError
 
         try:
             return COMMANDS[args.command](args)
@@ -1055,7 +988,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         except MemoryError:
             print(
-                "fishschool: error: out of memory (the estimate of sim.resources was too low "
+                "fishschool: error: out of memory (the estimate of "
+                "sim.experiments.resources was too low "
                 "for this world): choose fewer consumers or --workers",
                 file=sys.stderr,
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.params import Params
+from sim.world.params import Params
 
 SMALL = {
     "world": {"consumers": 4000, "owners": 40, "brands": 20, "days": 30},

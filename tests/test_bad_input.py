@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-import sim.resources
+import sim.experiments.resources
 from sim.cli import main
-from sim.scenario import ScenarioError, load, shipped_dir
+from sim.experiments.scenario import ScenarioError, load, shipped_dir
 
 SEED_2_70 = str(2**70)
 SHIPPED_SWEEP = shipped_dir() / "sweeps" / "owners_vs_streamer_robustness.toml"
@@ -585,7 +585,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     tmp_path, capsys, monkeypatch, saved, case, setup, message
 ):
     monkeypatch.chdir(tmp_path)  # a default results/ would appear here
-    monkeypatch.setattr(sim.resources, "available_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(sim.experiments.resources, "available_bytes", lambda: 8 * 2**30)
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "")  # none; restored after the test
     argv = setup(tmp_path, saved)
     if case == "report on a folder that cannot be written":
@@ -695,7 +695,7 @@ def test_validate_accepts_the_shipped_sweep_files(capsys):
 
 
 def test_a_bad_name_is_a_scenario_error():
-    from sim.scenario import check_name
+    from sim.experiments.scenario import check_name
 
     with pytest.raises(ScenarioError, match=r"^f.toml: name = '\.\./x' is not a plain name"):
         check_name("../x", "f.toml")
@@ -703,8 +703,8 @@ def test_a_bad_name_is_a_scenario_error():
 
 # -- memory ---------------------------------------------------------------------------------------
 def test_memory_estimate_matches_the_benchmark():
-    from sim.params import Params
-    from sim.resources import MIB, run_bytes
+    from sim.experiments.resources import MIB, run_bytes
+    from sim.world.params import Params
 
     at = lambda n: run_bytes(Params().with_overrides({"world.consumers": n})) / MIB  # noqa: E731
     assert 200 < at(100_000) < 300  # measured 234 MiB (make bench)
@@ -713,16 +713,18 @@ def test_memory_estimate_matches_the_benchmark():
 
 
 def test_runs_side_by_side_are_capped_by_memory(monkeypatch, capsys, tmp_path):
-    from sim.params import Params
-    from sim.resources import check_memory, run_bytes
+    from sim.experiments.resources import check_memory, run_bytes
+    from sim.world.params import Params
 
     p = Params().with_overrides({"world.consumers": 2000})
-    monkeypatch.setattr(sim.resources, "available_bytes", lambda: 3 * run_bytes(p) + 1)
+    monkeypatch.setattr(sim.experiments.resources, "available_bytes", lambda: 3 * run_bytes(p) + 1)
     assert check_memory(p, 8) == 3 and check_memory(p, 2) == 2
-    monkeypatch.setattr(sim.resources, "available_bytes", lambda: None)  # unknown: no limit
+    # unknown: no limit
+    monkeypatch.setattr(sim.experiments.resources, "available_bytes", lambda: None)
     assert check_memory(p, 8) == 8
     # --workers above what fits: exit 2 naming how many fit; without --workers: fewer
-    monkeypatch.setattr(sim.resources, "available_bytes", lambda: int(1.5 * run_bytes(p)))
+    room = int(1.5 * run_bytes(p))
+    monkeypatch.setattr(sim.experiments.resources, "available_bytes", lambda: room)
     out = tmp_path / "r"
     args = ["run", "--consumers", "2000", "--owners", "5", "--days", "2", "--replicates", "2"]
     assert main([*args, "--workers", "2", "--out", str(out)]) == 2

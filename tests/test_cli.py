@@ -152,12 +152,13 @@ def test_results_folder_respects_the_umask(tmp_path):
 
 
 def test_interrupted_write_leaves_no_complete_looking_folder(tmp_path, monkeypatch, capsys):
-    import sim.output
+    import sim.experiments.output
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sim.output.json, "dump", boom)  # dies while writing the manifest
+    # dies while writing the manifest
+    monkeypatch.setattr(sim.experiments.output.json, "dump", boom)
     out = tmp_path / "r"
     assert run_cli("--consumers", 2000, "--owners", 5, "--days", 2, "--out", out, "--quiet") == 130
     assert capsys.readouterr().err == "fishschool: interrupted\n"
@@ -183,3 +184,14 @@ def test_installed_command_exit_status(tmp_path):
         "the allowed range [0, 5000000] (Shop owners ('small b'); each is also a consumer)"
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_run_on_a_dask_cluster_gives_the_same_numbers(tmp_path, dask_client):
+    """run (and compare) take --scheduler like sweep: the same runs, the same numbers."""
+    size = ("--consumers", 2000, "--days", 5, "--replicates", 2, "--quiet", "--no-report")
+    local, dask = tmp_path / "local", tmp_path / "dask"
+    assert run_cli("owners", *size, "--workers", 1, "--out", local) == 0
+    address = dask_client.scheduler.address
+    assert run_cli("owners", *size, "--scheduler", address, "--out", dask) == 0
+    a, b = (pd.read_csv(f / "summary.csv") for f in (local, dask))
+    pd.testing.assert_frame_equal(a, b)

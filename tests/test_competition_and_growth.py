@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from analysis.stats import mean_ci
-from sim import funnel
-from sim.channels import CHANNELS, Channel, Source
-from sim.metrics import METRICS
-from sim.model import CommerceModel, run
-from sim.params import Params
+from sim.world import funnel
+from sim.world.channels import CHANNELS, Channel, Source
+from sim.world.metrics import METRICS
+from sim.world.model import CommerceModel, run
+from sim.world.params import Params
 
 SEEDS = tuple(range(1, 7))
 MORE_SEEDS = tuple(range(1, 13))  # for effects of a few percent

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import small
-from sim.channels import CHANNELS
-from sim.metrics import COST_KINDS, FLOW_METRICS
-from sim.model import CommerceModel, run
+from sim.world.channels import CHANNELS
+from sim.world.metrics import COST_KINDS, FLOW_METRICS
+from sim.world.model import CommerceModel, run
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import small
-from sim.model import CommerceModel, run
+from sim.world.model import CommerceModel, run
 
 SEEDS = (1, 2, 3)
 

@@ -18,9 +18,7 @@ import pytest
 import scipy.sparse as sp
 from scipy import stats
 
-from sim.cascade import independent_cascade
-from sim.graph import community_graph, from_edges
-from sim.verification import (
+from sim.experiments.verification import (
     HOUSE,
     bass_curve,
     exact_ic_distribution,
@@ -30,6 +28,8 @@ from sim.verification import (
     model_ic_reach_on_graph,
     reference_ic_reach,
 )
+from sim.world.cascade import independent_cascade
+from sim.world.graph import community_graph, from_edges
 
 PATH3 = [(0, 1), (1, 2)]
 STAR4 = [(0, 1), (0, 2), (0, 3), (0, 4)]

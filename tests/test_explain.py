@@ -10,10 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import sim.explain as ex
-from sim.cli import main
-from sim.experiment import run_experiment
-from sim.explain import (
+import analysis.explain as ex
+from analysis.explain import (
     CHANNEL_SWAPS,
     MECHANISMS,
     STRUCTURE,
@@ -25,8 +23,10 @@ from sim.explain import (
     format_explanation,
     shapley,
 )
-from sim.params import field_of
-from sim.scenario import load, shipped_dir
+from sim.cli import main
+from sim.experiments.experiment import run_experiment
+from sim.experiments.scenario import load, shipped_dir
+from sim.world.params import field_of
 
 SMALL = ["world.consumers=1500", "levers.world.owners=30", "horizon=30"]
 R = 2
@@ -460,9 +460,11 @@ def test_compare_without_explain_writes_no_explanation(tmp_path, capsys):
 def test_compare_explain_bad_input_exits_2_before_running(
     tmp_path, capsys, monkeypatch, args, message
 ):
-    import sim.experiment
+    import sim.experiments.experiment
 
-    monkeypatch.setattr(sim.experiment, "run_experiment", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(
+        sim.experiments.experiment, "run_experiment", lambda *a, **k: pytest.fail("ran")
+    )
     out = tmp_path / "c"
     assert main(["compare", "hybrid", "owners", *args, *COMPARE, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -471,9 +473,11 @@ def test_compare_explain_bad_input_exits_2_before_running(
 
 
 def test_compare_explain_checks_the_scenario_pairs_before_running(tmp_path, capsys, monkeypatch):
-    import sim.experiment
+    import sim.experiments.experiment
 
-    monkeypatch.setattr(sim.experiment, "run_experiment", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(
+        sim.experiments.experiment, "run_experiment", lambda *a, **k: pytest.fail("ran")
+    )
     big = tmp_path / "big.toml"
     big.write_text(f'extends = "{shipped_dir() / "streamer.toml"}"\n[world]\nconsumers = 3000\n')
     out = tmp_path / "c"  # owners has the default world, big 3,000 consumers

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from sim import funnel
-from sim.calendar import occurs_on
-from sim.consumers import _smooth
-from sim.metrics import gini, repeat_purchase
-from sim.params import DeliveryParams, PurchaseParams, ReturnParams
+from sim.world import funnel
+from sim.world.calendar import occurs_on
+from sim.world.consumers import _smooth
+from sim.world.metrics import gini, repeat_purchase
+from sim.world.params import DeliveryParams, PurchaseParams, ReturnParams
 
 
 def test_purchase_probability_is_the_stated_logistic():
@@ -134,7 +134,7 @@ def test_weekly_occurrences_are_spread_evenly():
 def test_a_second_calibration_round_draws_from_the_first_rounds_ranges(tmp_path):
     import pandas as pd
 
-    from sim.calibration import PRIORS, refined_priors
+    from sim.experiments.calibration import PRIORS, refined_priors
 
     post = pd.DataFrame(
         {

@@ -4,9 +4,9 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from sim.graph import community_graph, from_edges, load_edgelist, neighbourhood
-from sim.owners import recruit_groups
-from sim.params import OwnerParams, ParameterError
+from sim.world.graph import community_graph, from_edges, load_edgelist, neighbourhood
+from sim.world.owners import recruit_groups
+from sim.world.params import OwnerParams, ParameterError
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_well_mixed_groups_fill_exactly():
 
 
 def test_owner_learning_moves_towards_kept_categories_without_overshoot():
-    from sim.owners import Owners
+    from sim.world.owners import Owners
 
     p = OwnerParams(learning_rate=0.1, skill=0.5)
     prefs = np.full((2, 4), 0.25)
@@ -109,9 +109,9 @@ def test_owner_learning_moves_towards_kept_categories_without_overshoot():
 
 
 def test_streamer_lineup_never_repeats_a_product():
-    from sim.brands import Catalogue
-    from sim.params import BrandParams, StreamerParams, WorldParams
-    from sim.streamer import MegaStreamer
+    from sim.world.brands import Catalogue
+    from sim.world.params import BrandParams, StreamerParams, WorldParams
+    from sim.world.streamer import MegaStreamer
 
     class Host:  # the minimum a Mesa agent needs from its model
         import mesa

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from analysis.stats import mean_ci
-from sim import money
-from sim.channels import Channel, Source
-from sim.model import CommerceModel, run
-from sim.params import AfterSalesParams, ParameterError, Params, StreamerParams
-from sim.service import ServiceDesks, served_share
+from sim.world import money
+from sim.world.channels import Channel, Source
+from sim.world.model import CommerceModel, run
+from sim.world.params import AfterSalesParams, ParameterError, Params, StreamerParams
+from sim.world.service import ServiceDesks, served_share
 
 SEEDS = tuple(range(1, 7))
 MORE_SEEDS = tuple(range(1, 9))

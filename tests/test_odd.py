@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from sim.metrics import metric_table
-from sim.params import parameter_table
+from sim.world.metrics import metric_table
+from sim.world.params import parameter_table
 
 ODD = Path(__file__).resolve().parent.parent / "docs" / "ODD.md"
 
@@ -17,14 +17,14 @@ def generated_part(marker: str) -> str:
 
 def test_odd_parameter_table_is_the_generated_one():
     assert generated_part("parameter-table") == parameter_table(), (
-        "docs/ODD.md section 8 is stale: paste the output of `python -m sim.params` between "
+        "docs/ODD.md section 8 is stale: paste the output of `python -m sim.world.params` between "
         "the parameter-table markers"
     )
 
 
 def test_odd_metric_table_is_the_generated_one():
     assert generated_part("metric-table") == metric_table(), (
-        "docs/ODD.md section 7.10 is stale: paste the output of `python -m sim.metrics` "
+        "docs/ODD.md section 7.10 is stale: paste the output of `python -m sim.world.metrics` "
         "between the metric-table markers"
     )
 

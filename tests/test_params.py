@@ -2,7 +2,7 @@
 
 import pytest
 
-from sim.params import GROUP_SIZE_CAP, ParameterError, Params
+from sim.world.params import GROUP_SIZE_CAP, ParameterError, Params
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_no_group_grows_past_wechats_cap():
     """A cap above WeChat's 500 is refused; groups built and grown stay within the cap."""
     with pytest.raises(ParameterError, match=r"owners\.group_size_max = 501 is outside"):
         Params().with_overrides({"owners.group_size_max": 501})
-    from sim.model import CommerceModel
+    from sim.world.model import CommerceModel
 
     p = Params.from_dict({"world": {"consumers": 3000, "owners": 5, "days": 20}})
     model = CommerceModel(p.with_overrides({"owners.group_size_median": 400.0}))

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from conftest import small
-from sim.model import CommerceModel, run
+from sim.world.model import CommerceModel, run
 
 
 def test_same_seed_same_outputs():

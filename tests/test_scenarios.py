@@ -16,8 +16,8 @@ import pytest
 
 from analysis.stats import paired_differences, unpaired_differences
 from sim.cli import main
-from sim.experiment import run_experiment
-from sim.scenario import ScenarioError, load, replicate_seeds, shipped_dir
+from sim.experiments.experiment import run_experiment
+from sim.experiments.scenario import ScenarioError, load, replicate_seeds, shipped_dir
 
 SMALL = ["world.consumers=2000", "levers.world.owners=10", "horizon=35", "replicates=1"]
 
@@ -52,7 +52,7 @@ def test_the_required_scenarios_are_shipped():
 
 
 def test_equal_audience_gives_both_channels_the_same_audience():
-    from sim.model import CommerceModel
+    from sim.world.model import CommerceModel
 
     model = CommerceModel(load("equal_audience").params)
     members, followers = (model.consumers.group >= 0).sum(), model.consumers.follows.sum()
@@ -412,7 +412,7 @@ def test_set_accepts_bare_parameter_names_days_and_none():
 
 
 def test_a_parameter_at_its_bound_does_not_redraw_the_world():
-    from sim.model import CommerceModel
+    from sim.world.model import CommerceModel
 
     a = CommerceModel(load("hybrid", SMALL + ["consumers.impulsiveness=0.0"]).params)
     b = CommerceModel(load("hybrid", SMALL + ["consumers.impulsiveness=0.1"]).params)

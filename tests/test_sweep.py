@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import sim.sweep as sweeps
+import sim.experiments.sweep as sweeps
 from analysis.sensitivity import analyze
 from sim.cli import main
-from sim.params import ParameterError
-from sim.scenario import ScenarioError, shipped_dir
-from sim.sweep import design_points, load_sweep, plan, run_sweep
+from sim.experiments.scenario import ScenarioError, shipped_dir
+from sim.experiments.sweep import design_points, load_sweep, plan, run_sweep
+from sim.world.params import ParameterError
 
 SWEEPS = shipped_dir() / "sweeps"
 SMALL = """

@@ -22,8 +22,8 @@ from mesa.visualization.utils import force_update
 
 from analysis import viz
 from sim.cli import main
-from sim.model import CommerceModel
-from sim.scenario import load
+from sim.experiments.scenario import load
+from sim.world.model import CommerceModel
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

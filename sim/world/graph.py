@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from sim.params import GraphParams, ParameterError
+from sim.world.params import GraphParams, ParameterError
 
 
 def from_edges(src: np.ndarray, dst: np.ndarray, n: int) -> sp.csr_array:

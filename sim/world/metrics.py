@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sim.channels import ALL, CHANNELS, Channel
-from sim.orders import KEPT, RETURNED, Orders
-from sim.ragged import first_of_run, run_starts
+from sim.world.channels import ALL, CHANNELS, Channel
+from sim.world.orders import KEPT, RETURNED, Orders
+from sim.world.ragged import first_of_run, run_starts
 
 
 @dataclass(frozen=True)
@@ -557,7 +557,7 @@ def _top_seller_share(orders: Orders) -> float:
     return float(max(streamer, by_owner.max()) / total)
 
 
-if __name__ == "__main__":  # python -m sim.metrics: the ODD metric table
+if __name__ == "__main__":  # python -m sim.world.metrics: the ODD metric table
     print(metric_table())
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import mesa
 import numpy as np
 
-from sim.brands import Catalogue
-from sim.calendar import occurs_on
-from sim.params import PlatformParams
+from sim.world.brands import Catalogue
+from sim.world.calendar import occurs_on
+from sim.world.params import PlatformParams
 
 
 class Platform(mesa.Agent):
     """Selects the brands owners may sell and trains owners (its after-sales service is
-    a capacity of :mod:`sim.funnel`'s service submodel).
+    a capacity of :mod:`sim.world.funnel`'s service submodel).
 
     Selection (ODD 7.1): the platform audits every brand's quality with an error of sd
     ``selection_noise`` and rejects the worst-looking ``selection_strictness`` share of brands.

@@ -5,11 +5,11 @@ from __future__ import annotations
 import mesa
 import numpy as np
 
-from sim.brands import Catalogue
-from sim.calendar import occurs_on
-from sim.channels import Channel
-from sim.money import BrandAccounts
-from sim.params import StreamerParams
+from sim.world.brands import Catalogue
+from sim.world.calendar import occurs_on
+from sim.world.channels import Channel
+from sim.world.money import BrandAccounts
+from sim.world.params import StreamerParams
 
 
 class MegaStreamer(mesa.Agent):

@@ -3,7 +3,7 @@
 State (ODD 2, "Consumer"): category preferences, price sensitivity, impulsiveness, trust in
 each kind of source (her owner, the streamer, friends, search), satisfaction, the group she
 belongs to, whether she follows the streamer, her last kept purchase (what she recommends as an
-advocate), and her demand (open needs and monthly budget, :mod:`sim.demand`).
+advocate), and her demand (open needs and monthly budget, :mod:`sim.world.demand`).
 
 Behaviour that is a consumer's own lives here: how engaged she is with a source she trusts, and
 how trust and satisfaction move after a delivery.
@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from sim.channels import Source
-from sim.demand import Demand
-from sim.distributions import beta_with_mean
-from sim.funnel import sigmoid
-from sim.graph import regions
-from sim.params import ConsumerParams
-from sim.ragged import rank_in_run
+from sim.world.channels import Source
+from sim.world.demand import Demand
+from sim.world.distributions import beta_with_mean
+from sim.world.funnel import sigmoid
+from sim.world.graph import regions
+from sim.world.params import ConsumerParams
+from sim.world.ragged import rank_in_run
 
 
 class Consumers:
@@ -80,7 +80,7 @@ class Consumers:
         like the same things.
 
         The graph is split into contiguous regions of about ``region_size`` consumers
-        (:func:`sim.graph.regions`), each with a taste profile; a consumer's preferences are
+        (:func:`sim.world.graph.regions`), each with a taste profile; a consumer's preferences are
         ``homophily x`` her region's taste ``+ (1 - homophily) x`` her own, both drawn from a
         Dirichlet with ``concentration`` per category. Without a graph, or with homophily 0,
         preferences are independent across consumers.

@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from sim.distributions import beta_with_mean
-from sim.graph import neighbourhood
-from sim.params import OwnerParams
-from sim.ragged import rank_in_run, run_starts, starts
+from sim.world.distributions import beta_with_mean
+from sim.world.graph import neighbourhood
+from sim.world.params import OwnerParams
+from sim.world.ragged import rank_in_run, run_starts, starts
 
 EARNINGS_WINDOW = 30  # days of earnings an owner looks back on when deciding to quit
 MAX_POSTS = 50  # products one owner posts in a day at most (more would be spam in a group chat)
@@ -58,7 +58,7 @@ def recruit_groups(
     consumer's group id (-1 for none).
 
     >>> import numpy as np
-    >>> from sim.params import OwnerParams
+    >>> from sim.world.params import OwnerParams
     >>> go, g = recruit_groups(None, np.array([0, 1]), OwnerParams(group_size_median=5,
     ...     group_size_sigma=0), 100, np.random.default_rng(0))
     >>> int((g >= 0).sum()) == 5 * go.size

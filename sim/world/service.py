@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.params import AfterSalesParams
+from sim.world.params import AfterSalesParams
 
 
 def served_share(

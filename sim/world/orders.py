@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sim.channels import CHANNELS, SOURCES
+from sim.world.channels import CHANNELS, SOURCES
 
 PENDING, KEPT, RETURNED = 0, 1, 2
 

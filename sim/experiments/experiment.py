@@ -14,16 +14,17 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from sim.model import run
-from sim.params import Params
-from sim.scenario import Scenario, replicate_seeds
+from sim.experiments.scenario import Scenario, replicate_seeds
+from sim.world.model import run
+from sim.world.params import ParameterError, Params
 
 
 def run_one(task: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +117,10 @@ def run_experiment(
         own = executor is None
         # forkserver: forking a process that already runs threads can deadlock its children.
         pool = executor or ProcessPoolExecutor(
-            max_workers=min(workers, len(todo)), mp_context=mp.get_context("forkserver")
+            max_workers=min(workers, len(todo)),
+            mp_context=mp.get_context("forkserver"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
         )
         try:
             futures = [pool.submit(run_one, t) for t in todo]
@@ -144,3 +148,103 @@ def run_experiment(
             "run_s": [r["timings"]["simulate_s"] + r["timings"]["build_s"] for r in results],
         },
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Where runs go: one place sets up executors for run, compare, explain, sweep and calibrate.
+# ----------------------------------------------------------------------------------------------
+SCHEDULER_SCHEMES = ("tcp", "tls", "ucx", "inproc")
+
+
+def check_scheduler(text: str) -> str:
+    """A Dask scheduler address, SCHEME://HOST[:PORT]; ValueError otherwise.
+
+    >>> check_scheduler("tcp://10.0.0.5:8786")
+    'tcp://10.0.0.5:8786'
+    """
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in SCHEDULER_SCHEMES or not rest:
+        schemes = ", ".join(f"{s}://" for s in SCHEDULER_SCHEMES)
+        raise ValueError(
+            f"{text} is not a Dask scheduler address (expected {schemes} and HOST:PORT)"
+        )
+    return text
+
+
+def _worker_init(main_pid: int) -> None:
+    """In a worker process: Ctrl-C is the main process's to handle (it stops the workers);
+    without this every worker prints its own KeyboardInterrupt traceback. A watchdog thread
+    ends the worker within a second of the main process's death (``kill -9`` included), so no
+    worker runs on for minutes with nobody to report to (the forkserver, not the main
+    process, is a worker's parent, so the parent's death is no signal)."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(main_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # alive, owned by someone else (cannot happen here)
+                pass
+
+    threading.Thread(target=watch, name="fishschool-watchdog", daemon=True).start()
+
+
+def make_executor(workers: int | None, scheduler: str | None):
+    """The executor runs go to, how to close it and where it is: a Dask cluster when a
+    scheduler is named (or in ``$DASK_SCHEDULER_ADDRESS``), else local processes, else this
+    process. ``close(abort=True)`` stops local processes at once (after Ctrl-C or an error)
+    instead of waiting for the runs in flight."""
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address:
+        try:
+            check_scheduler(address)
+        except ValueError as err:
+            where = "--scheduler" if scheduler else "DASK_SCHEDULER_ADDRESS"
+            raise ParameterError(f"{where} {err}") from None
+        from distributed import Client
+
+        try:
+            client = Client(address, timeout="10s")
+        except (OSError, ValueError) as err:
+            raise ParameterError(f"--scheduler {address}: cannot connect ({err})") from None
+        return (
+            client.get_executor(pure=False),
+            lambda abort=False: client.close(),
+            f"Dask cluster at {address}",
+        )
+    workers = workers or default_workers()
+    if workers == 1:
+        return None, lambda abort=False: None, "this process"
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("forkserver"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+    )
+
+    def close(abort: bool = False) -> None:
+        if abort:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        pool.shutdown(wait=not abort, cancel_futures=True)
+
+    return pool, close, f"{workers} local processes"
+
+
+@contextmanager
+def executor_for(workers: int | None, scheduler: str | None) -> Iterator[tuple]:
+    """``make_executor`` as a context: (executor, where); closed on the way out, and its
+    processes stopped at once when the block ends by an exception (Ctrl-C, SIGTERM)."""
+    executor, close, where = make_executor(workers, scheduler)
+    try:
+        yield executor, where
+    except BaseException:
+        close(abort=True)
+        raise
+    close()

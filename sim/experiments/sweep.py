@@ -27,7 +27,8 @@ replicate seed), handed to a ``concurrent.futures.Executor``: local processes by
 Dask cluster's executor, with identical numbers either way. Replicate r of every point uses the
 same seed (common random numbers across points).
 
-Nothing is lost: each run's result is written atomically and durably (:mod:`sim.atomic`) to
+Nothing is lost: each run's result is written atomically and durably
+(:mod:`sim.experiments.atomic`) to
 ``runs/KEY.json``, where KEY hashes the base scenario, the model, the outcomes, the source code
 of the ``sim`` package (:func:`model_digest`: a changed model never reuses old runs), the point
 and the replicate seed; a rerun of the same sweep skips the keys already there, so a sweep
@@ -65,9 +66,10 @@ import numpy as np
 import pandas as pd
 
 import sim
-from sim import atomic
-from sim.metrics import SUMMARY_METRICS
-from sim.params import (
+from sim.experiments import atomic
+from sim.experiments.scenario import Scenario, ScenarioError, load, replicate_seeds, resolve
+from sim.world.metrics import SUMMARY_METRICS
+from sim.world.params import (
     ParameterError,
     _did_you_mean,
     check_value,
@@ -75,7 +77,6 @@ from sim.params import (
     kind_of,
     read_toml,
 )
-from sim.scenario import Scenario, ScenarioError, load, replicate_seeds, resolve
 
 DESIGNS = ("grid", "random", "lhs", "sobol", "morris")
 MODELS = ("fishschool", "ishigami")  # ishigami: an analytic test function, for verification
@@ -214,7 +215,7 @@ def load_sweep(path: str | Path) -> Sweep:
         base_path = path.parent / base_ref
         base = load(base_path if base_path.is_file() else resolve(base_ref), fixed)
     else:
-        from sim.scenario import default
+        from sim.experiments.scenario import default
 
         base = default()
     factors = []
@@ -437,8 +438,8 @@ def run_task(task: Mapping[str, Any]) -> pd.DataFrame:
     if task["model"] == "ishigami":
         y = ishigami(np.array(list(point.values()), dtype=float))
         return pd.DataFrame({"channel": ["all"], "outcome": ["y"], "value": [y]})
-    from sim.model import run
-    from sim.params import Params
+    from sim.world.model import run
+    from sim.world.params import Params
 
     params = Params.from_dict(task["params"]).with_overrides({**point, "seed": task["seed"]})
     summary = run(params).summary
@@ -449,16 +450,18 @@ def run_task(task: Mapping[str, Any]) -> pd.DataFrame:
 @functools.cache
 def model_digest() -> str:
     """SHA-256 of the model's source, computed once per process: the relative path and bytes
-    of every ``.py`` file of the ``sim`` package, sorted by path.
+    of every ``.py`` file of :mod:`sim.world` and :mod:`sim.experiments`, sorted by path.
 
-    Run keys include it, so a sweep resumed after any change of the package recomputes instead
-    of reusing runs of another model (conservatively: also after an edit that changes no
-    number).
+    Run keys include it, so a sweep resumed after any change of the model or its engine
+    recomputes instead of reusing runs of another model (conservatively: also after an edit
+    that changes no number); an edit of the command line does not.
     """
     root = Path(sim.__file__).resolve().parent
+    # What a run's numbers depend on: the world and the engine that runs it (not the CLI).
     files = sorted(
         (path.relative_to(root).as_posix(), path)
-        for path in root.rglob("*.py")
+        for package in ("world", "experiments")
+        for path in (root / package).rglob("*.py")
         if not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
     digest = hashlib.sha256()
@@ -782,7 +785,7 @@ def run_sweep(
 
 
 def _write_manifest(sweep: Sweep, out: Path, runs: int) -> None:
-    from sim.output import machine, versions
+    from sim.experiments.output import machine, versions
 
     manifest = {
         "name": sweep.name,

@@ -1293,5 +1293,5 @@ def parameter_table() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # python -m sim.params: the ODD parameter table
+if __name__ == "__main__":  # python -m sim.world.params: the ODD parameter table
     print(parameter_table())

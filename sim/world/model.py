@@ -7,12 +7,13 @@ schedule of docs/ODD.md (section 3)::
     -> search -> the day's purchases, all channels together -> word of mouth
     -> deliveries and returns -> groups grow, owners recruited -> churn and unfollowing -> record
 
-Consumers and owners are populations held in numpy arrays (:mod:`sim.consumers`,
-:mod:`sim.owners`) and the graph is a CSR adjacency (:mod:`sim.graph`), so a tick is array work.
+Consumers and owners are populations held in numpy arrays (:mod:`sim.world.consumers`,
+:mod:`sim.world.owners`) and the graph is a CSR adjacency (:mod:`sim.world.graph`), so a tick
+is array work.
 Brands, the streamer and the platform are Mesa agents. Every exposure passes through one place,
 :meth:`CommerceModel.offer`, which records it and draws its purchase; the day's candidate
 purchases of every channel are then decided together, in a random order no channel controls,
-against shared needs and budgets (:meth:`CommerceModel.settle`, :mod:`sim.demand`); every
+against shared needs and budgets (:meth:`CommerceModel.settle`, :mod:`sim.world.demand`); every
 delivery passes through :meth:`CommerceModel.deliver`.
 
 Random streams: the seed is split (numpy ``SeedSequence``) into independent streams for the
@@ -25,7 +26,7 @@ draws (common random numbers).
 
 Example
 -------
->>> from sim.params import ParameterError, Params
+>>> from sim.world.params import ParameterError, Params
 >>> result = run(Params.from_dict({"world": {"consumers": 2000, "owners": 10, "days": 5}}))
 >>> sorted(result.summary["channel"].unique())
 ['all', 'conventional', 'owners', 'streamer']
@@ -40,22 +41,22 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from sim import funnel, money
-from sim.brands import Brand, Catalogue
-from sim.cascade import independent_cascade
-from sim.channels import CHANNELS, Channel, Source
-from sim.consumers import Consumers
-from sim.demand import MONTH
-from sim.graph import build_graph, random_neighbour
-from sim.metrics import TickRecorder, summarise
-from sim.money import BrandAccounts, Terms
-from sim.orders import KEPT, PENDING, RETURNED, Orders
-from sim.owners import Owners, recruit_groups
-from sim.params import ParameterError, Params
-from sim.platform import Platform
-from sim.ragged import offsets, rank_in_run, run_starts
-from sim.service import ServiceDesks
-from sim.streamer import MegaStreamer
+from sim.world import funnel, money
+from sim.world.brands import Brand, Catalogue
+from sim.world.cascade import independent_cascade
+from sim.world.channels import CHANNELS, Channel, Source
+from sim.world.consumers import Consumers
+from sim.world.demand import MONTH
+from sim.world.graph import build_graph, random_neighbour
+from sim.world.metrics import TickRecorder, summarise
+from sim.world.money import BrandAccounts, Terms
+from sim.world.orders import KEPT, PENDING, RETURNED, Orders
+from sim.world.owners import Owners, recruit_groups
+from sim.world.params import ParameterError, Params
+from sim.world.platform import Platform
+from sim.world.ragged import offsets, rank_in_run, run_starts
+from sim.world.service import ServiceDesks
+from sim.world.streamer import MegaStreamer
 
 # Child streams of the run's SeedSequence, one per part of the world and one for the dynamics.
 _STREAMS = ("graph", "consumers", "catalogue", "owners", "followers", "dynamics")
@@ -94,7 +95,8 @@ _CHANNEL_STREAM = {
 
 
 class CommerceModel(mesa.Model):
-    """One simulated world. Configure with a :class:`~sim.params.Params`; call :meth:`step`."""
+    """One simulated world. Configure with a :class:`~sim.world.params.Params`; call
+    :meth:`step`."""
 
     def __init__(self, params: Params | None = None) -> None:
         p = params if params is not None else Params()
@@ -496,7 +498,7 @@ class CommerceModel(mesa.Model):
         Candidates are met in the order of their own random keys, so no channel gets first
         pick by its place in the schedule; a purchase fills its need (a later candidate of the
         same need buys only if it would have without it) and spends her budget
-        (:func:`sim.funnel.resolve_purchases`). Orders are written with their channel and
+        (:func:`sim.world.funnel.resolve_purchases`). Orders are written with their channel and
         source; each batch gets a ``bought`` mask over its candidates.
         """
         batches, self._candidates = self._candidates, []

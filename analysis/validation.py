@@ -26,11 +26,10 @@ from scipy import stats
 
 from analysis.stats import mean_ci
 from sim import __version__
-from sim.calibration import PRIORS, TARGETS, pattern_values, smaller_world
-from sim.experiment import run_experiment
-from sim.graph import community_graph
-from sim.scenario import default
-from sim.verification import (
+from sim.experiments.calibration import PRIORS, TARGETS, pattern_values, smaller_world
+from sim.experiments.experiment import run_experiment
+from sim.experiments.scenario import default
+from sim.experiments.verification import (
     HOUSE,
     bass_curve,
     exact_ic_distribution,
@@ -40,6 +39,7 @@ from sim.verification import (
     model_ic_reach_on_graph,
     reference_ic_reach,
 )
+from sim.world.graph import community_graph
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sim.params import ParameterError, Params
+from sim.world.params import ParameterError, Params
 
 MIB = 2**20
 GIB = 2**30
@@ -99,7 +99,7 @@ def check_memory(params: Params | list[Params], parallel: int = 1, what: str = "
         raise ParameterError(
             f"{what} needs about {_gib(need)} of memory "
             f"({largest.world.consumers:,} consumers, mean degree {largest.graph.mean_degree:g}; "
-            f"estimate of sim.resources.run_bytes), but {_gib(free)} is available: "
+            f"estimate of sim.experiments.resources.run_bytes), but {_gib(free)} is available: "
             "choose fewer consumers (--consumers or --set world.consumers=N)"
         )
     # Each local process builds its own world; this process only collects tables.

@@ -15,12 +15,12 @@ Every channel sells into the same demand, so the channels compete for it:
 
 State is two arrays: ``need_until`` (consumer x category, the last day the need is open, -1 for
 none) and ``spent`` (this month's spending). A day's purchases are resolved together by
-:func:`sim.funnel.resolve_purchases`, in a random order that no channel controls.
+:func:`sim.world.funnel.resolve_purchases`, in a random order that no channel controls.
 
 Example
 -------
 >>> import numpy as np
->>> from sim.params import ConsumerParams
+>>> from sim.world.params import ConsumerParams
 >>> rng = np.random.default_rng(0)
 >>> d = Demand(ConsumerParams(need_rate=1.0), np.full((3, 2), 0.5, np.float32), rng)
 >>> _ = d.arrive(0, rng)
@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.distributions import beta_with_mean
-from sim.params import ConsumerParams
+from sim.world.distributions import beta_with_mean
+from sim.world.params import ConsumerParams
 
 MONTH = 30  # days between budget refills (and of a month in monthly metrics)
 

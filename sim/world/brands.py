@@ -13,14 +13,14 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from sim.distributions import beta_with_mean
-from sim.params import BrandParams, WorldParams
-from sim.ragged import starts
+from sim.world.distributions import beta_with_mean
+from sim.world.params import BrandParams, WorldParams
+from sim.world.ragged import starts
 
 
 class Brand(mesa.Agent):
     """A brand: its products. Its contracts and accounts per channel are rows of
-    :class:`sim.money.BrandAccounts` (arrays, so every sale books without a Python loop)."""
+    :class:`sim.world.money.BrandAccounts` (arrays, so every sale books without a Python loop)."""
 
     def __init__(self, model: mesa.Model, brand_id: int, products: np.ndarray):
         super().__init__(model)

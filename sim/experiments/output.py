@@ -33,10 +33,11 @@ from typing import Any
 
 import pandas as pd
 
-from sim import __version__, atomic
-from sim.experiment import Experiment
-from sim.params import ParameterError
-from sim.scenario import Scenario
+from sim import __version__
+from sim.experiments import atomic
+from sim.experiments.experiment import Experiment
+from sim.experiments.scenario import Scenario
+from sim.world.params import ParameterError
 
 DEPENDENCIES = (
     "mesa",

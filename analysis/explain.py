@@ -56,11 +56,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import mean_ci
-from sim.channels import ALL, CHANNELS
-from sim.experiment import run_one
-from sim.metrics import METRICS, SUMMARY_METRICS
-from sim.params import SECTIONS, ParameterError, Params, check_value, field_of
-from sim.scenario import Scenario, replicate_seeds
+from sim.experiments.experiment import run_one
+from sim.experiments.scenario import Scenario, replicate_seeds
+from sim.world.channels import ALL, CHANNELS
+from sim.world.metrics import METRICS, SUMMARY_METRICS
+from sim.world.params import SECTIONS, ParameterError, Params, check_value, field_of
 
 # ----------------------------------------------------------------------------------------------
 # Declarations
@@ -253,7 +253,7 @@ def shapley(
 # Parameters and groups
 # ----------------------------------------------------------------------------------------------
 def parameter_names() -> list[str]:
-    """Every dotted parameter name of :class:`sim.params.Params` except the seed.
+    """Every dotted parameter name of :class:`sim.world.params.Params` except the seed.
 
     Examples
     --------
@@ -380,7 +380,7 @@ def parameter_diffs(a: Params, b: Params) -> dict[str, dict[str, tuple[Any, Any]
 
 
 def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
-    """The metrics, checked against the run summary's (:data:`sim.metrics.SUMMARY_METRICS`).
+    """The metrics, checked against the run summary's (:data:`sim.world.metrics.SUMMARY_METRICS`).
 
     Examples
     --------
@@ -489,7 +489,8 @@ def _label(coalition: frozenset[str], players: Sequence[str]) -> str:
 
 
 def _run_summary(task: dict[str, Any]) -> dict[str, Any]:
-    """One run (:func:`sim.experiment.run_one`), returning only what an explanation needs."""
+    """One run (:func:`sim.experiments.experiment.run_one`), returning only what an
+    explanation needs."""
     out = run_one(task)
     return {k: out[k] for k in ("scenario", "replicate", "seed", "summary")}
 
@@ -576,7 +577,7 @@ def _check_players(players: Sequence[str], what: str) -> None:
         raise ExplainError(
             f"{len(players)} mechanism groups differ {what} ({', '.join(players)}); exact "
             f"Shapley values need 2^k coalitions and are limited to k <= {MAX_PLAYERS} groups: "
-            "make the two differ in fewer groups (or merge groups in sim.explain.MECHANISMS)"
+            "make the two differ in fewer groups (or merge groups in analysis.explain.MECHANISMS)"
         )
 
 
@@ -587,7 +588,7 @@ def check_scenario_pair(a: Scenario, b: Scenario) -> dict[str, dict[str, tuple[A
 
     Examples
     --------
-    >>> from sim.scenario import load
+    >>> from sim.experiments.scenario import load
     >>> check_scenario_pair(load("owners"), load("streamer"))
     {'other': {'channels.owners': (True, False), 'channels.streamer': (False, True)}}
     """
@@ -612,7 +613,7 @@ def check_channel_pair(
 
     Examples
     --------
-    >>> from sim.scenario import load
+    >>> from sim.experiments.scenario import load
     >>> list(check_channel_pair(load("hybrid"), ("owners", "streamer")))
     ['selection', 'vetting', 'hype', 'after_sales', 'price_terms', 'trust']
     """
@@ -661,7 +662,7 @@ def explain_scenarios(
     a, b
         The scenarios, with the same number of consumers and the same horizon.
     metrics
-        Summary metrics (:data:`sim.metrics.SUMMARY_METRICS`).
+        Summary metrics (:data:`sim.world.metrics.SUMMARY_METRICS`).
     channels
         Channels to report (default: each channel and ``all``).
     replicates, seed
@@ -682,7 +683,7 @@ def explain_scenarios(
 
     Examples
     --------
-    >>> from sim.scenario import load
+    >>> from sim.experiments.scenario import load
     >>> small = ["world.consumers=1500", "levers.world.owners=20", "horizon=10"]
     >>> a = load("owners", small, replicates=1)
     >>> b = load("owners", [*small, "platform.selection_strictness=0.0"], replicates=1)
@@ -802,7 +803,7 @@ def swaps_for(scenario: Scenario, pair: tuple[str, str]) -> dict[str, dict[str, 
 
     Examples
     --------
-    >>> from sim.scenario import load
+    >>> from sim.experiments.scenario import load
     >>> swaps = swaps_for(load("hybrid"), ("owners", "streamer"))
     >>> swaps["trust"]
     {'consumers.trust_streamer': (0.6, 0.7)}
@@ -811,14 +812,14 @@ def swaps_for(scenario: Scenario, pair: tuple[str, str]) -> dict[str, dict[str, 
         allowed = ", ".join(f"{x} {y}" for x, y in CHANNEL_SWAPS)
         raise ExplainError(
             f"--channels {' '.join(pair)}: no counterfactual swaps are declared for this pair; "
-            f"allowed: {allowed} (sim.explain.CHANNEL_SWAPS)"
+            f"allowed: {allowed} (analysis.explain.CHANNEL_SWAPS)"
         )
     flat = flat_params(scenario.params)
     out: dict[str, dict[str, tuple[Any, Any]]] = {}
     for group, swaps in CHANNEL_SWAPS[pair].items():
         changes = {}
         for target, source in swaps:
-            where = f"sim.explain.CHANNEL_SWAPS[{pair}][{group!r}]: {target} <- {source!r}"
+            where = f"analysis.explain.CHANNEL_SWAPS[{pair}][{group!r}]: {target} <- {source!r}"
             try:
                 value = flat[field_name(source)] if isinstance(source, str) else source
                 changes[target] = (flat[field_name(target)], check_value(target, value))
@@ -871,7 +872,7 @@ def explain_channels(
 
     Examples
     --------
-    >>> from sim.scenario import load
+    >>> from sim.experiments.scenario import load
     >>> s = load("hybrid", ["world.consumers=1500", "levers.world.owners=20", "horizon=10"])
     >>> e = explain_channels(s, ("owners", "streamer"), metrics=["return_rate"], replicates=1)
     >>> list(e.table.part)
@@ -1035,8 +1036,8 @@ def format_explanation(e: Explanation) -> str:
 
 def manifest(e: Explanation, command: list[str] | None = None) -> dict[str, Any]:
     """What an explanation folder records about how it was made (the conventions of
-    :func:`sim.output.experiment_manifest`, plus the players and coalitions)."""
-    from sim.output import machine, scenario_record, versions
+    :func:`sim.experiments.output.experiment_manifest`, plus the players and coalitions)."""
+    from sim.experiments.output import machine, scenario_record, versions
 
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -1061,7 +1062,8 @@ def manifest(e: Explanation, command: list[str] | None = None) -> dict[str, Any]
 
 def write_tables(e: Explanation, folder: str | Path, command: list[str] | None = None) -> None:
     """``explain.csv`` (the decomposition), ``runs.csv`` (every run's values) and
-    ``manifest.json``, into an existing folder (see :func:`sim.output.atomic_folder`)."""
+    ``manifest.json``, into an existing folder (see
+    :func:`sim.experiments.output.atomic_folder`)."""
     folder = Path(folder)
     e.table.to_csv(folder / "explain.csv", index=False)
     e.runs.to_csv(folder / "runs.csv", index=False)

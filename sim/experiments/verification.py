@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from sim.channels import Channel, Source
-from sim.model import CommerceModel, run
-from sim.params import Params
+from sim.world.channels import Channel, Source
+from sim.world.model import CommerceModel, run
+from sim.world.params import Params
 
 HOUSE = [(0, 1), (1, 2), (2, 3), (3, 0), (2, 4), (3, 4)]  # a square with a roof, 5 nodes
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from sim.ragged import offsets
+from sim.world.ragged import offsets
 
 
 def forward(

@@ -26,7 +26,7 @@ A scenario file speaks the vocabulary of exploratory modelling (as in the EMA Wo
 
 Keys under ``[levers]`` and ``[uncertainties]`` are parameter names as in docs/ODD.md section 8
 (``section.name``); under ``[world]`` and ``[events]`` the ``world.`` and ``events.`` prefixes
-may be left out. Every parameter has one kind (:func:`sim.params.kind_of`) and must sit in the
+may be left out. Every parameter has one kind (:func:`sim.world.params.kind_of`) and must sit in the
 section of its kind. Anything not set keeps the model's default.
 
 ``extends`` merges key by key: the extending file wins. ``--set key.path=value`` overrides are
@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.params import (
+from sim.world.params import (
     ParameterError,
     Params,
     _did_you_mean,
@@ -107,7 +107,7 @@ def check_name(name: object, where: str, key: str = "name") -> str:
 def shipped_dir() -> Path:
     """The folder of shipped scenarios (``FISHSCHOOL_SCENARIOS`` overrides it)."""
     env = os.environ.get("FISHSCHOOL_SCENARIOS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "scenarios"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def resolve(name_or_path: str | Path) -> Path:

@@ -22,7 +22,7 @@ on a head session, but not more than they sell"), so a channel whose terms a bra
 with loses it. Judging on the whole contract rather than on the last month keeps one unlucky
 month (a few returns of a brand with few sales) from ending a contract that pays on average.
 After the reviews the streamer signs brands that never held her contract until her pool fills
-a session again (:meth:`sim.streamer.MegaStreamer.sign_brands`).
+a session again (:meth:`sim.world.streamer.MegaStreamer.sign_brands`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.channels import CHANNELS, Channel
-from sim.params import Params, StreamerParams
+from sim.world.channels import CHANNELS, Channel
+from sim.world.params import Params, StreamerParams
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ Each function is one submodel of docs/ODD.md, section 7:
   source, hype x impulsiveness, price paid and whether the consumer has an open need in the
   product's category.
 * :func:`resolve_purchases` (7.3 Purchase): a day's purchases from every channel decided
-  together, in a random order, against shared needs and budgets (:mod:`sim.demand`).
+  together, in a random order, against shared needs and budgets (:mod:`sim.world.demand`).
 * :func:`realise_delivery` (7.4 Delivery): defect and realised fit from the order's own random
   numbers; :func:`expectation_gap`.
 * :func:`return_probability` (7.5 Return): logistic in defect, misfit, gap and impulse, times the
-  chance that after-sales service (:mod:`sim.service`) does *not* resolve a problem first.
+  chance that after-sales service (:mod:`sim.world.service`) does *not* resolve a problem first.
 * :func:`satisfaction` (7.6 Feedback): what one delivered order did to its buyer's satisfaction.
 
 No function draws a random number: the random numbers come in as arguments.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.params import DeliveryParams, PurchaseParams, ReturnParams
+from sim.world.params import DeliveryParams, PurchaseParams, ReturnParams
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -45,7 +45,7 @@ def purchase_probability(
     consumer's impulsiveness, s her price sensitivity and m = 1 when she has an open need in the
     product's category.
 
-    >>> from sim.params import PurchaseParams
+    >>> from sim.world.params import PurchaseParams
     >>> one = np.ones(1)
     >>> float(purchase_probability(PurchaseParams(intercept=0, fit=0, trust=0, hype=0, price=0,
     ...     need=0), one, one, 0.0, one, one, one, one)[0])

@@ -6,7 +6,7 @@ channel (:data:`TARGETS`). The calibration
 
 1. draws ``draws`` parameter sets from uniform priors over the uncertain parameters
    (:data:`PRIORS`) with a Latin hypercube, and runs each once (a sweep: any executor, resumable,
-   see :mod:`sim.sweep`);
+   see :mod:`sim.experiments.sweep`);
 2. scores every draw by its distance to the targets: for each target, how far the simulated
    value lies outside the range, in units of the range's width (0 inside); the distance is the
    root of the sum of squares;
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.params import is_whole_number
-from sim.scenario import Scenario, default
-from sim.sweep import Factor, Sweep, run_sweep
+from sim.experiments.scenario import Scenario, default
+from sim.experiments.sweep import Factor, Sweep, run_sweep
+from sim.world.params import is_whole_number
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ def calibrate(
     ``refine``: the ``posterior.csv`` of an earlier round, whose accepted ranges become the
     priors of this one.
     """
-    from sim.experiment import run_experiment
+    from sim.experiments.experiment import run_experiment
 
     out = Path(out)
     base = calibration_world(consumers, days)
