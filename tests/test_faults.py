@@ -12,10 +12,9 @@ import pytest
 def test_workers_end_when_the_main_process_is_killed(tmp_path):
     """kill -9 of the main process: its worker processes exit within seconds, not minutes."""
     psutil = pytest.importorskip("psutil")
-    code = (
-        "from sim.cli import main; raise SystemExit(main(['run', 'hybrid', '--consumers', "
-        f"'30000', '--replicates', '4', '--workers', '2', '--quiet', '--out', r'{tmp_path / 'r'}']))"
-    )
+    args = ["run", "hybrid", "--consumers", "30000", "--replicates", "4", "--workers", "2"]
+    args += ["--quiet", "--out", str(tmp_path / "r")]
+    code = f"from sim.cli import main; raise SystemExit(main({args!r}))"
     main = psutil.Popen([sys.executable, "-c", code])
     try:
         deadline = time.time() + 60
