@@ -175,6 +175,12 @@ def _experiment_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", type=Path, help="results folder (default: results/NAME-TIME)")
     p.add_argument(
+        "--metrics",
+        nargs="+",
+        metavar="M",
+        help="summary metrics to print (default: a chosen set); every metric is in summary.csv",
+    )
+    p.add_argument(
         "--force",
         action="store_true",
         help="replace an existing results folder (only one fishschool wrote)",
@@ -448,8 +454,17 @@ def _run_and_write(
     import json
 
     from analysis.explain import explain_channels, explain_scenarios, format_explanation
-    from analysis.report import Results, comparison_table, write_report
+    from analysis.report import TABLE_METRICS, Results, comparison_table, write_report
     from sim.experiments.experiment import run_experiment
+    from sim.world.metrics import SUMMARY_METRICS
+
+    shown = tuple(args.metrics) if getattr(args, "metrics", None) else TABLE_METRICS
+    unknown = [m for m in shown if m not in SUMMARY_METRICS]
+    if unknown:
+        raise ParameterError(
+            f"--metrics {' '.join(unknown)}: not a summary metric; allowed: "
+            + ", ".join(SUMMARY_METRICS)
+        )
     from sim.experiments.output import atomic_folder, check_destination, write_tables
 
     out = check_destination(args.out or _default_out(label), args.force)
@@ -476,7 +491,7 @@ def _run_and_write(
             executor=executor,
             progress=Progress("runs", not args.quiet),
         )
-        table = comparison_table(exp.summary, exp.names)
+        table = comparison_table(exp.summary, exp.names, shown)
         if explain and not args.quiet:  # the comparison first: the explanations take longer
             print(table.to_string(), flush=True)
         reps = getattr(args, "explain_replicates", None) or len(exp.seeds)  # its first seeds
@@ -518,7 +533,11 @@ def _run_and_write(
         runs = exp.timings["runs"] + sum(e.timings["runs"] for _, e in explanations)
         wall = exp.timings["wall_s"] + sum(e.timings["wall_s"] for _, e in explanations)
         print(
-            f"\n{runs} runs in {wall:.1f}s "
+            f"\n{len(shown)} of {len(SUMMARY_METRICS)} metrics shown (--metrics to choose); "
+            f"every metric is in {out / 'summary.csv'}."
+        )
+        print(
+            f"{runs} runs in {wall:.1f}s "
             f"on {exp.timings['workers']} worker(s). Results in {out}/"
             + ("" if args.no_report else f" (report: {out / 'report.html'})")
             + (f", explanations in {out / 'explain'}/" if explanations else "")

@@ -195,3 +195,21 @@ def test_run_on_a_dask_cluster_gives_the_same_numbers(tmp_path, dask_client):
     assert run_cli("owners", *size, "--scheduler", address, "--out", dask) == 0
     a, b = (pd.read_csv(f / "summary.csv") for f in (local, dask))
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_metrics_option_chooses_the_printed_rows(tmp_path, capsys):
+    size = ("--consumers", 2000, "--days", 5, "--replicates", 1, "--no-report")
+    out = tmp_path / "m"
+    assert run_cli(*size, "--metrics", "return_rate", "brands", "--out", out) == 0
+    printed = capsys.readouterr().out
+    assert "return_rate" in printed and "brands" in printed and "visit_conversion" not in printed
+    assert "2 of" in printed and "summary.csv" in printed
+    assert "visit_conversion" in set(pd.read_csv(out / "summary.csv").metric)  # all are saved
+
+
+def test_unknown_metric_is_a_clean_error(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert run_cli("--consumers", 2000, "--days", 5, "--metrics", "nonsense", "--out", out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--metrics nonsense" in err[0] and "return_rate" in err[0]
+    assert not out.exists()
