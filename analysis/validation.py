@@ -121,12 +121,16 @@ def _world(size: Size, *sets: str):
     ]
 
 
-def _fit_metric(exp, channel: str) -> np.ndarray:
-    """Per replicate, the mean over days of the day's mean expected fit of the channel's
-    exposures (each day weighs the same)."""
-    ts = exp.timeseries
-    part = ts[ts.channel == channel]
-    return part.groupby("replicate")["fit"].mean().to_numpy()
+def direction_outcome(
+    summary: pd.DataFrame, timeseries: pd.DataFrame, channel: str, metric: str
+) -> float:
+    """The number a direction check compares: the summary metric of the channel (mean over
+    replicates), or for ``fit``, a daily diagnostic, the mean over days of the day's mean
+    expected fit of the channel's exposures (each day weighs the same)."""
+    if metric == "fit":
+        return float(np.nanmean(timeseries[timeseries.channel == channel]["fit"]))
+    part = summary[(summary.channel == channel) & (summary.metric == metric)]
+    return float(np.nanmean(part.value.to_numpy()))
 
 
 def docking(size: Size) -> list[dict]:
@@ -181,12 +185,7 @@ def directions(size: Size) -> list[dict]:
         for v in (low, high):
             s = default(_world(size, f"{lever}={v}"))
             exp = run_experiment([s], workers=1)
-            if metric == "fit":
-                x = _fit_metric(exp, channel)
-            else:
-                sm = exp.summary
-                x = sm[(sm.channel == channel) & (sm.metric == metric)].value.to_numpy()
-            values.append(float(np.nanmean(x)))
+            values.append(direction_outcome(exp.summary, exp.timeseries, channel, metric))
         ok = (values[1] - values[0]) * sign > 0
         rows.append(
             {

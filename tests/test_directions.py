@@ -1,5 +1,8 @@
 """Direction checks: each lever moves its outcome the way the mechanism says.
 
+The declared checks (:data:`analysis.validation.DIRECTIONS`, also in the validation report at a
+larger size) run here in a small world; the tests below them check what a single number cannot
+(defects as well as returns, skill in every seed, one brand's batch, events by day).
 Each comparison runs the same seeds on both sides (the world is shared, common random numbers)
 and compares means over the seeds.
 """
@@ -7,7 +10,9 @@ and compares means over the seeds.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from analysis.validation import DIRECTIONS, direction_outcome
 from conftest import small
 from sim.world.model import CommerceModel, run
 
@@ -27,6 +32,20 @@ def mean_over_seeds(overrides: dict, channel: str, metric: str) -> float:
     )
 
 
+@pytest.mark.parametrize("check", DIRECTIONS, ids=[d[0] for d in DIRECTIONS])
+def test_declared_direction_holds_in_a_small_world(check):
+    what, lever, low, high, channel, metric, sign = check
+
+    def outcome(value) -> float:
+        runs = [run(small({lever: value, "seed": s})) for s in SEEDS]
+        return float(
+            np.mean([direction_outcome(r.summary, r.timeseries, channel, metric) for r in runs])
+        )
+
+    change = outcome(high) - outcome(low)
+    assert change * sign > 0, (what, change)
+
+
 def defect_rate(orders, channel: str) -> float:
     done = orders[(orders.channel == channel) & (orders.status != "pending")]
     return float(done.defect.mean())
@@ -43,17 +62,6 @@ def test_stricter_selection_lowers_defects_and_returns():
     assert strict_defects < 0.8 * lax_defects
     assert mean_over_seeds(strict, "owners", "return_rate") < mean_over_seeds(
         lax, "owners", "return_rate"
-    )
-
-
-def test_more_hype_raises_conversion_and_returns():
-    low, high = {"hype.live": 0.2}, {"hype.live": 2.0}
-    assert mean_over_seeds(high, "streamer", "conversion") > 1.2 * mean_over_seeds(
-        low, "streamer", "conversion"
-    )
-    assert (
-        mean_over_seeds(high, "streamer", "return_rate")
-        > mean_over_seeds(low, "streamer", "return_rate") + 0.03
     )
 
 
@@ -106,14 +114,6 @@ def test_more_products_per_session_lowers_quality_on_air():
         return float(np.mean([model.catalogue.base_quality[x].mean() for x in lineups]))
 
     assert mean_quality(60) < mean_quality(10)
-
-
-def test_after_sales_service_lowers_owner_returns():
-    low = {"after_sales.owner_resolution": 0.0, "after_sales.platform_capacity": 0.0}
-    high = {"after_sales.owner_resolution": 1.0, "after_sales.platform_capacity": 1000.0}
-    assert mean_over_seeds(high, "owners", "return_rate") < mean_over_seeds(
-        low, "owners", "return_rate"
-    )
 
 
 def test_a_defective_batch_raises_that_brands_returns():
