@@ -649,24 +649,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Redraw figures/, report.md and report.html of a results folder; every file it reads is
     checked first, and the new files replace the old ones only once all are drawn."""
-    import shutil
-    import tempfile
-
     from analysis.report import Results, write_report
+    from sim.experiments.atomic import replaced_entries
     from sim.experiments.output import check_writable, load_results
 
     res = Results(**load_results(args.folder))
     check_writable(args.folder / "report.html", "report", folder=False)
-    tmp = Path(tempfile.mkdtemp(prefix=".report.", suffix=".partial", dir=args.folder))
-    try:
-        write_report(tmp, res, source=args.folder)  # explanations stay in FOLDER/explain/
-        for name in ("figures", "report.md", "report.html"):
-            target = args.folder / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            (tmp / name).replace(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with replaced_entries(args.folder, ("figures", "report.md", "report.html")) as stage:
+        write_report(stage, res, source=args.folder)  # explanations stay in FOLDER/explain/
     print(f"Report redrawn: {args.folder / 'report.html'}")
     return 0
 

@@ -30,3 +30,25 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path):
     for p in alive:
         p.kill()
     assert not alive, alive
+
+
+def test_a_failed_report_redraw_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    """fishschool report draws into a staging folder: an error half-way changes nothing."""
+    import analysis.report
+    from sim.cli import main
+
+    out = tmp_path / "r"
+    size = ["--consumers", "2000", "--days", "5", "--replicates", "1", "--quiet"]
+    assert main(["run", *size, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def half_then_fail(folder, *args, **kwargs):
+        (folder / "report.md").write_text("half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(analysis.report, "write_report", half_then_fail)
+    with pytest.raises(RuntimeError):
+        main(["report", str(out)])
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -95,3 +96,26 @@ def remove_leftovers(folder: str | Path) -> list[Path]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+
+@contextmanager
+def replaced_entries(folder: str | Path, names: Sequence[str]) -> Iterator[Path]:
+    """Yield a staging folder inside ``folder`` (``.NAME.RANDOM.partial``); when the block ends
+    without error, each of ``names`` drawn in it replaces the entry of that name in ``folder``
+    (a file or a folder), each by one rename; on any error (Ctrl-C included) ``folder`` is left
+    as it was and the staging folder vanishes. Used to redraw part of a results folder.
+    """
+    folder = Path(folder)
+    stage = folder / f".stage.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+    stage.mkdir(mode=0o777)
+    try:
+        yield stage
+        for name in names:
+            target = folder / name
+            if target.is_dir() and not target.is_symlink():
+                old = stage / f".old.{name}"
+                target.rename(old)  # out of the way in one rename; removed with the stage
+            (stage / name).replace(target)
+        fsync_dir(folder)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
