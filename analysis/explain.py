@@ -564,6 +564,16 @@ def _means(runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _coalition_overrides(players: Mapping[str, Mapping[str, tuple[Any, Any]]]) -> dict:
+    """Per coalition (by label), the parameter values its groups set: each player's changes
+    are (old, new) pairs; a coalition applies the new values of its players."""
+    names = list(players)
+    return {
+        _label(s, names): {k: new for g in s for k, (_, new) in players[g].items()}
+        for s in coalitions(names)
+    }
+
+
 def _seeds(scenario: Scenario, replicates: int | None, seed: int | None) -> tuple[int, list[int]]:
     replicates = scenario.replicates if replicates is None else replicates
     if not isinstance(replicates, int) or replicates < 1:
@@ -696,10 +706,7 @@ def explain_scenarios(
     players = check_scenario_pair(a, b)
     names = list(players)
     base_seed, seeds = _seeds(a, replicates, seed)
-    overrides = {
-        _label(s, names): {k: vb for g in s for k, (_, vb) in players[g].items()}
-        for s in coalitions(names)
-    }
+    overrides = _coalition_overrides(players)
     t0 = time.perf_counter()
     runs = _run_coalitions(a.params, overrides, seeds, metrics, executor, progress)
     index = list(itertools.product(metrics, channels))
@@ -883,10 +890,7 @@ def explain_channels(
     names = list(players)
     ch_a, ch_b = tuple(pair)
     base_seed, seeds = _seeds(scenario, replicates, seed)
-    overrides = {
-        _label(s, names): {k: new for g in s for k, (_, new) in players[g].items()}
-        for s in coalitions(names)
-    }
+    overrides = _coalition_overrides(players)
     t0 = time.perf_counter()
     runs = _run_coalitions(scenario.params, overrides, seeds, metrics, executor, progress)
     k = len(metrics)

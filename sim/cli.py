@@ -162,6 +162,18 @@ class Progress:
         print(f"\r{line}", end=end, file=sys.stderr, flush=True)
 
 
+def _sets_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--set KEY=VALUE`` (repeatable), the same for every command that loads scenarios."""
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override {what} (repeatable)",
+    )
+
+
 def _experiment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--replicates", type=replicates_int, help="replicates per scenario (default: the file's)"
@@ -185,14 +197,7 @@ def _experiment_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace an existing results folder (only one fishschool wrote)",
     )
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a scenario key, e.g. levers.owners.commission=0.2 (repeatable)",
-    )
+    _sets_option(p, "a scenario key, e.g. levers.owners.commission=0.2")
     p.add_argument("--no-report", action="store_true", help="tables only: no figures or report")
     p.add_argument("--quiet", action="store_true", help="no progress or table")
 
@@ -249,7 +254,7 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check scenario or sweep files without running them")
     v.add_argument("scenarios", nargs="+")
-    v.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    _sets_option(v, "a key of every scenario checked")
 
     sub.add_parser("list", help="the shipped scenarios and the questions they answer")
 
@@ -350,14 +355,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace an existing results folder (only one fishschool wrote)",
     )
-    ex.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of every scenario, e.g. streamer.discount=0.2 (repeatable)",
-    )
+    _sets_option(ex, "a key of every scenario, e.g. streamer.discount=0.2")
     ex.add_argument("--quiet", action="store_true", help="no progress or table")
 
     vz = sub.add_parser("viz", help="watch a run in the browser (Mesa SolaraViz on localhost)")
@@ -368,7 +366,7 @@ def _parser() -> argparse.ArgumentParser:
         default=4000,
         help="consumers in the view's world, owners scaled with them (default 4000)",
     )
-    vz.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    _sets_option(vz, "a key of the view's scenario")
     vz.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     vz.add_argument("--port", type=port_int, default=8765, help="port (default 8765)")
     vz.add_argument("--no-open", action="store_true", help="do not open a browser window")

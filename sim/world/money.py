@@ -100,10 +100,6 @@ class BrandAccounts:
         self.sales = np.zeros(contracts.shape)  # net of returns
         self.left_day = np.full(contracts.shape, -1, dtype=np.int32)
 
-    @property
-    def brands(self) -> int:
-        return self.contracts.shape[0]
-
     def book(
         self,
         brand: np.ndarray,
