@@ -93,7 +93,7 @@ def load_results(folder: str | Path) -> Results:
 
 
 def load_sweep(folder: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A sweep folder: its tidy data (one row per run, channel and outcome) and manifest."""
+    """A sweep folder: its tidy data (one row per run, channel and metric) and manifest."""
     from analysis.sensitivity import load
 
     return load(folder)
@@ -190,7 +190,7 @@ def explain(
     changes); its ``attrs`` hold ``start_label``, ``end_label`` and ``mode``.
     """
     from analysis import explain as ex
-    from sim.experiments.experiment import make_executor
+    from sim.experiments.engine import make_executor
 
     metrics = tuple(metrics or ex.DEFAULT_METRICS)
     if isinstance(channel, str):

@@ -46,7 +46,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import mean_ci
-from sim.experiments.experiment import run_one
+from sim.experiments.engine import run_all
 from sim.experiments.scenario import Scenario, replicate_seeds
 from sim.world.channels import ALL, CHANNELS
 from sim.world.metrics import METRICS, SUMMARY_METRICS
@@ -488,13 +488,6 @@ def _label(coalition: frozenset[str], players: Sequence[str]) -> str:
     return "+".join(p for p in players if p in coalition) or "none"
 
 
-def _run_summary(task: dict[str, Any]) -> dict[str, Any]:
-    """One run (:func:`sim.experiments.experiment.run_one`), returning only what an
-    explanation needs."""
-    out = run_one(task)
-    return {k: out[k] for k in ("scenario", "replicate", "seed", "summary")}
-
-
 def _run_coalitions(
     base: Params,
     overrides: Mapping[str, Mapping[str, Any]],
@@ -520,33 +513,18 @@ def _run_coalitions(
     keys = list(unique)
     todo = [
         {
-            "scenario": str(i),
-            "replicate": r,
-            "params": unique[key].with_overrides({"seed": s}).to_dict(),
+            "params": unique[key].to_dict(),
+            "seed": s,
+            "tags": {"scenario": str(i), "replicate": r},
+            "tables": ["summary"],
+            "metrics": list(metrics),
         }
         for i, key in enumerate(keys)
         for r, s in enumerate(seeds)
     ]
-    results: list[dict[str, Any]] = []
-    if executor is None:
-        for i, task in enumerate(todo):
-            results.append(_run_summary(task))
-            if progress:
-                progress(i + 1, len(todo))
-    else:
-        futures = [executor.submit(_run_summary, t) for t in todo]
-        try:
-            for i, fut in enumerate(as_completed(futures)):
-                results.append(fut.result())
-                if progress:
-                    progress(i + 1, len(todo))
-        finally:
-            for fut in futures:
-                fut.cancel()
     by_key: dict[str, list[pd.DataFrame]] = {}
-    for res in sorted(results, key=lambda r: (int(r["scenario"]), r["replicate"])):
-        s = res["summary"]
-        by_key.setdefault(keys[int(res["scenario"])], []).append(s[s.metric.isin(metrics)])
+    for task, res in zip(todo, run_all(todo, executor, progress), strict=True):
+        by_key.setdefault(keys[int(task["tags"]["scenario"])], []).append(res["summary"])
     frames = []
     for label, key in key_of.items():
         df = pd.concat(by_key[key], ignore_index=True).drop(columns="scenario")

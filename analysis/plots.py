@@ -5,11 +5,18 @@ Inputs are the tidy tables of an experiment (see :mod:`sim.experiments.experimen
 per scenario, replicate, day and channel), ``summary`` (scenario, replicate, channel, metric,
 value) and ``owners`` (one row per scenario, replicate and owner). Channels keep one colour
 everywhere; scenarios one line style.
+
+The social graph is drawn by one painter, :class:`GraphPainter`, over one sample,
+:func:`graph_sample`: :func:`social_graph` is the painter drawing once, the browser view
+(:mod:`analysis.viz`) the same painter redrawn after every day.
 """
 
 from __future__ import annotations
 
+import io
+import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -19,12 +26,19 @@ matplotlib.use("Agg")  # files, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import PIL.Image  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from analysis.stats import channel_presence, channels_present, mean_ci  # noqa: E402
 from sim.world.channels import ALL, CHANNELS  # noqa: E402
 from sim.world.metrics import COST_KINDS, METRICS, gini, owner_survival  # noqa: E402
+
+if TYPE_CHECKING:
+    from sim.world.model import CommerceModel
 
 CHANNEL_COLOURS = {
     "owners": "#1b9e77",
@@ -294,6 +308,11 @@ def event_before_after(timeseries: pd.DataFrame, scenario: str, events: dict[str
     return fig
 
 
+# ----------------------------------------------------------------------------------------------
+# The social graph: one sample (chosen and laid out once per world) and one painter that colours
+# it by the model's state. The static figure (:func:`social_graph`) is the painter drawing once;
+# the browser view (:mod:`analysis.viz`) keeps a painter and redraws it after every day.
+# ----------------------------------------------------------------------------------------------
 STATE_COLOURS = (
     "#d9d9d9",
     CHANNEL_COLOURS["owners"],
@@ -302,29 +321,48 @@ STATE_COLOURS = (
     "#1f3b73",
     "#d62728",
 )
+GRAPH_AXES = (0.0, 0.2, 1.0, 0.74)  # the drawing's place in a figure of its own; legend below
+VIEW_FIGSIZE = (6.4, 6.2)  # a painter's figure (the browser view's two images)
 
 
 @dataclass(frozen=True)
 class GraphSample:
     nodes: np.ndarray  # consumer ids
-    xy: np.ndarray  # positions, (n, 2)
+    xy: np.ndarray  # positions in [-1, 1]^2, (n, 2)
     segments: np.ndarray  # friendship edges inside the sample, (edges, 2, 2)
 
 
-def graph_sample(model, size: int = 400, seed: int = 0) -> GraphSample:
+_SAMPLES: dict[tuple, GraphSample] = {}
+
+
+def graph_sample(model: CommerceModel, size: int = 400, seed: int = 0) -> GraphSample:
     """A connected sample of ``size`` consumers grown breadth first from the first three
     owners (any three consumers without owners), with a spring layout: the consumers sampled,
-    their positions, and the friendships inside the sample as line segments."""
+    their positions, and the friendships inside the sample as line segments.
+
+    Cached (16 worlds; the arrays are read-only): the graph does not change during a run and
+    owners are a prefix of one permutation of the consumers, so the first three, and the
+    sample, depend only on the world's seed, size and graph parameters, not on the day or the
+    number of owners; the layout is computed once per world."""
     adj = model.graph
     if adj is None:
         raise ValueError("a well-mixed world has no graph to draw")
     start = model.owners.node[:3] if model.owners.m else np.arange(min(3, model.n))
-    nodes = _breadth_first(adj, np.asarray(start, dtype=np.int64), size)
-    sub = adj[nodes][:, nodes].tocoo()
-    upper = sub.row < sub.col
-    edges = np.c_[sub.row[upper], sub.col[upper]]
-    xy = spring_layout(nodes.size, edges, seed)
-    return GraphSample(nodes, xy, xy[edges])
+    p = model.params
+    key = (p.seed, p.world.consumers, p.graph, tuple(int(s) for s in start), size, seed)
+    if key not in _SAMPLES:
+        nodes = _breadth_first(adj, np.asarray(start, dtype=np.int64), size)
+        sub = adj[nodes][:, nodes].tocoo()
+        upper = sub.row < sub.col
+        edges = np.c_[sub.row[upper], sub.col[upper]]
+        xy = spring_layout(nodes.size, edges, seed)
+        sample = GraphSample(nodes, xy, xy[edges])
+        for array in (sample.nodes, sample.xy, sample.segments):
+            array.flags.writeable = False
+        if len(_SAMPLES) >= 16:
+            _SAMPLES.pop(next(iter(_SAMPLES)))
+        _SAMPLES[key] = sample
+    return _SAMPLES[key]
 
 
 def _breadth_first(adj, start: np.ndarray, size: int) -> np.ndarray:
@@ -371,61 +409,193 @@ def spring_layout(
     return (pos / scale if scale > 0 else pos).astype(np.float64)
 
 
-def social_graph(model, size: int = 400, seed: int = 0, ax=None) -> Figure:
-    """A sample of the social graph coloured by consumer state, owners as squares, the
-    streamer's followers ringed in her colour and linked to her star."""
-    from sim.world.model import CONSUMER_STATES
+def day_label(model: CommerceModel) -> str:
+    """How far the model has run, in the project's days (counted from 0): ``model.day`` is the
+    day the last step simulated, so after the first step it is 0, and a model not yet stepped
+    is before day 0 (its ``day`` is 0 too, hence ``steps``)."""
+    return f"after day {model.day}" if model.steps else "before day 0"
 
-    sample = graph_sample(model, size, seed)
-    nodes, xy = sample.nodes, sample.xy
-    state = model.consumer_states()[nodes]
-    fig = ax.figure if ax is not None else plt.figure(figsize=(7.5, 6.5))
-    ax = ax or fig.add_subplot()
-    ax.add_collection(LineCollection(sample.segments, colors="#bbbbbb", linewidths=0.4, zorder=1))
-    follows = model.consumers.follows[nodes]
-    if follows.any():
-        star = np.array([xy[:, 0].max() + 0.25, xy[:, 1].mean()])
-        links = np.stack([np.broadcast_to(star, xy[follows].shape), xy[follows]], axis=1)
-        ax.add_collection(
-            LineCollection(
-                links, colors=CHANNEL_COLOURS["streamer"], linewidths=0.15, alpha=0.5, zorder=0
+
+class Painter:
+    """A figure built once for a model and updated in place before each drawing. The artists
+    that change every step (``animated``) are drawn over a cached background (blitting), which
+    is redrawn only when :meth:`background_key` changes: a step costs tens of milliseconds.
+
+    ``fig``: draw into this figure (its canvas must be Agg's for :meth:`png`); by default a
+    figure of its own, not known to pyplot."""
+
+    def __init__(self, fig: Figure | None = None) -> None:
+        self.lock = threading.Lock()
+        if fig is None:
+            fig = Figure(figsize=VIEW_FIGSIZE, dpi=80)
+            FigureCanvasAgg(fig)
+        self.fig = fig
+        self.animated: list = []
+        self._background = None
+        self._background_key = None
+
+    @property
+    def canvas(self):
+        return self.fig.canvas
+
+    def update(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def background_key(self):
+        return None
+
+    def figure(self) -> Figure:
+        """The figure now, every artist in it (to save or show as usual)."""
+        with self.lock:
+            self.update()
+            for artist in self.animated:
+                artist.set_animated(False)
+            self._background = None
+            return self.fig
+
+    def png(self) -> bytes:
+        """The figure now, as PNG bytes."""
+        with self.lock:
+            self.update()
+            key = self.background_key()
+            if self._background is None or key != self._background_key:
+                for artist in self.animated:
+                    artist.set_animated(True)
+                self.canvas.draw()
+                self._background = self.canvas.copy_from_bbox(self.fig.bbox)
+                self._background_key = key
+            else:
+                self.canvas.restore_region(self._background)
+            for artist in self.animated:
+                self.fig.draw_artist(artist)
+            image = PIL.Image.fromarray(np.asarray(self.canvas.buffer_rgba()))
+            out = io.BytesIO()
+            image.save(out, format="png", compress_level=1)
+            return out.getvalue()
+
+
+class GraphPainter(Painter):
+    """:func:`graph_sample` coloured by consumer state (:data:`~sim.world.model.CONSUMER_STATES`);
+    owners are squares (white once they quit; recruits become squares as they join), the
+    streamer a star linked to her followers in the sample, who are ringed in her colour. Legend
+    shares are of all consumers; the title says the day (:func:`day_label`).
+
+    ``ax``: draw into these axes (the legend goes below them); by default a figure of its own.
+    """
+
+    def __init__(
+        self, model: CommerceModel, size: int = 400, seed: int = 0, ax: Axes | None = None
+    ) -> None:
+        from sim.world.model import CONSUMER_STATES
+
+        super().__init__(ax.figure if ax is not None else None)
+        self.model = model
+        self.states = CONSUMER_STATES
+        self.sample = s = graph_sample(model, size, seed)
+        ax = self.ax = ax if ax is not None else self.fig.add_axes(GRAPH_AXES)
+        ax.set_xlim(-1.08, 1.32)
+        ax.set_ylim(-1.08, 1.08)
+        ax.set_axis_off()
+        ax.add_collection(LineCollection(s.segments, colors="#c8c8c8", linewidths=0.35, zorder=1))
+        streamer = CHANNEL_COLOURS["streamer"]
+        self.star = np.array([1.22, 0.0])
+        self.links = LineCollection([], colors=streamer, linewidths=0.2, alpha=0.35, zorder=0)
+        ax.add_collection(self.links)
+        states = zip(STATE_COLOURS, CONSUMER_STATES, strict=True)
+        handles = [_marker("o", colour, name, 7) for colour, name in states]
+        self.has_streamer = model.params.channels.streamer
+        if self.has_streamer:
+            self.star_marker = ax.scatter(
+                *self.star, marker="*", s=520, color=streamer, edgecolor="black", zorder=4
             )
+            handles.append(_marker("*", streamer, "the streamer", 13))
+            handles.append(_marker("o", "white", "follower (ring)", 7, edge=streamer))
+        # Owners of a switched-off channel never sell: not drawn (the sample still grows
+        # from their places in the graph).
+        self.has_owners = model.params.channels.owners
+        # Who is drawn where changes as owners join (:meth:`update` places them).
+        self.dots = ax.scatter([], [], s=16, linewidths=0.7, zorder=2)
+        self.squares = ax.scatter([], [], s=110, marker="s", edgecolors="black", zorder=3)
+        if self.has_owners:
+            owner = _marker("s", CHANNEL_COLOURS["owners"], "owner (white: quit)", 9, "black")
+            handles.append(owner)
+        self.legend = self.fig.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.02),
+            bbox_transform=ax.transAxes,
+            ncols=3,
+            frameon=False,
+            fontsize=8,
         )
-        ax.scatter(
-            *star,
-            marker="*",
-            s=400,
-            color=CHANNEL_COLOURS["streamer"],
-            edgecolor="black",
-            zorder=4,
-            label="the streamer",
-        )
-    is_owner = np.isin(nodes, model.owners.node)
-    for code, name in enumerate(CONSUMER_STATES):
-        m = (state == code) & ~is_owner
-        if m.any():
-            ax.scatter(
-                *xy[m].T,
-                s=22,
-                color=STATE_COLOURS[code],
-                zorder=2,
-                label=name,
-                edgecolor=np.where(follows[m], CHANNEL_COLOURS["streamer"], "none"),
+        self.title = ax.set_title("", fontsize=10)
+        self.animated = [self.links, self.dots, self.squares, self.legend, self.title]
+        if self.has_streamer:
+            self.animated.append(self.star_marker)
+
+    def owners_in_sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which of the sample are owners now (a mask over the sample) and their indices in
+        :attr:`model.owners`; none when the owners' channel is off."""
+        nodes, own = self.sample.nodes, self.model.owners
+        if not self.has_owners or own.m == 0:
+            return np.zeros(nodes.size, dtype=bool), np.zeros(0, dtype=np.int64)
+        at = np.isin(nodes, own.node)
+        order = np.argsort(own.node)
+        return at, order[np.searchsorted(own.node[order], nodes[at])]
+
+    def update(self) -> None:
+        m, s = self.model, self.sample
+        state = m.consumer_states()
+        share = np.bincount(state, minlength=len(self.states)) / m.n
+        for text, name, x in zip(self.legend.get_texts(), self.states, share, strict=False):
+            text.set_text(f"{name} {x:.0%}")
+        owner_at, owner_index = self.owners_in_sample()
+        follows = m.consumers.follows[s.nodes]
+        plain = ~owner_at
+        self.dots.set_offsets(s.xy[plain])
+        self.dots.set_facecolors(np.asarray(STATE_COLOURS)[state[s.nodes[plain]]])
+        ring = np.where(follows[plain], CHANNEL_COLOURS["streamer"], "none")
+        self.dots.set_edgecolors(ring.tolist())
+        self.squares.set_offsets(s.xy[owner_at])
+        active = m.owners.active[owner_index]
+        self.squares.set_facecolors(np.where(active, CHANNEL_COLOURS["owners"], "white").tolist())
+        if self.has_streamer:
+            ends = s.xy[follows]
+            self.links.set_segments(np.stack([np.broadcast_to(self.star, ends.shape), ends], 1))
+            removed = not m.streamer.active
+            colour = "#999999" if removed else CHANNEL_COLOURS["streamer"]
+            self.star_marker.set_facecolor(colour)
+            i = len(self.states)
+            self.legend.legend_handles[i].set_markerfacecolor(colour)
+            self.legend.get_texts()[i].set_text(
+                "the streamer (removed)" if removed else "the streamer"
             )
-    if is_owner.any():
-        ax.scatter(
-            *xy[is_owner].T,
-            s=90,
-            marker="s",
-            color=CHANNEL_COLOURS["owners"],
-            edgecolor="black",
-            zorder=3,
-            label="owner",
-        )
-    ax.set_axis_off()
-    ax.legend(frameon=False, fontsize=8, loc="lower left")
-    ax.set_title(f"{len(nodes)} consumers around {int(is_owner.sum())} owners, day {model.day}")
-    return fig
+        around = f" around {int(owner_at.sum())} owners" if self.has_owners else ""
+        self.title.set_text(f"{s.nodes.size} of {m.n:,} consumers{around}, {day_label(m)}")
+
+
+def _marker(shape: str, colour: str, label: str, size: float, edge: str = "none") -> Line2D:
+    return Line2D(
+        [],
+        [],
+        marker=shape,
+        linestyle="none",
+        markerfacecolor=colour,
+        markeredgecolor=edge,
+        markersize=size,
+        label=label,
+    )
+
+
+def social_graph(
+    model: CommerceModel, size: int = 400, seed: int = 0, ax: Axes | None = None
+) -> Figure:
+    """:class:`GraphPainter` drawn once: a sample of the social graph coloured by consumer
+    state, owners as squares, the streamer's followers ringed in her colour and linked to her
+    star. ``ax``: draw into these axes; by default a new (pyplot) figure."""
+    if ax is None:
+        ax = plt.figure(figsize=VIEW_FIGSIZE).add_axes(GRAPH_AXES)
+    return GraphPainter(model, size, seed, ax=ax).figure()
 
 
 def explain_waterfall(

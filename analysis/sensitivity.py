@@ -4,14 +4,14 @@ Reads a sweep folder (``sweep.parquet`` and ``manifest.json``, see
 :mod:`sim.experiments.sweep`) and writes
 into ``DIR/analysis/``:
 
-* ``response_OUTCOME.png``: each outcome against each varied parameter, per channel (points
+* ``response_METRIC.png``: each metric against each varied parameter, per channel (points
   are replicate means; the line is the mean within bins of the parameter);
 * for Sobol designs, ``sobol.csv`` and ``sobol_OUTCOME_CHANNEL.png``: first- and total-order
   indices with 95% confidence intervals (SALib, Saltelli/Jansen estimators with bootstrap);
 * for Morris designs, ``morris.csv`` and figures: mu* (with interval) and sigma;
 * ``robustness.csv`` and ``robustness.md``: for each lever setting, across the uncertainty
   space, how often and by how much the owners channel beats the streamer channel on each
-  outcome, and each strategy's regret (how much worse than the better one it does: mean and
+  metric, and each strategy's regret (how much worse than the better one it does: mean and
   worst case).
 
 References: Saltelli et al. (2010) for the Sobol estimators; Morris (1991), Campolongo et al.
@@ -34,7 +34,7 @@ import pandas as pd  # noqa: E402
 
 from analysis.plots import CHANNEL_COLOURS  # noqa: E402
 
-# Outcomes where less is better (for wins and regret).
+# Metrics where less is better (for wins and regret).
 LOWER_IS_BETTER = {
     "return_rate",
     "apparel_return_rate",
@@ -65,18 +65,18 @@ def load(folder: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def point_means(data: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
-    """Replicate means: one row per point, channel and outcome, with the parameters."""
+    """Replicate means: one row per point, channel and metric, with the parameters."""
     names = [f["name"] for f in manifest["factors"]]
     return (
-        data.groupby(["point_id", "channel", "outcome", *names], sort=True, dropna=False)["value"]
+        data.groupby(["point_id", "channel", "metric", *names], sort=True, dropna=False)["value"]
         .mean()
         .reset_index()
     )
 
 
-def _response_vector(means: pd.DataFrame, outcome: str, channel: str, n_points: int) -> np.ndarray:
+def _response_vector(means: pd.DataFrame, metric: str, channel: str, n_points: int) -> np.ndarray:
     """Outcome per point in design order (NaN where a point is missing)."""
-    part = means[(means.outcome == outcome) & (means.channel == channel)]
+    part = means[(means.metric == metric) & (means.channel == channel)]
     y = np.full(n_points, np.nan)
     y[part.point_id.to_numpy()] = part.value.to_numpy()
     return y
@@ -92,22 +92,22 @@ def _problem(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def sobol_indices(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
-    """First- and total-order Sobol indices with 95% intervals, per outcome and channel."""
+    """First- and total-order Sobol indices with 95% intervals, per metric and channel."""
     from SALib.analyze import sobol
 
     problem = _problem(manifest)
     d = problem["num_vars"]
     n_points = manifest["samples"] * (2 * d + 2)
     rows = []
-    for (outcome, channel), _ in means.groupby(["outcome", "channel"]):
-        y = _response_vector(means, outcome, channel, n_points)
+    for (metric, channel), _ in means.groupby(["metric", "channel"]):
+        y = _response_vector(means, metric, channel, n_points)
         if np.isnan(y).any() or np.nanstd(y) == 0:
             continue  # a failed point, or a channel the sweep switched off: no indices
         res = sobol.analyze(problem, y, calc_second_order=True, seed=manifest["seed"])
         for i, name in enumerate(problem["names"]):
             rows.append(
                 (
-                    outcome,
+                    metric,
                     channel,
                     name,
                     res["S1"][i],
@@ -117,18 +117,18 @@ def sobol_indices(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame
                 )
             )
     return pd.DataFrame(
-        rows, columns=["outcome", "channel", "parameter", "S1", "S1_conf", "ST", "ST_conf"]
+        rows, columns=["metric", "channel", "parameter", "S1", "S1_conf", "ST", "ST_conf"]
     )
 
 
 def morris_indices(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
-    """Morris elementary-effect statistics (mu*, its interval, sigma) per outcome and channel."""
+    """Morris elementary-effect statistics (mu*, its interval, sigma) per metric and channel."""
     from SALib.analyze import morris
 
     problem = _problem(manifest)
     names = problem["names"]
     rows = []
-    for (outcome, channel), part in means.groupby(["outcome", "channel"]):
+    for (metric, channel), part in means.groupby(["metric", "channel"]):
         part = part.sort_values("point_id")
         n_points = manifest["samples"] * (len(names) + 1)
         if len(part) != n_points or part.value.std() == 0:
@@ -137,10 +137,10 @@ def morris_indices(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFram
         res = morris.analyze(problem, x, part.value.to_numpy(), seed=manifest["seed"])
         for i, name in enumerate(names):
             rows.append(
-                (outcome, channel, name, res["mu_star"][i], res["mu_star_conf"][i], res["sigma"][i])
+                (metric, channel, name, res["mu_star"][i], res["mu_star_conf"][i], res["sigma"][i])
             )
     return pd.DataFrame(
-        rows, columns=["outcome", "channel", "parameter", "mu_star", "mu_star_conf", "sigma"]
+        rows, columns=["metric", "channel", "parameter", "mu_star", "mu_star_conf", "sigma"]
     )
 
 
@@ -168,13 +168,13 @@ def _lever_settings(means: pd.DataFrame, manifest: dict[str, Any], bins: int = 3
 def robustness(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     """Owners versus streamer for each lever setting, across the uncertainty space.
 
-    For every point both channels' outcomes are compared (higher is better, except for the
-    outcomes in :data:`LOWER_IS_BETTER`). Per lever setting: the share of uncertainty samples
-    where owners win, the mean margin (owners minus streamer, in the outcome's units), and each
+    For every point both channels' metrics are compared (higher is better, except for the
+    metrics in :data:`LOWER_IS_BETTER`). Per lever setting: the share of uncertainty samples
+    where owners win, the mean margin (owners minus streamer, in the metric's units), and each
     strategy's regret (how far below the better strategy it falls): mean and maximum.
     """
     wide = means[means.channel.isin(STRATEGIES)].pivot_table(
-        index=["point_id", "outcome"], columns="channel", values="value"
+        index=["point_id", "metric"], columns="channel", values="value"
     )
     if not set(STRATEGIES) <= set(wide.columns):
         return pd.DataFrame()
@@ -184,14 +184,14 @@ def robustness(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     wide = wide.reset_index()
     wide["setting"] = setting.loc[wide.point_id].to_numpy()
     rows = []
-    for (label, outcome), g in wide.groupby(["setting", "outcome"], sort=True):
-        sign = -1.0 if outcome in LOWER_IS_BETTER else 1.0
+    for (label, metric), g in wide.groupby(["setting", "metric"], sort=True):
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         own, streamer = sign * g["owners"], sign * g["streamer"]
         best = np.maximum(own, streamer)
         rows.append(
             {
                 "lever_setting": label,
-                "outcome": outcome,
+                "metric": metric,
                 "better": "lower" if sign < 0 else "higher",
                 "samples": len(g),
                 "owners_win_share": float((own > streamer).mean()),
@@ -205,10 +205,10 @@ def robustness(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def response_figure(means: pd.DataFrame, manifest: dict[str, Any], outcome: str, bins: int = 8):
-    """One outcome against each varied parameter, one colour per channel."""
+def response_figure(means: pd.DataFrame, manifest: dict[str, Any], metric: str, bins: int = 8):
+    """One metric against each varied parameter, one colour per channel."""
     factors = [f["name"] for f in manifest["factors"]]
-    part = means[means.outcome == outcome]
+    part = means[means.metric == metric]
     fig, axes = plt.subplots(1, len(factors), figsize=(3.6 * len(factors), 3.4), squeeze=False)
     for ax, name in zip(axes[0], factors, strict=True):
         for channel, g in part.groupby("channel"):
@@ -229,16 +229,16 @@ def response_figure(means: pd.DataFrame, manifest: dict[str, Any], outcome: str,
                 centre = (edges[:-1] + edges[1:]) / 2
                 ax.plot(centre[m.index], m.to_numpy(), "-", color=colour, lw=2, label=channel)
         ax.set_xlabel(name)
-    axes[0][0].set_ylabel(outcome.replace("_", " "))
+    axes[0][0].set_ylabel(metric.replace("_", " "))
     axes[0][0].legend(frameon=False, fontsize=8)
-    fig.suptitle(f"{outcome}: response to each parameter")
+    fig.suptitle(f"{metric}: response to each parameter")
     fig.tight_layout()
     return fig
 
 
-def indices_figure(table: pd.DataFrame, outcome: str, channel: str, kind: str):
+def indices_figure(table: pd.DataFrame, metric: str, channel: str, kind: str):
     """Bar chart of Sobol (S1, ST) or Morris (mu*) indices with their intervals."""
-    part = table[(table.outcome == outcome) & (table.channel == channel)]
+    part = table[(table.metric == metric) & (table.channel == channel)]
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(part)), 3.4))
     x = np.arange(len(part))
     if kind == "sobol":
@@ -250,7 +250,7 @@ def indices_figure(table: pd.DataFrame, outcome: str, channel: str, kind: str):
         ax.plot(x, part.sigma, "k^", label="sigma")
         ax.set_ylabel("elementary effect")
     ax.set_xticks(x, part.parameter, rotation=20, fontsize=8)
-    ax.set_title(f"{outcome} ({channel})")
+    ax.set_title(f"{metric} ({channel})")
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
@@ -284,18 +284,18 @@ def analyze(folder: str | Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
 
-    for outcome in sorted(means.outcome.unique()):
-        save(response_figure(means, manifest, outcome), f"response_{outcome}.png")
+    for metric in sorted(means.metric.unique()):
+        save(response_figure(means, manifest, metric), f"response_{metric}.png")
     if manifest["design"] in ("sobol", "morris"):
         fn = sobol_indices if manifest["design"] == "sobol" else morris_indices
         table = fn(means, manifest)
         path = out / f"{manifest['design']}.csv"
         table.to_csv(path, index=False)
         written.append(path)
-        for (outcome, channel), _ in table.groupby(["outcome", "channel"]):
+        for (metric, channel), _ in table.groupby(["metric", "channel"]):
             save(
-                indices_figure(table, outcome, channel, manifest["design"]),
-                f"{manifest['design']}_{outcome}_{channel}.png",
+                indices_figure(table, metric, channel, manifest["design"]),
+                f"{manifest['design']}_{metric}_{channel}.png",
             )
     robust = robustness(means, manifest)
     if not robust.empty:

@@ -4,7 +4,7 @@ It reruns, at a chosen size, everything a reviewer needs to trust the model:
 
 1. docking: the word of mouth against the exact Independent Cascade on a small graph and a
    reference IC on a generated graph; well-mixed adoption against the closed-form Bass curve;
-2. direction checks: each lever or driver moves its outcome the way the mechanism says;
+2. direction checks: each lever or driver moves its metric the way the mechanism says;
 3. patterns: each calibration target of the brief against the simulated mean and its 95%
    interval at the default parameters;
 4. the owners-versus-streamer verdict under the least certain parameters: each set to the low
@@ -121,7 +121,7 @@ def _world(size: Size, *sets: str):
     ]
 
 
-def direction_outcome(
+def direction_value(
     summary: pd.DataFrame, timeseries: pd.DataFrame, channel: str, metric: str
 ) -> float:
     """The number a direction check compares: the summary metric of the channel (mean over
@@ -185,13 +185,13 @@ def directions(size: Size) -> list[dict]:
         for v in (low, high):
             s = default(_world(size, f"{lever}={v}"))
             exp = run_experiment([s], workers=1)
-            values.append(direction_outcome(exp.summary, exp.timeseries, channel, metric))
+            values.append(direction_value(exp.summary, exp.timeseries, channel, metric))
         ok = (values[1] - values[0]) * sign > 0
         rows.append(
             {
                 "check": what,
                 "lever": f"{lever}: {low} -> {high}",
-                "outcome": f"{channel} {metric}: {values[0]:.4g} -> {values[1]:.4g}",
+                "result": f"{channel} {metric}: {values[0]:.4g} -> {values[1]:.4g}",
                 "passed": bool(ok),
             }
         )
@@ -210,7 +210,7 @@ def _removal_check(size: Size) -> dict:
     return {
         "check": "removing the streamer stops her channel from that day",
         "lever": f"events.streamer_removed_day: none -> {day}",
-        "outcome": f"streamer orders before {before:.0f}, from day {day} on {after:.0f}",
+        "result": f"streamer orders before {before:.0f}, from day {day} on {after:.0f}",
         "passed": bool(before > 0 and after == 0),
     }
 
@@ -218,7 +218,7 @@ def _removal_check(size: Size) -> dict:
 def patterns(size: Size) -> tuple[list[dict], pd.DataFrame]:
     s = default(_world(size))
     exp = run_experiment([s], workers=1)
-    summary = exp.summary.rename(columns={"metric": "outcome"})
+    summary = exp.summary
     values = pattern_values(summary.assign(point_id=summary.replicate))
     rows = []
     for t in TARGETS:

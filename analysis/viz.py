@@ -19,27 +19,31 @@ parameter overrides.
 from __future__ import annotations
 
 import html
-import io
 import json
 import os
-import threading
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import solara
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
-from analysis.plots import CHANNEL_COLOURS, STATE_COLOURS, GraphSample, graph_sample
+from analysis.plots import (
+    CHANNEL_COLOURS,
+    GraphPainter,
+    GraphSample,
+    Painter,
+    day_label,
+    graph_sample,
+    social_graph,
+)
 from sim.world.channels import ALL, CHANNELS
-from sim.world.model import CONSUMER_STATES, CommerceModel
+from sim.world.model import CONSUMER_STATES as CONSUMER_STATES  # the legend's states
+from sim.world.model import CommerceModel
 from sim.world.params import Params
 
 ENV_SCENARIO = "FISHSCHOOL_VIZ_SCENARIO"  # a scenario file or shipped name
@@ -163,171 +167,18 @@ def model_params(scenario: str | None, consumers: int | None, sets: tuple) -> di
 
 
 # ----------------------------------------------------------------------------------------------
-# The graph sample: chosen and laid out once per world, then coloured every step
+# Figures: the social graph is analysis.plots' (one sample, one painter, also the static figure)
 # ----------------------------------------------------------------------------------------------
-_SAMPLES: dict[tuple, GraphSample] = {}
-
-
 def graph_view_sample(model: CommerceModel, size: int = SAMPLE_SIZE, seed: int = 0) -> GraphSample:
-    """:func:`analysis.plots.graph_sample`, cached: owners are a prefix of one permutation of
-    the consumers, so the first three, and the sample, do not change with the number of
-    owners, and the layout is computed once per world."""
-    start = model.owners.node[:3] if model.owners.m else np.arange(min(3, model.n))
-    p = model.params
-    key = (p.seed, p.world.consumers, p.graph, tuple(int(s) for s in start), size, seed)
-    if key not in _SAMPLES:
-        if len(_SAMPLES) >= 16:
-            _SAMPLES.pop(next(iter(_SAMPLES)))
-        _SAMPLES[key] = graph_sample(model, size, seed)
-    return _SAMPLES[key]
-
-
-# ----------------------------------------------------------------------------------------------
-# Figures
-# ----------------------------------------------------------------------------------------------
-class _Painter:
-    """A figure built once for a model and updated in place before each drawing. The artists
-    that change every step (``animated``) are drawn over a cached background (blitting), which
-    is redrawn only when :meth:`background_key` changes: a step costs tens of milliseconds."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.fig = Figure(figsize=(6.4, 6.2), dpi=80)
-        self.canvas = FigureCanvasAgg(self.fig)
-        self.animated: list = []
-        self._background = None
-        self._background_key = None
-
-    def update(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def background_key(self):
-        return None
-
-    def figure(self) -> Figure:
-        """The figure now, every artist in it (to save or show as usual)."""
-        with self.lock:
-            self.update()
-            for artist in self.animated:
-                artist.set_animated(False)
-            self._background = None
-            return self.fig
-
-    def png(self) -> bytes:
-        """The figure now, as PNG bytes."""
-        with self.lock:
-            self.update()
-            key = self.background_key()
-            if self._background is None or key != self._background_key:
-                for artist in self.animated:
-                    artist.set_animated(True)
-                self.canvas.draw()
-                self._background = self.canvas.copy_from_bbox(self.fig.bbox)
-                self._background_key = key
-            else:
-                self.canvas.restore_region(self._background)
-            for artist in self.animated:
-                self.fig.draw_artist(artist)
-            image = PIL.Image.fromarray(np.asarray(self.canvas.buffer_rgba()))
-            out = io.BytesIO()
-            image.save(out, format="png", compress_level=1)
-            return out.getvalue()
-
-
-class GraphPainter(_Painter):
-    """The sample coloured by state (:data:`~sim.world.model.CONSUMER_STATES`); owners are squares
-    (white once they quit), the streamer a star linked to her followers in the sample, who are
-    ringed in her colour. Legend shares are of all consumers."""
-
-    def __init__(self, model: CommerceModel, size: int = SAMPLE_SIZE) -> None:
-        super().__init__()
-        self.model = model
-        self.sample = s = graph_view_sample(model, size)
-        ax = self.ax = self.fig.add_axes((0.0, 0.2, 1.0, 0.74))
-        ax.set_xlim(-1.08, 1.32)
-        ax.set_ylim(-1.08, 1.08)
-        ax.set_axis_off()
-        ax.add_collection(LineCollection(s.segments, colors="#c8c8c8", linewidths=0.35, zorder=1))
-        streamer = CHANNEL_COLOURS["streamer"]
-        self.star = np.array([1.22, 0.0])
-        self.links = LineCollection([], colors=streamer, linewidths=0.2, alpha=0.35, zorder=0)
-        ax.add_collection(self.links)
-        states = zip(STATE_COLOURS, CONSUMER_STATES, strict=True)
-        handles = [_marker("o", colour, name, 7) for colour, name in states]
-        self.has_streamer = model.params.channels.streamer
-        if self.has_streamer:
-            self.star_marker = ax.scatter(
-                *self.star, marker="*", s=520, color=streamer, edgecolor="black", zorder=4
-            )
-            handles.append(_marker("*", streamer, "the streamer", 13))
-            handles.append(_marker("o", "white", "follower (ring)", 7, edge=streamer))
-        # Owners of a switched-off channel never sell: not drawn (the sample still grows
-        # from their places in the graph).
-        self.has_owners = model.params.channels.owners
-        owner_node = model.owners.node if self.has_owners else np.zeros(0, dtype=np.int64)
-        self.owner_at = np.isin(s.nodes, owner_node)
-        order = np.argsort(owner_node)
-        self.owner_index = order[np.searchsorted(owner_node[order], s.nodes[self.owner_at])]
-        plain = ~self.owner_at
-        self.dots = ax.scatter(*s.xy[plain].T, s=16, linewidths=0.7, zorder=2)
-        self.squares = ax.scatter(
-            *s.xy[self.owner_at].T, s=110, marker="s", edgecolors="black", zorder=3
-        )
-        if self.has_owners:
-            owner = _marker("s", CHANNEL_COLOURS["owners"], "owner (white: quit)", 9, "black")
-            handles.append(owner)
-        self.legend = self.fig.legend(
-            handles=handles, loc="lower center", ncols=3, frameon=False, fontsize=8
-        )
-        self.title = ax.set_title("", fontsize=10)
-        self.animated = [self.links, self.dots, self.squares, self.legend, self.title]
-        if self.has_streamer:
-            self.animated.append(self.star_marker)
-
-    def update(self) -> None:
-        m, s = self.model, self.sample
-        state = m.consumer_states()
-        share = np.bincount(state, minlength=len(CONSUMER_STATES)) / m.n
-        for text, name, x in zip(self.legend.get_texts(), CONSUMER_STATES, share, strict=False):
-            text.set_text(f"{name} {x:.0%}")
-        follows = m.consumers.follows[s.nodes]
-        plain = ~self.owner_at
-        self.dots.set_facecolors(np.asarray(STATE_COLOURS)[state[s.nodes[plain]]])
-        ring = np.where(follows[plain], CHANNEL_COLOURS["streamer"], "none")
-        self.dots.set_edgecolors(ring.tolist())
-        active = m.owners.active[self.owner_index]
-        self.squares.set_facecolors(np.where(active, CHANNEL_COLOURS["owners"], "white").tolist())
-        if self.has_streamer:
-            ends = s.xy[follows]
-            self.links.set_segments(np.stack([np.broadcast_to(self.star, ends.shape), ends], 1))
-            removed = not m.streamer.active
-            colour = "#999999" if removed else CHANNEL_COLOURS["streamer"]
-            self.star_marker.set_facecolor(colour)
-            i = len(CONSUMER_STATES)
-            self.legend.legend_handles[i].set_markerfacecolor(colour)
-            self.legend.get_texts()[i].set_text(
-                "the streamer (removed)" if removed else "the streamer"
-            )
-        around = f" around {int(self.owner_at.sum())} owners" if self.has_owners else ""
-        self.title.set_text(f"Day {m.steps}: {s.nodes.size} of {m.n:,} consumers{around}")
+    """The view's sample: :func:`analysis.plots.graph_sample` (cached per world) at the view's
+    size."""
+    return graph_sample(model, size, seed)
 
 
 def graph_figure(model: CommerceModel, size: int = SAMPLE_SIZE) -> Figure:
-    """The graph view of :class:`GraphPainter` as a one-off figure."""
-    return GraphPainter(model, size).figure()
-
-
-def _marker(shape: str, colour: str, label: str, size: float, edge: str = "none") -> Line2D:
-    return Line2D(
-        [],
-        [],
-        marker=shape,
-        linestyle="none",
-        markerfacecolor=colour,
-        markeredgecolor=edge,
-        markersize=size,
-        label=label,
-    )
+    """The graph view as a one-off figure: :func:`analysis.plots.social_graph` at the view's
+    size."""
+    return social_graph(model, size)
 
 
 def channel_series(model: CommerceModel) -> dict[str, dict[str, np.ndarray]]:
@@ -358,7 +209,7 @@ CHART_PANELS = (
 )
 
 
-class ChartsPainter(_Painter):
+class ChartsPainter(Painter):
     """Four panels over days: reach, conversion, return rate and trust, one line a channel
     switched on, plus all channels together (for trust: trust in friends)."""
 
@@ -412,7 +263,7 @@ class ChartsPainter(_Painter):
                 top = max((np.nanmax(v) for v in values if np.isfinite(v).any()), default=0)
                 ax.set_ylim(0, _nice_top(top))
         self.hint.set_visible(m.steps == 0)
-        self.title.set_text(f"Channels, day {m.steps} of {m.params.world.days}")
+        self.title.set_text(f"Channels, {day_label(m)} (days 0 to {m.params.world.days - 1})")
 
 
 def _nice_top(value: float) -> float:
@@ -458,7 +309,7 @@ def GraphView(model: CommerceModel):
     """The world's levers and the social graph sample, redrawn after every step."""
     update_counter.get()
     painter = solara.use_memo(
-        lambda: GraphPainter(model) if model.graph is not None else None, [model]
+        lambda: GraphPainter(model, SAMPLE_SIZE) if model.graph is not None else None, [model]
     )
     with solara.Column(gap="0px") as main:
         solara.HTML(

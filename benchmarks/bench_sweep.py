@@ -55,7 +55,7 @@ design = "random"
 samples = {points}
 replicates = 1
 seed = {seed}
-outcomes = ["reach_share", "visit_conversion", "return_rate", "brand_profit"]
+metrics = ["reach_share", "visit_conversion", "return_rate", "brand_profit"]
 
 [set]
 world.consumers = 20_000

@@ -42,7 +42,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sim import __version__
-from sim.experiments.experiment import check_scheduler, executor_for
+from sim.experiments.engine import check_scheduler, executor_for
 from sim.world.params import ParameterError, field_of
 
 RESULTS = Path("results")
@@ -389,7 +389,7 @@ def _plan_workers(args: argparse.Namespace, params: list, runs: int, what: str) 
     """How many local processes to run ``runs`` runs of the worlds ``params`` on: --workers
     (default: all cores), no more than the runs, and no more than fit in memory side by side.
     A world that does not fit even alone is refused (ParameterError), before anything runs."""
-    from sim.experiments.experiment import default_workers
+    from sim.experiments.engine import default_workers
     from sim.experiments.resources import check_memory
 
     wanted = min(args.workers or default_workers(), max(runs, 1))
@@ -571,7 +571,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return _run_and_write(args, scenarios, "compare-" + "-vs-".join(names), plan)
 
 
-SWEEP_ONLY_KEYS = ("base", "design", "samples", "outcomes", "model", "levels", "set")
+SWEEP_ONLY_KEYS = ("base", "design", "samples", "metrics", "model", "levels", "set")
 
 
 def _is_sweep_file(name: str) -> bool:

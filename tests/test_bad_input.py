@@ -31,7 +31,7 @@ TINY = ["--consumers", "2000", "--owners", "5", "--days", "2", "--workers", "1"]
 ISHIGAMI = """model = "ishigami"
 design = "random"
 samples = 4
-outcomes = ["y"]
+metrics = ["y"]
 [uncertainties]
 x1 = [-3.0, 3.0]
 x2 = [-3.0, 3.0]

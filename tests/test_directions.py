@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.validation import DIRECTIONS, direction_outcome
+from analysis.validation import DIRECTIONS, direction_value
 from conftest import small
 from sim.world.model import CommerceModel, run
 
@@ -39,7 +39,7 @@ def test_declared_direction_holds_in_a_small_world(check):
     def outcome(value) -> float:
         runs = [run(small({lever: value, "seed": s})) for s in SEEDS]
         return float(
-            np.mean([direction_outcome(r.summary, r.timeseries, channel, metric) for r in runs])
+            np.mean([direction_value(r.summary, r.timeseries, channel, metric) for r in runs])
         )
 
     change = outcome(high) - outcome(low)

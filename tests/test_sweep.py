@@ -29,7 +29,7 @@ design = "{design}"
 samples = {samples}
 replicates = {replicates}
 seed = 4
-outcomes = ["return_rate", "visit_conversion", "brand_profit"]
+metrics = ["return_rate", "visit_conversion", "brand_profit"]
 [set]
 world.consumers = 2000
 levers.world.owners = 10
@@ -130,7 +130,7 @@ def test_dask_local_cluster_gives_the_same_numbers_as_serial(tmp_path, dask_clie
         "replicate",
         "seed",
         "channel",
-        "outcome",
+        "metric",
         "value",
         "platform.selection_strictness",
         "purchase.trust",
@@ -239,7 +239,7 @@ def test_robustness_table_and_figures(tmp_path):
     regrets = table[["owners_mean_regret", "streamer_mean_regret"]]
     assert (regrets >= 0).all().all()
     assert (regrets.min(axis=1) == 0).where(table.owners_win_share.isin([0, 1]), True).all()
-    rr = table[table.outcome == "return_rate"]
+    rr = table[table.metric == "return_rate"]
     assert (rr.better == "lower").all()
 
 
@@ -249,7 +249,7 @@ def test_robustness_table_and_figures(tmp_path):
         ('design = "fractal"\n', "design = 'fractal' is not allowed"),
         ('design = "sobol"\nsamples = 10\n', "samples = 10 must be a power of 2"),
         (
-            'outcomes = ["retrun_rate"]\n',
+            'metrics = ["retrun_rate"]\n',
             "unknown metric 'retrun_rate' (did you mean 'return_rate'?)",
         ),
         (
@@ -285,7 +285,7 @@ def test_changing_the_outcomes_recomputes_instead_of_reusing(tmp_path):
     sweep.path.write_text(text)
     again = run_sweep(load_sweep(sweep.path), tmp_path / "out")
     assert again.computed == 1 and again.skipped == 0
-    assert "reach_share" in set(pd.read_parquet(again.dataset).outcome)
+    assert "reach_share" in set(pd.read_parquet(again.dataset).metric)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ samples = {samples}
 replicates = {replicates}
 levels = {levels}
 seed = 1
-outcomes = ["y"]
+metrics = ["y"]
 [uncertainties]
 x1 = [-3.0, 3.0]
 x2 = [-3.0, 3.0]

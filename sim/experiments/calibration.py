@@ -184,7 +184,7 @@ def calibration_sweep(
                 name, "uncertainty", low=float(lo), high=float(hi), integer=is_whole_number(name)
             )
         )
-    outcomes = sorted(
+    metrics = sorted(
         {t.metric for t in TARGETS if t.metric not in DERIVED}
         | {m for pair in DERIVED.values() for m in pair}
     )
@@ -199,14 +199,14 @@ def calibration_sweep(
         levels=2,
         replicates=1,
         seed=seed,
-        outcomes=tuple(outcomes),
+        metrics=tuple(metrics),
         factors=tuple(factors),
     )
 
 
 def pattern_values(data: pd.DataFrame) -> pd.DataFrame:
     """One row per point, one column per target id: the simulated value of each pattern."""
-    wide = data.pivot_table(index="point_id", columns=["channel", "outcome"], values="value")
+    wide = data.pivot_table(index="point_id", columns=["channel", "metric"], values="value")
     out = pd.DataFrame(index=wide.index)
 
     def column(channel: str, metric: str) -> pd.Series:
@@ -307,7 +307,7 @@ def calibrate(
         scenario = default([*base.overrides, *sets, f"replicates={replicates}"])
         scenario = dataclasses.replace(scenario, name=label.replace(" ", "_"))
         exp = run_experiment([scenario], seed=seed + 1, workers=workers)
-        summary = exp.summary.rename(columns={"metric": "outcome"})
+        summary = exp.summary
         vals = pattern_values(summary.assign(point_id=summary.replicate))
         checks[label] = {
             "point": point,

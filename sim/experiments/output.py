@@ -378,13 +378,13 @@ def check_sweep_results(folder: str | Path) -> None:
     folder = Path(folder)
     _results_folder(folder, ("sweep.parquet", "manifest.json"), "sweep")
     manifest = read_manifest(folder / "manifest.json")
-    for key in ("design", "factors", "samples", "seed", "outcomes"):
+    for key in ("design", "factors", "samples", "seed", "metrics"):
         if key not in manifest:
             raise ResultsError(
                 f"{folder / 'manifest.json'}: truncated or corrupt (no key '{key}'; "
                 "not a sweep's manifest?)"
             )
-    read_parquet(folder / "sweep.parquet", ("point_id", "channel", "outcome", "value"))
+    read_parquet(folder / "sweep.parquet", ("point_id", "channel", "metric", "value"))
 
 
 def scenario_record(s: Scenario) -> dict[str, Any]:

@@ -9,7 +9,7 @@ A sweep file (TOML) names a base scenario and what to vary::
                                   # trajectories; random / lhs: points; grid: levels per range
     replicates = 2
     seed = 1
-    outcomes = ["return_rate", "visit_conversion", "brand_profit"]
+    metrics = ["return_rate", "visit_conversion", "brand_profit"]
 
     [set]                         # fixed overrides of the base (as fishschool --set)
     world.consumers = 10_000
@@ -22,14 +22,14 @@ A sweep file (TOML) names a base scenario and what to vary::
     [uncertainties]
     returns.misfit = [1.0, 4.0]
 
-Each run is a pure function of plain data (:func:`run_task`: scenario parameters, point,
-replicate seed), handed to a ``concurrent.futures.Executor``: local processes by default, or a
-Dask cluster's executor, with identical numbers either way. Replicate r of every point uses the
-same seed (common random numbers across points).
+Each run is a task of the run engine (:func:`sim.experiments.engine.run_one`: scenario
+parameters, point, replicate seed), handed to a ``concurrent.futures.Executor``: local
+processes by default, or a Dask cluster's executor, with identical numbers either way.
+Replicate r of every point uses the same seed (common random numbers across points).
 
 Nothing is lost: each run's result is written atomically and durably
 (:mod:`sim.experiments.atomic`) to
-``runs/KEY.json``, where KEY hashes the base scenario, the model, the outcomes, the source code
+``runs/KEY.json``, where KEY hashes the base scenario, the model, the metrics, the source code
 of the ``sim`` package (:func:`model_digest`: a changed model never reuses old runs), the point
 and the replicate seed; a rerun of the same sweep skips the keys already there, so a sweep
 killed at any moment resumes without recomputing finished runs. Each record is checked when
@@ -37,7 +37,7 @@ read: a damaged one (empty, truncated, not a record) is said on stderr and recom
 files left by a killed sweep are removed when it resumes. A run that raises is recorded in
 ``runs/KEY.error.json`` with its parameters and traceback; the sweep goes on, reports failures
 at the end (and retries them on the next run).
-The whole sweep is gathered into ``sweep.parquet``: one row per run, channel and outcome, with
+The whole sweep is gathered into ``sweep.parquet``: one row per run, channel and metric, with
 the parameters as columns.
 
 A sweep writes only into an empty folder or a folder of the same sweep (by its manifest), and
@@ -57,7 +57,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,7 @@ import pandas as pd
 
 import sim
 from sim.experiments import atomic
+from sim.experiments.engine import MODELS, run_many
 from sim.experiments.scenario import Scenario, ScenarioError, load, replicate_seeds, resolve
 from sim.world.metrics import SUMMARY_METRICS
 from sim.world.params import (
@@ -79,7 +80,6 @@ from sim.world.params import (
 )
 
 DESIGNS = ("grid", "random", "lhs", "sobol", "morris")
-MODELS = ("fishschool", "ishigami")  # ishigami: an analytic test function, for verification
 TOP_KEYS = (
     "base",
     "name",
@@ -88,14 +88,14 @@ TOP_KEYS = (
     "samples",
     "replicates",
     "seed",
-    "outcomes",
+    "metrics",
     "model",
     "levels",
 )
 SECTIONS = ("set", "levers", "uncertainties")
 MAX_RUNS = 1_000_000  # a larger plan needs allow_large=True (--yes)
 RECORD_KEYS = ("key", "point_id", "replicate", "seed", "point", "rows")
-ROW_COLUMNS = ("channel", "outcome", "value")
+ROW_COLUMNS = ("channel", "metric", "value")
 LEFTOVER_SUFFIXES = (atomic.TMP_SUFFIX, atomic.PARTIAL_SUFFIX)
 
 
@@ -145,7 +145,7 @@ class Sweep:
     levels: int
     replicates: int
     seed: int
-    outcomes: tuple[str, ...]
+    metrics: tuple[str, ...]
     factors: tuple[Factor, ...]
     model: str = "fishschool"
 
@@ -195,16 +195,14 @@ def load_sweep(path: str | Path) -> Sweep:
     samples = ints["samples"][0]
     if design == "sobol" and samples & (samples - 1):
         raise ScenarioError(f"{path}: samples = {samples} must be a power of 2 for design 'sobol'")
-    outcomes = raw.get(
-        "outcomes", ["reach_share", "visit_conversion", "return_rate", "brand_profit"]
-    )
-    if not isinstance(outcomes, list) or not outcomes:
-        raise ScenarioError(f"{path}: outcomes must be a non-empty list of metric names")
+    metrics = raw.get("metrics", ["reach_share", "visit_conversion", "return_rate", "brand_profit"])
+    if not isinstance(metrics, list) or not metrics:
+        raise ScenarioError(f"{path}: metrics must be a non-empty list of metric names")
     known = list(SUMMARY_METRICS) if model == "fishschool" else ["y"]
-    for o in outcomes:
+    for o in metrics:
         if o not in known:
             raise ScenarioError(
-                f"{path}: outcomes: unknown metric {o!r}{_did_you_mean(str(o), known)}"
+                f"{path}: metrics: unknown metric {o!r}{_did_you_mean(str(o), known)}"
             )
 
     fixed = [f"{k}={json.dumps(v)}" for k, v in _flat(raw.get("set", {}))]
@@ -243,7 +241,7 @@ def load_sweep(path: str | Path) -> Sweep:
         levels=ints["levels"][0],
         replicates=ints["replicates"][0],
         seed=ints["seed"][0],
-        outcomes=tuple(outcomes),
+        metrics=tuple(metrics),
         factors=tuple(factors),
         model=model,
     )
@@ -419,34 +417,6 @@ def run_key(base_sha: str, point: Mapping[str, Any], seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def ishigami(x: np.ndarray, a: float = 7.0, b: float = 0.1) -> float:
-    """The Ishigami function (Ishigami & Homma 1990), the standard sensitivity test case.
-
-    With x uniform on [-pi, pi]^3 its Sobol indices are known: S1 = (0.314, 0.442, 0),
-    ST = (0.558, 0.442, 0.244).
-    """
-    return float(np.sin(x[0]) + a * np.sin(x[1]) ** 2 + b * x[2] ** 4 * np.sin(x[0]))
-
-
-def run_task(task: Mapping[str, Any]) -> pd.DataFrame:
-    """One run as a pure function of plain data; returns its tidy outcome rows.
-
-    ``task``: ``model``, ``params`` (the base scenario's parameters as a dict), ``point``
-    (dotted name -> value), ``seed``, ``outcomes``.
-    """
-    point = task["point"]
-    if task["model"] == "ishigami":
-        y = ishigami(np.array(list(point.values()), dtype=float))
-        return pd.DataFrame({"channel": ["all"], "outcome": ["y"], "value": [y]})
-    from sim.world.model import run
-    from sim.world.params import Params
-
-    params = Params.from_dict(task["params"]).with_overrides({**point, "seed": task["seed"]})
-    summary = run(params).summary
-    keep = summary[summary.metric.isin(task["outcomes"])]
-    return keep.rename(columns={"metric": "outcome"}).reset_index(drop=True)
-
-
 @functools.cache
 def model_digest() -> str:
     """SHA-256 of the model's source, computed once per process: the relative path and bytes
@@ -492,10 +462,10 @@ def plan(sweep: Sweep, *, allow_large: bool = False) -> list[dict[str, Any]]:
     check_size(sweep, allow_large)
     seeds = replicate_seeds(sweep.seed, sweep.replicates)
     params = sweep.base.params.to_dict()
-    outcomes = list(sweep.outcomes)
+    metrics = list(sweep.metrics)
     # What a stored run depends on besides its point and seed: the base scenario, the model,
-    # the outcomes kept and the model's source code (a changed model must not reuse old runs).
-    identity = "|".join([sweep.base.sha256, sweep.model, *sorted(sweep.outcomes), model_digest()])
+    # the metrics kept and the model's source code (a changed model must not reuse old runs).
+    identity = "|".join([sweep.base.sha256, sweep.model, *sorted(sweep.metrics), model_digest()])
     tasks = []
     for i, point in enumerate(design_points(sweep)):
         for r, seed in enumerate(seeds):
@@ -507,7 +477,8 @@ def plan(sweep: Sweep, *, allow_large: bool = False) -> list[dict[str, Any]]:
                     "seed": seed,
                     "point": point,
                     "params": params,
-                    "outcomes": outcomes,
+                    "tables": ["summary"],
+                    "metrics": metrics,
                     "model": sweep.model,
                 }
             )
@@ -589,7 +560,7 @@ class BadRecord(ValueError):
 
 
 def read_record(path: Path, task: Mapping[str, Any]) -> dict[str, list] | None:
-    """The rows (channel, outcome, value lists) of ``task``'s record at ``path``, None if there
+    """The rows (channel, metric, value lists) of ``task``'s record at ``path``, None if there
     is none; :class:`BadRecord` if it is empty, truncated or not this run's record."""
     try:
         data = path.read_bytes()
@@ -612,14 +583,14 @@ def read_record(path: Path, task: Mapping[str, Any]) -> dict[str, list] | None:
         raise BadRecord("the record of another run")
     rows = record["rows"]
     if not isinstance(rows, dict) or not all(isinstance(rows.get(c), list) for c in ROW_COLUMNS):
-        raise BadRecord("its rows are not channel, outcome and value lists")
+        raise BadRecord("its rows are not channel, metric and value lists")
     n = len(rows["value"])
     if n == 0 or any(len(rows[c]) != n for c in ROW_COLUMNS):
         raise BadRecord("its rows are empty or of unequal lengths")
-    if not all(isinstance(x, str) for x in rows["channel"] + rows["outcome"]):
-        raise BadRecord("its channels and outcomes are not names")
-    if not set(rows["outcome"]) <= set(task["outcomes"]):
-        raise BadRecord("its outcomes are not the sweep's")
+    if not all(isinstance(x, str) for x in rows["channel"] + rows["metric"]):
+        raise BadRecord("its channels and metrics are not names")
+    if not set(rows["metric"]) <= set(task["metrics"]):
+        raise BadRecord("its metrics are not the sweep's")
     if not all(v is None or type(v) in (int, float) for v in rows["value"]):
         raise BadRecord("its values are not numbers")
     return {c: rows[c] for c in ROW_COLUMNS}
@@ -728,7 +699,7 @@ def run_sweep(
         progress(done, 0, len(todo))
     writer = _RecordWriter(runs)
 
-    def finish(task: dict[str, Any], result: pd.DataFrame | None, error: BaseException | None):
+    def finish(task: Mapping[str, Any], result: pd.DataFrame | None, error: BaseException | None):
         nonlocal done
         err_path = runs / f"{task['key']}.error.json"
         if error is None:
@@ -761,20 +732,8 @@ def run_sweep(
 
     finished = False
     try:
-        if executor is None:
-            for task in pending:
-                try:
-                    finish(task, run_task(task), None)
-                except Exception as err:  # recorded, the sweep goes on
-                    finish(task, None, err)
-        else:
-            futures = {executor.submit(run_task, task): task for task in pending}
-            for fut in as_completed(futures):
-                task = futures[fut]
-                try:
-                    finish(task, fut.result(), None)
-                except Exception as err:
-                    finish(task, None, err)
+        for task, result, error in run_many(pending, executor):
+            finish(task, None if result is None else result["summary"], error)
         finished = True
     finally:
         writer.close(check=finished)  # on Ctrl-C or SIGTERM too: no finished run is lost
@@ -801,7 +760,7 @@ def _write_manifest(sweep: Sweep, out: Path, runs: int) -> None:
         "seed": sweep.seed,
         "seeds": replicate_seeds(sweep.seed, sweep.replicates),
         "runs": runs,
-        "outcomes": list(sweep.outcomes),
+        "metrics": list(sweep.metrics),
         "factors": [
             {
                 "name": f.name,
@@ -833,7 +792,7 @@ def gather(
 ) -> Path:
     """Collect the runs of ``tasks`` (see :func:`plan`) into ``sweep.parquet``, atomically.
 
-    One row per run, channel and outcome: ``point_id, replicate, seed, channel, outcome,
+    One row per run, channel and metric: ``point_id, replicate, seed, channel, metric,
     value`` and one column per varied parameter. Runs not (yet) done are left out.
     ``records``: the rows by key, as :func:`read_records` gives (read from ``runs/`` if None).
     """
@@ -857,7 +816,7 @@ def gather(
             columns[name].extend([task["point"].get(name)] * k)
     df = pd.DataFrame(columns)
     if not df.empty:
-        df = df.sort_values(["point_id", "replicate", "channel", "outcome"], kind="stable")
+        df = df.sort_values(["point_id", "replicate", "channel", "metric"], kind="stable")
     path = out / "sweep.parquet"
     table = df.reset_index(drop=True)
     atomic.write_file(path, lambda fh: table.to_parquet(fh, index=False))
