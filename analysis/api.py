@@ -6,7 +6,7 @@ intervals, and draw the standard figures::
 
     >>> from analysis import api
     >>> exp = api.compare("owners", "streamer", replicates=2,
-    ...                   sets={"world.consumers": 2000, "levers.world.owners": 10, "horizon": 10})
+    ...                   sets={"world.consumers": 2000, "owners.count": 10, "world.days": 10})
     >>> table = api.summarise(exp, metrics=("return_rate",), channels=("owners", "streamer"))
     >>> sorted(table.columns)
     ['channel', 'hi', 'lo', 'mean', 'metric', 'n', 'scenario']

@@ -571,7 +571,7 @@ def _check_players(players: Sequence[str], what: str) -> None:
 
 def check_scenario_pair(a: Scenario, b: Scenario) -> dict[str, dict[str, tuple[Any, Any]]]:
     """The players of ``explain A B`` (:func:`parameter_diffs`), or an ExplainError saying why
-    the pair cannot be explained: a different world size or horizon, or more than
+    the pair cannot be explained: a different world size or number of days, or more than
     :data:`MAX_PLAYERS` groups. Runs nothing, so callers can check before spending time.
 
     Examples
@@ -583,8 +583,8 @@ def check_scenario_pair(a: Scenario, b: Scenario) -> dict[str, dict[str, tuple[A
     wa, wb = a.params.world, b.params.world
     if (wa.consumers, wa.days) != (wb.consumers, wb.days):
         raise ExplainError(
-            f"{a.name} and {b.name} differ in world size or horizon (world.consumers "
-            f"{wa.consumers} vs {wb.consumers}, horizon {wa.days} vs {wb.days}): explain runs "
+            f"{a.name} and {b.name} differ in world size or days (world.consumers "
+            f"{wa.consumers} vs {wb.consumers}, world.days {wa.days} vs {wb.days}): explain runs "
             "their hybrids on shared worlds; give both the same --consumers and --days"
         )
     players = parameter_diffs(a.params, b.params)
@@ -648,7 +648,7 @@ def explain_scenarios(
     Parameters
     ----------
     a, b
-        The scenarios, with the same number of consumers and the same horizon.
+        The scenarios, with the same number of consumers and of days.
     metrics
         Summary metrics (:data:`sim.world.metrics.SUMMARY_METRICS`).
     channels
@@ -672,7 +672,7 @@ def explain_scenarios(
     Examples
     --------
     >>> from sim.experiments.scenario import load
-    >>> small = ["world.consumers=1500", "levers.world.owners=20", "horizon=10"]
+    >>> small = ["world.consumers=1500", "levers.owners.count=20", "world.days=10"]
     >>> a = load("owners", small, replicates=1)
     >>> b = load("owners", [*small, "platform.selection_strictness=0.0"], replicates=1)
     >>> e = explain_scenarios(a, b, metrics=["return_rate"], channels=["owners"])
@@ -858,7 +858,7 @@ def explain_channels(
     Examples
     --------
     >>> from sim.experiments.scenario import load
-    >>> s = load("hybrid", ["world.consumers=1500", "levers.world.owners=20", "horizon=10"])
+    >>> s = load("hybrid", ["world.consumers=1500", "levers.owners.count=20", "world.days=10"])
     >>> e = explain_channels(s, ("owners", "streamer"), metrics=["return_rate"], replicates=1)
     >>> list(e.table.part)
     ['selection', 'vetting', 'hype', 'after_sales', 'price_terms', 'trust', 'structure', 'total']

@@ -448,10 +448,10 @@ def write_report(
     )
     intro.append("")
     for s in m["scenarios"]:
-        w = s["parameters"]["world"]
+        w, owners = s["parameters"]["world"], s["parameters"]["owners"]["count"]
         intro.append(
             f"- **{s['name']}**: {s['question'] or '(no question given)'} "
-            f"({w['consumers']:,} consumers, {w['owners']:,} owners, {w['days']} days)"
+            f"({w['consumers']:,} consumers, {owners:,} owners, {w['days']} days)"
         )
     intro += [
         "",

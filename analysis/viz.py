@@ -12,7 +12,7 @@ The model code does not know about this module: :class:`VizModel` only turns the
 parameter overrides.
 
 >>> model = VizModel(owners=5, hype=1.5, consumers=2000)
->>> model.params.world.owners, model.params.hype.live, model.n
+>>> model.params.owners.count, model.params.hype.live, model.n
 (5, 1.5, 2000)
 """
 
@@ -58,7 +58,7 @@ LEVERS: dict[str, tuple[str, str, str, tuple | None]] = {
     "owners_channel": ("channels.owners", "Checkbox", "Owners sell (fish school)", None),
     "streamer_channel": ("channels.streamer", "Checkbox", "Streamer sells (whale)", None),
     "conventional_channel": ("channels.conventional", "Checkbox", "Search and ads sell", None),
-    "owners": ("world.owners", "SliderInt", "Owners", None),  # range from the world size
+    "owners": ("owners.count", "SliderInt", "Owners", None),  # range from the world size
     "products_per_session": (
         "streamer.products_per_session",
         "SliderInt",
@@ -96,14 +96,14 @@ def base_params(
     p = sc.replicate_params(replicates=1)[0]
     if consumers is None or consumers >= p.world.consumers:
         return p
-    owners = p.world.owners
+    owners = p.owners.count
     scaled = max(1, round(owners * consumers / p.world.consumers)) if owners else 0
-    return p.with_overrides({"world.consumers": consumers, "world.owners": scaled})
+    return p.with_overrides({"world.consumers": consumers, "owners.count": scaled})
 
 
 class VizModel(CommerceModel):
     """:class:`CommerceModel` with the page's levers as keyword arguments (``None`` keeps the
-    scenario's value), stopping at the scenario's horizon."""
+    scenario's value), stopping at the scenario's last day."""
 
     def __init__(
         self,
@@ -295,7 +295,7 @@ def world_summary(model: CommerceModel) -> str:
     on = [c for c in CHANNELS if getattr(p.channels, c)]
     name = html.escape(getattr(model, "scenario_name", "model"))
     return (
-        f"<b>{name}</b>: {model.n:,} consumers, {p.world.owners:,} owners; "
+        f"<b>{name}</b>: {model.n:,} consumers, {p.owners.count:,} owners; "
         f"channels {', '.join(on) or 'none'}; {p.streamer.products_per_session} products a "
         f"session, streamer hype {p.hype.live:.1f}; selection strictness "
         f"{p.platform.selection_strictness:.2f}, after-sales desk "
@@ -319,7 +319,7 @@ def GraphView(model: CommerceModel):
             style="font-size: 13px; padding: 4px 8px",
         )
         if painter is None:
-            solara.Info("A well-mixed world (graph.kind) has no social graph to draw.")
+            solara.Info("A well-mixed world (graph.topology) has no social graph to draw.")
         else:
             solara.Image(painter.png(), classes=["fishschool-graph"])
     return main

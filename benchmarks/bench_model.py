@@ -95,11 +95,11 @@ def run_scenario(spec: dict) -> dict:
             "seed": SEED,
             "world": {
                 "consumers": spec["consumers"],
-                "owners": spec["owners"],
                 "brands": spec["brands"],
                 "days": spec["days"],
             },
-            "graph": {"kind": "communities", "mean_degree": spec["mean_degree"]},
+            "owners": {"count": spec["owners"]},
+            "graph": {"topology": "communities", "mean_degree": spec["mean_degree"]},
             "streamer": {"follower_share": spec["follower_share"]},
         }
     )

@@ -50,19 +50,19 @@ MODES = {
 SWEEP_TOML = """\
 # Benchmark sweep (written by benchmarks/bench_sweep.py)
 name = "bench_sweep"
-base = {base}
+extends = {base}
 design = "random"
 samples = {points}
 replicates = 1
 seed = {seed}
 metrics = ["reach_share", "visit_conversion", "return_rate", "brand_profit"]
 
-[set]
-world.consumers = 20_000
-levers.world.owners = 100
-horizon = 30
+[world]
+consumers = 20_000
+days = 30
 
 [levers]
+owners.count = 100
 platform.selection_strictness = [0.0, 0.8]
 
 [uncertainties]

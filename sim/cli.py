@@ -43,6 +43,7 @@ from pathlib import Path
 
 from sim import __version__
 from sim.experiments.engine import check_scheduler, executor_for
+from sim.experiments.sweep import is_sweep_file, load_sweep
 from sim.world.params import ParameterError, field_of
 
 RESULTS = Path("results")
@@ -99,18 +100,18 @@ def _param_int(dotted: str, name: str, key: str | None) -> Callable[[str], int]:
 
 
 def _scenario_int(key: str, what: str) -> Callable[[str], int]:
-    """An argparse type with the range of a scenario's top key (replicates, seed, horizon)."""
-    from sim.experiments.scenario import _LIMITS
+    """An argparse type with the range of a scenario's top key (replicates, seed)."""
+    from sim.experiments.scenario import LIMITS
 
-    return int_in(*_LIMITS[key], what, f"{key}_int", key)
+    return int_in(*LIMITS[key], what, f"{key}_int", key)
 
 
 positive_int = int_in(1, None, "a count", "positive_int")
 replicates_int = _scenario_int("replicates", "replicates per scenario")
 seed_int = _scenario_int("seed", "a base seed")
-days_int = _scenario_int("horizon", "days simulated")
+days_int = _param_int("world.days", "days_int", "world.days")
 consumers_int = _param_int("world.consumers", "consumers_int", "world.consumers")
-owners_int = _param_int("world.owners", "owners_int", "levers.world.owners")
+owners_int = _param_int("owners.count", "owners_int", "levers.owners.count")
 view_consumers_int = _param_int("world.consumers", "view_consumers_int", None)  # viz: no --set
 port_int = int_in(1, 65535, "a TCP port", "port_int")
 draws_int = int_in(10, None, "prior draws", "draws_int")
@@ -204,8 +205,8 @@ def _experiment_options(p: argparse.ArgumentParser) -> None:
 
 def _size_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--consumers", type=consumers_int, help="shorthand for --set world.consumers=N")
-    p.add_argument("--owners", type=owners_int, help="shorthand for --set levers.world.owners=N")
-    p.add_argument("--days", type=days_int, help="shorthand for --set horizon=N")
+    p.add_argument("--owners", type=owners_int, help="shorthand for --set levers.owners.count=N")
+    p.add_argument("--days", type=days_int, help="shorthand for --set world.days=N")
 
 
 def _size_sets(args: argparse.Namespace) -> list[str]:
@@ -214,9 +215,9 @@ def _size_sets(args: argparse.Namespace) -> list[str]:
     if args.consumers is not None:
         sets.append(f"world.consumers={args.consumers}")
     if args.owners is not None:
-        sets.append(f"levers.world.owners={args.owners}")
+        sets.append(f"levers.owners.count={args.owners}")
     if args.days is not None:
-        sets.append(f"horizon={args.days}")
+        sets.append(f"world.days={args.days}")
     return sets
 
 
@@ -263,6 +264,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", help="run (or resume) a parameter sweep")
     sw.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    _sets_option(sw, "a key the sweep holds fixed, e.g. world.consumers=2000")
     sw.add_argument("--workers", type=positive_int, help="local processes (default: all cores)")
     sw.add_argument(
         "--scheduler",
@@ -561,7 +563,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     sizes = {(s.params.world.consumers, s.params.world.days) for s in scenarios}
     if len(sizes) > 1:
         print(
-            "fishschool: warning: the scenarios differ in world size or horizon; "
+            "fishschool: warning: the scenarios differ in world size or days; "
             "their replicates are paired but do not share worlds",
             file=sys.stderr,
         )
@@ -571,55 +573,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return _run_and_write(args, scenarios, "compare-" + "-vs-".join(names), plan)
 
 
-SWEEP_ONLY_KEYS = ("base", "design", "samples", "metrics", "model", "levels", "set")
-
-
-def _is_sweep_file(name: str) -> bool:
-    """A TOML file with a key only sweep files have (base, design, [set], ...)."""
-    from sim.world.params import read_toml
-
-    path = Path(name)
-    if not path.is_file():
-        return False
-    try:
-        raw = read_toml(path)
-    except (ParameterError, OSError):
-        return False  # the scenario loader says what is wrong with it
-    return any(k in raw for k in SWEEP_ONLY_KEYS)
-
-
-def _load_sweep(path: Path):
-    """A sweep file, validated (sim.experiments.sweep.load_sweep) and its name a plain one."""
-    from sim.experiments.scenario import check_name
-    from sim.experiments.sweep import load_sweep
-
-    if not path.is_file():
-        what = "is a folder, not a sweep file" if path.is_dir() else "file not found"
-        raise ParameterError(f"{path}: {what}")
-    try:
-        sweep = load_sweep(path)
-    except OSError as err:
-        raise ParameterError(f"{path}: cannot be read ({err.strerror or err})") from None
-    check_name(sweep.name, str(path))
-    return sweep
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     from sim.experiments.scenario import load
 
     status = 0
     for name in args.scenarios:
         try:
-            if _is_sweep_file(name):
-                if args.sets:
-                    raise ParameterError(
-                        f"{name}: a sweep file: --set applies to scenarios (use its [set])"
-                    )
-                sw = _load_sweep(Path(name))
+            if is_sweep_file(name):
+                sw = load_sweep(name, args.sets)
                 print(
                     f"ok  sweep {sw.name}: {sw.design} design, {sw.samples} samples, "
-                    f"{len(sw.factors)} factors, {sw.replicates} replicates, seed {sw.seed}, "
-                    f"base {sw.base.name}"
+                    f"{len(sw.factors)} factors, {sw.replicates} replicates, seed {sw.seed}"
                 )
                 continue
             s = load(name, args.sets)
@@ -629,7 +593,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             continue
         w = s.params.world
         print(
-            f"ok  {s.name}: {w.consumers:,} consumers, {w.owners:,} owners, {w.days} days, "
+            f"ok  {s.name}: {w.consumers:,} consumers, {s.params.owners.count:,} owners, "
+            f"{w.days} days, "
             f"{s.replicates} replicates, seed {s.seed}"
         )
     return status
@@ -684,7 +649,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from sim.experiments.output import check_writable
     from sim.experiments.sweep import check_out, check_size, run_sweep
 
-    sweep = _load_sweep(args.sweep)
+    sweep = load_sweep(args.sweep, args.sets)
     out = args.out or RESULTS / f"sweep-{sweep.name}"
     check_out(sweep, out)  # this sweep's folder, or a new or empty one
     check_writable(out)
@@ -885,7 +850,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 progress=progress,
             )
     command = ["fishschool", *sys.argv[1:]]
-    with atomic_folder(out, force=args.force, kind="explanation") as tmp:
+    with atomic_folder(out, force=args.force, content="explanation") as tmp:
         _write_explanation(expl, tmp, command)
     if not args.quiet:
         print(format_explanation(expl))
@@ -931,7 +896,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
     command += ["--no-open"] if args.no_open else ["--open"]
     print(
         f"fishschool viz: {scenario or viz.DEFAULT_SCENARIO}, {p.world.consumers:,} consumers, "
-        f"{p.world.owners:,} owners at http://{args.host}:{args.port}/ (Ctrl-C stops it)",
+        f"{p.owners.count:,} owners at http://{args.host}:{args.port}/ (Ctrl-C stops it)",
         file=sys.stderr,
         flush=True,
     )

@@ -7,7 +7,8 @@ import pytest
 from sim.world.params import Params
 
 SMALL = {
-    "world": {"consumers": 4000, "owners": 40, "brands": 20, "days": 30},
+    "world": {"consumers": 4000, "brands": 20, "days": 30},
+    "owners": {"count": 40},
 }
 
 

@@ -117,8 +117,8 @@ def _numbers() -> list[Case]:
         ("--seed", SEED_2_70, f"seed = {SEED_2_70} is outside the allowed range [0, 92233720368"),
         ("--seed", "2**70", "--seed 2**70 is not a whole number"),
         ("--consumers", "0", "--consumers 0: world.consumers = 0 is outside the allowed range [2,"),
-        ("--days", "0", "--days 0: horizon = 0 is outside the allowed range [1, 100000]"),
-        ("--owners", "-1", "--owners -1: levers.world.owners = -1 is outside the allowed range"),
+        ("--days", "0", "--days 0: world.days = 0 is outside the allowed range [1, 100000]"),
+        ("--owners", "-1", "--owners -1: levers.owners.count = -1 is outside the allowed range"),
     ]
     commands = {
         "run": (
@@ -321,7 +321,7 @@ NAMES = [
     ),
 ]
 
-EDGELIST = '[world]\ngraph.kind = "edgelist"\ngraph.edgelist_path = {path}\n'
+EDGELIST = '[world]\ngraph.topology = "edgelist"\ngraph.edgelist_path = {path}\n'
 EDGES = [
     (
         "edge list missing",
@@ -371,7 +371,7 @@ EDGES = [
             "validate",
             "hybrid",
             "--set",
-            "graph.kind=edgelist",
+            "graph.topology=edgelist",
             "--set",
             "graph.edgelist_path=no.txt",
         ],
@@ -397,9 +397,9 @@ FILES = [
         "no such scenario file",
     ),
     (
-        "--set with a sweep file",
-        lambda t, s: ["validate", _sweep_file(t), "--set", "seed=1"],
-        "a sweep file: --set applies to scenarios",
+        "--set of a parameter the sweep varies",
+        lambda t, s: ["validate", _sweep_file(t), "--set", "uncertainties.x1=1.0"],
+        "--set uncertainties.x1=1.0: the sweep varies this parameter",
     ),
     (
         "validate a bad sweep file",
@@ -560,10 +560,10 @@ MEMORY = [
 
 
 def _write_big_sweep(t: Path) -> str:
-    text = f'base = "{shipped_dir() / "hybrid.toml"}"\nsamples = 2\n'
+    text = f'extends = "{shipped_dir() / "hybrid.toml"}"\nsamples = 2\n'
     text += "[levers]\nplatform.selection_strictness = [0.0, 0.5]\n"
-    text += "[uncertainties]\n"  # the world's size is not an uncertainty: vary it in [set]
-    text += "purchase.trust = [1.0, 2.0]\n[set]\nworld.consumers = 50000000\n"
+    text += "[uncertainties]\npurchase.trust = [1.0, 2.0]\n"
+    text += "[world]\nconsumers = 50000000\n"  # held fixed: too large for this machine
     return str(_write(t / "big.toml", text))
 
 
@@ -661,9 +661,9 @@ def test_a_relative_edge_list_is_relative_to_its_scenario_file(tmp_path, monkeyp
     _write(tmp_path / "a" / "edges.txt", ring)
     parent = _write(
         tmp_path / "a" / "ring.toml",
-        EDGELIST.format(path='"edges.txt"') + "consumers = 300\n[levers]\nworld.owners = 3\n",
+        EDGELIST.format(path='"edges.txt"') + "consumers = 300\n[levers]\nowners.count = 3\n",
     )
-    child = _write(tmp_path / "b" / "child.toml", 'extends = "../a/ring.toml"\nhorizon = 3\n')
+    child = _write(tmp_path / "b" / "child.toml", 'extends = "../a/ring.toml"\n[world]\ndays = 3\n')
     elsewhere = tmp_path / "c"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

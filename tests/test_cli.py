@@ -35,7 +35,7 @@ def test_run_writes_summary_timeseries_and_manifest(tmp_path, capsys):
 def test_config_file_and_options(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(
-        "horizon = 3\n[world]\nconsumers = 2500\n[levers]\nworld.owners = 10\nhype.live = 1.5\n"
+        "[world]\ndays = 3\nconsumers = 2500\n[levers]\nowners.count = 10\nhype.live = 1.5\n"
     )
     out = tmp_path / "r"
     assert run_cli("--config", cfg, "--days", 4, "--out", out, "--quiet", "--no-report") == 0
@@ -50,12 +50,12 @@ def test_config_file_and_options(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--owners", "-1"], "--owners -1: levers.world.owners = -1 is outside the allowed range"),
+        (["--owners", "-1"], "--owners -1: levers.owners.count = -1 is outside the allowed range"),
         (
             ["--consumers", "1"],
             "--consumers 1: world.consumers = 1 is outside the allowed range [2,",
         ),
-        (["--owners", "50", "--consumers", "20"], "world.owners = 50 is outside"),
+        (["--owners", "50", "--consumers", "20"], "owners.count = 50 is outside"),
         (["--config", "missing.toml"], "missing.toml: no such scenario file"),
     ],
 )
@@ -85,7 +85,7 @@ def test_existing_output_needs_force(tmp_path, capsys):
     out = tmp_path / "r"
     assert run_cli(*TINY, "--out", out) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert (manifest["tool"], manifest["kind"]) == ("fishschool", "experiment")
+    assert (manifest["tool"], manifest["content"]) == ("fishschool", "experiment")
     (out / "stale.txt").write_text("from the last run")
     assert run_cli(*TINY, "--out", out) == 2
     assert "--force" in capsys.readouterr().err
@@ -96,7 +96,7 @@ def test_existing_output_needs_force(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "manifest",
-    [None, "{}", '{"tool": "other"}', '{"tool": "fishschool", "kind": "sweep"}', "{trunc"],
+    [None, "{}", '{"tool": "other"}', '{"tool": "fishschool", "content": "sweep"}', "{trunc"],
     ids=["no manifest", "empty manifest", "another tool", "a sweep", "corrupt manifest"],
 )
 def test_force_never_replaces_a_folder_fishschool_did_not_write(tmp_path, capsys, manifest):
@@ -120,7 +120,7 @@ def test_force_replaces_a_folder_of_an_earlier_version(tmp_path):
     out = tmp_path / "r"
     assert run_cli(*TINY, "--out", out) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    del manifest["tool"], manifest["kind"]
+    del manifest["tool"], manifest["content"]
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert run_cli(*TINY, "--out", out, "--force") == 0
     assert json.loads((out / "manifest.json").read_text())["tool"] == "fishschool"
@@ -136,7 +136,7 @@ def test_explain_force_replaces_only_its_own_kind_of_folder(tmp_path, capsys):
     assert (notes / "keep.txt").exists()
     out = tmp_path / "x"
     assert main([*args, "--out", str(out)]) == 0
-    assert json.loads((out / "manifest.json").read_text())["kind"] == "explanation"
+    assert json.loads((out / "manifest.json").read_text())["content"] == "explanation"
     assert main([*args, "--out", str(out), "--force"]) == 0
 
 
@@ -180,7 +180,7 @@ def test_installed_command_exit_status(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "fishschool: error: --owners -2: levers.world.owners = -2 is outside "
+        "fishschool: error: --owners -2: levers.owners.count = -2 is outside "
         "the allowed range [0, 5000000] (Shop owners ('small b'); each is also a consumer)"
     )
     assert not (tmp_path / "r").exists()

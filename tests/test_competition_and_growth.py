@@ -23,7 +23,12 @@ WORLD = {"consumers": 6000, "owners": 30, "brands": 20, "days": 45}
 
 
 def params(overrides: dict | None = None, **world) -> Params:
-    return Params.from_dict({"world": {**WORLD, **world}}).with_overrides(overrides or {})
+    """WORLD with ``world`` changes (``owners`` is the number of owners), then ``overrides``."""
+    size = {**WORLD, **world}
+    owners = size.pop("owners")
+    return Params.from_dict({"world": size, "owners": {"count": owners}}).with_overrides(
+        overrides or {}
+    )
 
 
 def value(result, channel: str, metric: str) -> float:

@@ -186,7 +186,7 @@ def test_owner_activity_makes_sales_heavy_tailed():
     """T7: the spread of owners' activity sets how far the top owners sell above the median."""
 
     def tail_ratio(sigma):
-        s = run(small({"owners.activity_sigma": sigma, "seed": 3, "world.owners": 80})).summary
+        s = run(small({"owners.activity_sigma": sigma, "seed": 3, "owners.count": 80})).summary
         v = s[s.channel == "owners"].set_index("metric").value
         return v["owner_sales_per_member_month_p99"] / v["owner_sales_per_member_month_median"]
 

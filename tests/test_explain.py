@@ -28,10 +28,10 @@ from sim.experiments.experiment import run_experiment
 from sim.experiments.scenario import load, shipped_dir
 from sim.world.params import field_of
 
-SMALL = ["world.consumers=1500", "levers.world.owners=30", "horizon=30"]
+SMALL = ["world.consumers=1500", "levers.owners.count=30", "world.days=30"]
 R = 2
 SELECTION = "platform.selection_strictness=0.0"
-SLOT_FEE = "streamer.slot_fee=0.0"  # money only: no behaviour changes within the horizon
+SLOT_FEE = "streamer.slot_fee=0.0"  # money only: no behaviour changes within the run
 
 
 def scenario(*sets: str, name: str = "hybrid"):
@@ -186,7 +186,7 @@ def test_an_executor_gives_the_same_numbers():
 
 
 def test_different_world_sizes_are_refused():
-    with pytest.raises(ExplainError, match="world size or horizon"):
+    with pytest.raises(ExplainError, match="world size or days"):
         explain_scenarios(scenario(), load("hybrid", [*SMALL, "world.consumers=2000"]))
 
 
@@ -308,7 +308,7 @@ def test_cli_channel_mode(tmp_path, capsys):
         (["hybrid", "--channels", "streamer", "owners"], "no counterfactual swaps are declared"),
         (["hybrid", "--channels", "owners", "whale"], "give two different channels"),
         (["hybrid", "--channels", "owners", "streamer", "--channel", "all"], "--channel is for"),
-        (["hybrid", "BIG"], "differ in world size or horizon"),
+        (["hybrid", "BIG"], "differ in world size or days"),
     ],
 )
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
@@ -347,7 +347,7 @@ def test_every_pair_of_players_is_a_coalition_label():
 def test_api_explain_returns_the_table_and_plots_it(tmp_path):
     from analysis import api
 
-    sets = {"world.consumers": 1500, "levers.world.owners": 30, "horizon": 20}
+    sets = {"world.consumers": 1500, "levers.owners.count": 30, "world.days": 20}
     table = api.explain(
         "hybrid", str(lax(tmp_path)), channel="owners", metrics=["return_rate"], sets=sets
     )
@@ -483,5 +483,5 @@ def test_compare_explain_checks_the_scenario_pairs_before_running(tmp_path, caps
     out = tmp_path / "c"  # owners has the default world, big 3,000 consumers
     assert main(["compare", "owners", str(big), "--explain", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "differ in world size or horizon" in err[-1]
+    assert "differ in world size or days" in err[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.toml"]

@@ -19,13 +19,18 @@ from sim.world.service import ServiceDesks, served_share
 
 SEEDS = tuple(range(1, 7))
 MORE_SEEDS = tuple(range(1, 9))
-# A catalogue large enough for 4x products a session; no contract review inside the horizon,
+# A catalogue large enough for 4x products a session; no contract review inside the run,
 # so the streamer keeps her brands and only the lever moves.
 WORLD = {"consumers": 20_000, "owners": 100, "brands": 100, "days": 29}
 
 
 def params(overrides: dict | None = None, **world) -> Params:
-    return Params.from_dict({"world": {**WORLD, **world}}).with_overrides(overrides or {})
+    """WORLD with ``world`` changes (``owners`` is the number of owners), then ``overrides``."""
+    size = {**WORLD, **world}
+    owners = size.pop("owners")
+    return Params.from_dict({"world": size, "owners": {"count": owners}}).with_overrides(
+        overrides or {}
+    )
 
 
 def value(result, channel: str, metric: str) -> float:
@@ -59,7 +64,8 @@ def test_more_products_a_session_outrun_the_vetting_team(metric, sign):
 
 def test_vetted_share_is_capacity_over_slots_when_checks_pass():
     """With a threshold every product passes, the vetted share is checks / slots exactly."""
-    p = Params.from_dict({"world": {"consumers": 3000, "owners": 10, "days": 7}}).with_overrides(
+    world = {"world": {"consumers": 3000, "days": 7}, "owners": {"count": 10}}
+    p = Params.from_dict(world).with_overrides(
         {
             "streamer.vetting_threshold": 0.0,
             "streamer.vetting_capacity": 50.0,

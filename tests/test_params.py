@@ -9,7 +9,7 @@ from sim.world.params import GROUP_SIZE_CAP, ParameterError, Params
     ("overrides", "message"),
     [
         ({"world.consumers": -5}, r"world\.consumers = -5 is outside the allowed range \[2, "),
-        ({"world.owners": -1}, r"world\.owners = -1 is outside the allowed range \[0, "),
+        ({"owners.count": -1}, r"owners\.count = -1 is outside the allowed range \[0, "),
         (
             {"owners.open_rate": 1.5},
             r"owners\.open_rate = 1\.5 is outside the allowed range \[0, 1\]",
@@ -22,11 +22,11 @@ from sim.world.params import GROUP_SIZE_CAP, ParameterError, Params
         ({"owners.group_size_median": 800.0}, r"owners\.group_size_median = 800\.0 is outside"),
         ({"platform.selection_strictness": 1.2}, r"platform\.selection_strictness = 1\.2"),
         (
-            {"world.owners": 10, "world.consumers": 5},
-            r"world\.owners = 10 is outside the allowed range \[0, world\.consumers = 5\]",
+            {"owners.count": 10, "world.consumers": 5},
+            r"owners\.count = 10 is outside the allowed range \[0, world\.consumers = 5\]",
         ),
         ({"delivery.lag_min": 6, "delivery.lag_max": 3}, r"delivery\.lag_min = 6 must not exceed"),
-        ({"graph.kind": "lattice"}, r"graph\.kind = 'lattice' is not allowed: choose one of"),
+        ({"graph.topology": "lattice"}, r"graph\.topology = 'lattice' is not allowed: choose"),
         ({"owners.commission": float("nan")}, r"owners\.commission = nan must be a finite number"),
         ({"events.defective_batch_brand": 99}, r"events\.defective_batch_brand = 99 is outside"),
     ],
@@ -42,7 +42,7 @@ def test_no_group_grows_past_wechats_cap():
         Params().with_overrides({"owners.group_size_max": 501})
     from sim.world.model import CommerceModel
 
-    p = Params.from_dict({"world": {"consumers": 3000, "owners": 5, "days": 20}})
+    p = Params.from_dict({"world": {"consumers": 3000, "days": 20}, "owners": {"count": 5}})
     model = CommerceModel(p.with_overrides({"owners.group_size_median": 400.0}))
     for _ in range(20):
         model.step()

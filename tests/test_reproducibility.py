@@ -34,6 +34,6 @@ def test_levers_do_not_change_the_world():
 
 
 def test_more_owners_keep_the_first_ones():
-    few = CommerceModel(small({"seed": 5, "world.owners": 20}))
-    many = CommerceModel(small({"seed": 5, "world.owners": 40}))
+    few = CommerceModel(small({"seed": 5, "owners.count": 20}))
+    many = CommerceModel(small({"seed": 5, "owners.count": 40}))
     assert np.array_equal(few.owners.node, many.owners.node[:20])

@@ -19,7 +19,7 @@ from sim.cli import main
 from sim.experiments.experiment import run_experiment
 from sim.experiments.scenario import ScenarioError, load, replicate_seeds, shipped_dir
 
-SMALL = ["world.consumers=2000", "levers.world.owners=10", "horizon=35", "replicates=1"]
+SMALL = ["world.consumers=2000", "levers.owners.count=10", "world.days=35", "replicates=1"]
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -62,7 +62,7 @@ def test_equal_audience_gives_both_channels_the_same_audience():
 def test_real_ratio_keeps_the_briefs_proportions():
     p = load("real_ratio").params
     scale = 1000  # 1:1000
-    assert p.world.owners * scale == 200_000
+    assert p.owners.count * scale == 200_000
     assert p.world.consumers * p.streamer.follower_share * scale == 50_000_000
 
 
@@ -98,9 +98,9 @@ question = "parent question"
 name = "parent"
 seed = 5
 replicates = 3
-horizon = 20
 [world]
 consumers = 3000
+days = 20
 [levers]
 owners.commission = 0.1
 hype.live = 0.5
@@ -122,7 +122,7 @@ churn_wave_day = 10
     s = load(child, ["levers.owners.commission=0.3", "purchase.need=3.0", "replicates=4"])
     assert s.name == "child"  # a name is not inherited
     assert s.question == "parent question"  # a question is
-    assert (s.seed, s.replicates, s.horizon) == (5, 4, 20)
+    assert (s.seed, s.replicates, s.days) == (5, 4, 20)
     p = s.params
     assert p.world.consumers == 3000
     assert p.hype.live == 1.5  # the child wins over its parent
@@ -199,19 +199,19 @@ BAD = [
     ),
     ("replicates float", "replicates = 2.5\n", "replicates = 2.5 has the wrong type: expected int"),
     (
-        "days instead of horizon",
-        "[world]\ndays = 30\n",
-        "set the number of days with 'horizon' at the top",
+        "horizon, an old key",
+        "horizon = 30\n",
+        "unknown key 'horizon'",
     ),
     (
-        "event after horizon",
-        "horizon = 20\n[events]\nstreamer_removed_day = 30\n",
-        "events.streamer_removed_day = 30 is not within the horizon (days 0 to 19)",
+        "event after the last day",
+        "[world]\ndays = 20\n[events]\nstreamer_removed_day = 30\n",
+        "events.streamer_removed_day = 30 is not within the simulated days (days 0 to 19",
     ),
     (
         "bad choice",
-        '[world]\ngraph.kind = "lattice"\n',
-        "world.graph.kind = 'lattice' is not allowed: choose one of",
+        '[world]\ngraph.topology = "lattice"\n',
+        "world.graph.topology = 'lattice' is not allowed: choose one of",
     ),
     ("section not a table", "levers = 3\n", "[levers] must be a table of parameters"),
     ("invalid TOML", "[levers\n", "not valid TOML"),
@@ -219,8 +219,8 @@ BAD = [
     ("extends not a string", "extends = 3\n", "extends = 3 must be a file name"),
     (
         "more owners than consumers",
-        "[world]\nconsumers = 100\n[levers]\nworld.owners = 200\n",
-        "world.owners = 200 is outside the allowed range [0, world.consumers = 100]",
+        "[world]\nconsumers = 100\n[levers]\nowners.count = 200\n",
+        "owners.count = 200 is outside the allowed range [0, world.consumers = 100]",
     ),
     (
         "non-finite",
@@ -233,7 +233,7 @@ BAD = [
     ("hidden name", 'name = ".x"\n', "name = '.x' is not a plain name"),
     (
         "missing edge list",
-        '[world]\ngraph.kind = "edgelist"\ngraph.edgelist_path = "none.txt"\n',
+        '[world]\ngraph.topology = "edgelist"\ngraph.edgelist_path = "none.txt"\n',
         "world.graph.edgelist_path = '",
     ),
 ]
@@ -270,7 +270,7 @@ def test_cyclic_extends(tmp_path, capsys):
             ["levers.owners.commission=2"],
             "--set levers.owners.commission=2: levers.owners.commission = 2.0 is outside",
         ),
-        (["horizon=0"], "--set horizon=0: horizon = 0 is outside the allowed range"),
+        (["world.days=0"], "--set world.days=0: world.days = 0 is outside the allowed range"),
     ],
 )
 def test_bad_overrides(capsys, sets, message):
@@ -288,9 +288,8 @@ def test_missing_scenario_suggests_a_shipped_one(capsys):
 
 def test_nothing_is_executed_from_a_scenario(tmp_path):
     """A scenario is data: strings that look like code stay strings and are rejected."""
-    path = write(
-        tmp_path, "evil.toml", "[world]\ngraph.kind = \"__import__('os').system('touch pwned')\"\n"
-    )
+    evil = "[world]\ngraph.topology = \"__import__('os').system('touch pwned')\"\n"
+    path = write(tmp_path, "evil.toml", evil)
     with pytest.raises(ScenarioError, match="is not allowed: choose one of"):
         load(path)
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
@@ -302,7 +301,7 @@ def test_compare_of_a_scenario_with_itself_gives_zero_differences(tmp_path, caps
     b = write(tmp_path, "same_b.toml", a.read_text())
     out = tmp_path / "cmp"
     args = ["compare", str(a), str(b), "--out", str(out), "--workers", "2", "--no-report"]
-    for s in ["world.consumers=3000", "levers.world.owners=20", "horizon=15", "replicates=4"]:
+    for s in ["world.consumers=3000", "levers.owners.count=20", "world.days=15", "replicates=4"]:
         args += ["--set", s]
     assert main(args) == 0
     summary = pd.read_csv(out / "summary.csv")
@@ -314,7 +313,7 @@ def test_compare_of_a_scenario_with_itself_gives_zero_differences(tmp_path, caps
 
 
 def test_paired_intervals_are_narrower_than_unpaired():
-    sets = ["world.consumers=4000", "levers.world.owners=30", "horizon=30", "replicates=6"]
+    sets = ["world.consumers=4000", "levers.owners.count=30", "world.days=30", "replicates=6"]
     exp = run_experiment([load("owners", sets), load("lax_selection", sets)], workers=2)
     paired = paired_differences(exp.summary, "owners").set_index(["channel", "metric"])
     unpaired = unpaired_differences(exp.summary, "owners").set_index(["channel", "metric"])
@@ -333,7 +332,7 @@ def test_paired_intervals_are_narrower_than_unpaired():
 
 
 def test_parallel_and_serial_give_the_same_numbers():
-    sets = ["world.consumers=2000", "levers.world.owners=10", "horizon=10", "replicates=3"]
+    sets = ["world.consumers=2000", "levers.owners.count=10", "world.days=10", "replicates=3"]
     scenarios = [load("owners", sets), load("streamer", sets)]
     serial = run_experiment(scenarios, workers=1)
     parallel = run_experiment(scenarios, workers=2)
@@ -344,7 +343,7 @@ def test_parallel_and_serial_give_the_same_numbers():
 def test_report_redraws_from_saved_results(tmp_path):
     out = tmp_path / "r"
     args = ["run", "streamer_banned", "--out", str(out)]
-    for s in ["world.consumers=2000", "levers.world.owners=10", "replicates=2"]:
+    for s in ["world.consumers=2000", "levers.owners.count=10", "replicates=2"]:
         args += ["--set", s]
     assert main(args + ["--quiet"]) == 0
     figures = {p.name for p in (out / "figures").iterdir()}
@@ -405,9 +404,9 @@ def test_killed_run_leaves_no_complete_looking_folder(tmp_path):
 
 def test_set_accepts_bare_parameter_names_days_and_none():
     s = load(
-        "streamer_banned", ["world.days=40", "world.owners=30", "events.streamer_removed_day=none"]
+        "streamer_banned", ["world.days=40", "owners.count=30", "events.streamer_removed_day=none"]
     )
-    assert s.horizon == 40 and s.params.world.owners == 30
+    assert s.days == 40 and s.params.owners.count == 30
     assert s.params.events.streamer_removed_day is None
 
 

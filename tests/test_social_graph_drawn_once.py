@@ -120,7 +120,7 @@ def test_both_say_the_same_true_day():
 
 
 def test_a_well_mixed_world_has_no_graph_to_draw():
-    model = CommerceModel(small({"graph.kind": "well_mixed"}))
+    model = CommerceModel(small({"graph.topology": "well_mixed"}))
     with pytest.raises(ValueError, match="no graph to draw"):
         plots.social_graph(model)
 

@@ -23,31 +23,29 @@ from sim.experiments.sweep import design_points, load_sweep, plan, run_sweep
 from sim.world.params import ParameterError
 
 SWEEPS = shipped_dir() / "sweeps"
+SMALL_WORLD = """
+extends = "{base}"
+[world]
+consumers = 2000
+days = {days}
+[levers]
+owners.count = 10
+"""
 SMALL = """
-base = "{base}"
+extends = "small_world.toml"
 design = "{design}"
 samples = {samples}
 replicates = {replicates}
 seed = 4
 metrics = ["return_rate", "visit_conversion", "brand_profit"]
-[set]
-world.consumers = 2000
-levers.world.owners = 10
-horizon = {horizon}
 """
 
 
-def small_sweep(tmp_path: Path, body: str, design="random", samples=4, replicates=2, horizon=10):
-    text = (
-        SMALL.format(
-            base=shipped_dir() / "hybrid.toml",
-            design=design,
-            samples=samples,
-            replicates=replicates,
-            horizon=horizon,
-        )
-        + body
-    )
+def small_sweep(tmp_path: Path, body: str, design="random", samples=4, replicates=2, days=10):
+    """A sweep of ``body`` over a small hybrid world (a scenario file the sweep extends)."""
+    world = SMALL_WORLD.format(base=shipped_dir() / "hybrid.toml", days=days)
+    (tmp_path / "small_world.toml").write_text(world)
+    text = SMALL.format(design=design, samples=samples, replicates=replicates) + body
     path = tmp_path / "sweep.toml"
     path.write_text(text)
     return load_sweep(path)
@@ -180,7 +178,7 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
 
 
 def test_killed_sweep_resumes_without_recomputing(tmp_path):
-    sweep = small_sweep(tmp_path, VARY, samples=12, replicates=2, horizon=25)
+    sweep = small_sweep(tmp_path, VARY, samples=12, replicates=2, days=25)
     total = len(plan(sweep))
     out = tmp_path / "out"
     exe = Path(sys.executable).with_name("fishschool")
@@ -224,7 +222,7 @@ def test_robustness_table_and_figures(tmp_path):
         design="lhs",
         samples=4,
         replicates=1,
-        horizon=12,
+        days=12,
     )
     run_sweep(sweep, tmp_path / "out")
     written = {p.name for p in analyze(tmp_path / "out")}
@@ -263,13 +261,25 @@ def test_robustness_table_and_figures(tmp_path):
             "[levers]\nchannels.streamer = {values = [true, false]}\n",
             "design 'sobol' needs a [low, high] range",
         ),
-        ("replicates = 0\n", "replicates = 0 must be an integer in [1, 10000]"),
+        (
+            "replicates = 0\n[levers]\nowners.commission = [0.1, 0.2]\n",
+            "replicates = 0 is outside the allowed range [1, 100000]",
+        ),
+        (
+            "[world]\nconsumers = [1000, 2000]\n",
+            "world.consumers: only levers and uncertainties vary in a sweep; [world] sets one",
+        ),
+        (
+            "[world]\ndays = 10\n[events]\nstreamer_removed_day = 12\n"
+            "[levers]\nowners.commission = [0.1, 0.2]\n",
+            "events.streamer_removed_day = 12 is not within the simulated days",
+        ),
         ("sample = 4\n", "unknown key 'sample' (did you mean 'samples'?)"),
         ("", "nothing to vary"),
     ],
 )
 def test_bad_sweep_files(tmp_path, capsys, body, message):
-    head = f'base = "{shipped_dir() / "owners.toml"}"\n'
+    head = f'extends = "{shipped_dir() / "owners.toml"}"\n'
     path = tmp_path / "bad.toml"
     path.write_text(head + body)
     with pytest.raises(ScenarioError) as err:

@@ -42,7 +42,7 @@ LEVER_LABELS = [v[2] for v in viz.LEVERS.values()]
 # ----------------------------------------------------------------------------------------------
 def test_default_world_is_the_command_lines_hybrid_scaled_down():
     model = viz.VizModel()
-    cli = load("hybrid", ["world.consumers=4000", "levers.world.owners=20"])
+    cli = load("hybrid", ["world.consumers=4000", "levers.owners.count=20"])
     expected = cli.replicate_params(replicates=1)[0]  # replicate 0 of `fishschool run`
     assert model.params == expected
     reference = CommerceModel(expected)
@@ -52,7 +52,7 @@ def test_default_world_is_the_command_lines_hybrid_scaled_down():
     assert model.timeseries().equals(reference.timeseries())
 
 
-def test_levers_become_parameter_overrides_and_the_horizon_stops_play():
+def test_levers_become_parameter_overrides_and_the_last_day_stops_play():
     model = viz.VizModel(
         owners_channel=False,
         streamer_channel=True,
@@ -63,11 +63,11 @@ def test_levers_become_parameter_overrides_and_the_horizon_stops_play():
         hype=2.0,
         after_sales=60.0,
         consumers=2000,
-        sets=("horizon=3",),
+        sets=("world.days=3",),
     )
     p = model.params
     assert (p.channels.owners, p.channels.streamer, p.channels.conventional) == (False, True, False)
-    assert (p.world.consumers, p.world.owners, p.world.days) == (2000, 7, 3)
+    assert (p.world.consumers, p.owners.count, p.world.days) == (2000, 7, 3)
     assert p.streamer.products_per_session == 30 and p.hype.live == 2.0
     assert p.platform.selection_strictness == 0.5 and p.after_sales.platform_capacity == 60.0
     for _ in range(3):
@@ -94,7 +94,7 @@ def test_sample_is_cached_and_layout_is_in_the_unit_square():
     assert s.nodes.size == 300 and np.unique(s.nodes).size == 300
     assert np.isin(model.owners.node[:3], s.nodes).all()
     assert np.abs(s.xy).max() <= 1.0 + 1e-9 and s.segments.shape[1:] == (2, 2)
-    more_owners = viz.VizModel(consumers=3000, owners=model.params.world.owners + 10)
+    more_owners = viz.VizModel(consumers=3000, owners=model.params.owners.count + 10)
     assert viz.graph_view_sample(more_owners, 300) is s  # same world, same drawing
 
 

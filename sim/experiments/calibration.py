@@ -149,9 +149,9 @@ DERIVED = {
 def smaller_world(consumers: int, days: int) -> list[str]:
     """Overrides for the default world at another size, owners in the default proportion
     (500 for 100,000 consumers). Shared by calibration and validation."""
-    ratio = default().params.world
-    owners = max(1, round(ratio.owners * consumers / ratio.consumers))
-    return [f"world.consumers={consumers}", f"levers.world.owners={owners}", f"horizon={days}"]
+    ratio = default().params
+    owners = max(1, round(ratio.owners.count * consumers / ratio.world.consumers))
+    return [f"world.consumers={consumers}", f"owners.count={owners}", f"world.days={days}"]
 
 
 def calibration_world(consumers: int = 10_000, days: int = 120) -> Scenario:
@@ -396,7 +396,7 @@ def _write(out: Path, res: Calibration, base: Scenario, priors: dict) -> None:
 
 ABC rejection over {len(PRIORS)} uncertain parameters: {n} Latin-hypercube draws from uniform
 priors, one run each ({base.params.world.consumers:,} consumers,
-{base.params.world.owners:,} owners, {base.params.world.days} days); the
+{base.params.owners.count:,} owners, {base.params.world.days} days); the
 {len(res.accepted)} draws closest to the targets accepted (tolerance epsilon =
 {res.epsilon:.3g}; {int((res.draws.distance == 0).sum())} draws met every target).
 

@@ -4,7 +4,7 @@ A folder is assembled under a temporary name next to its destination and renamed
 only when every file is written, so an interrupted run never leaves a folder that looks
 complete. An existing destination is replaced only when asked (``force``), and only if it is
 a folder this package wrote: its ``manifest.json`` names the tool (``"tool": "fishschool"``)
-and the kind of folder (``"kind": "experiment"`` or ``"explanation"``). A folder of anything
+and what the folder holds (``"content": "experiment"`` or ``"explanation"``). A folder of anything
 else (a user's notes, a sweep) is never replaced. Output paths are checked before any work
 (:func:`check_writable`), and results read back are checked file by file
 (:func:`load_results`), so a damaged file is one line naming it.
@@ -136,8 +136,9 @@ def _a(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def _legacy_kind(manifest: dict[str, Any]) -> str | None:
-    """The kind of a manifest written before manifests named their tool and kind."""
+def _legacy_content(manifest: dict[str, Any]) -> str | None:
+    """What a folder holds, from a manifest written before manifests named their tool and
+    content."""
     if not isinstance(manifest.get("versions"), dict) or "fishschool" not in manifest["versions"]:
         return None
     if "coalitions" in manifest and "mode" in manifest:
@@ -149,7 +150,7 @@ def _legacy_kind(manifest: dict[str, Any]) -> str | None:
     return None
 
 
-def folder_kind(folder: str | Path) -> str | None:
+def folder_content(folder: str | Path) -> str | None:
     """What this package wrote into ``folder`` according to its ``manifest.json``
     ("experiment", "explanation", "sweep", ...), or None: not a folder of this tool."""
     path = Path(folder) / "manifest.json"
@@ -160,9 +161,9 @@ def folder_kind(folder: str | Path) -> str | None:
     if not isinstance(manifest, dict):
         return None
     if manifest.get("tool") == TOOL:
-        kind = manifest.get("kind")
-        return kind if isinstance(kind, str) else None
-    return _legacy_kind(manifest)
+        content = manifest.get("content", manifest.get("kind"))  # "kind" in older manifests
+        return content if isinstance(content, str) else None
+    return _legacy_content(manifest)
 
 
 def check_destination(out: str | Path, force: bool, option: str = "--out") -> Path:
@@ -175,9 +176,11 @@ def check_destination(out: str | Path, force: bool, option: str = "--out") -> Pa
             raise OutputExistsError(
                 f"{out} exists: choose another --out or pass --force to replace it"
             )
-        kind = folder_kind(out)
-        if kind not in REPLACEABLE:
-            what = f"{_a(kind)} {kind} folder" if kind else "not a results folder of fishschool"
+        content = folder_content(out)
+        if content not in REPLACEABLE:
+            what = "not a results folder of fishschool"
+            if content:
+                what = f"{_a(content)} {content} folder"
             raise OutputExistsError(
                 f"{out}: {what} (no manifest.json written by fishschool run, compare or "
                 "explain): --force replaces only those; choose another --out"
@@ -191,12 +194,12 @@ def _umask() -> int:
     return mask
 
 
-def _stamp(folder: Path, kind: str) -> None:
-    """Name this tool and the folder's kind in its manifest.json (written if missing)."""
+def _stamp(folder: Path, content: str) -> None:
+    """Name this tool and what the folder holds in its manifest.json (written if missing)."""
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    rest = {k: v for k, v in manifest.items() if k not in ("tool", "kind")}
-    text = json.dumps({"tool": TOOL, "kind": kind, **rest}, indent=2, default=str)
+    rest = {k: v for k, v in manifest.items() if k not in ("tool", "content")}
+    text = json.dumps({"tool": TOOL, "content": content, **rest}, indent=2, default=str)
     atomic.write_text(path, text, sync_dir=False)
 
 
@@ -212,12 +215,12 @@ def _fsync_tree(folder: Path) -> None:
 
 @contextmanager
 def atomic_folder(
-    out: str | Path, *, force: bool = False, kind: str = "experiment"
+    out: str | Path, *, force: bool = False, content: str = "experiment"
 ) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``out``, on any error (Ctrl-C
     included) it vanishes.
 
-    Its manifest.json is stamped with this tool and ``kind``: that is what lets a later
+    Its manifest.json is stamped with this tool and ``content``: that is what lets a later
     ``--force`` replace it, and nothing else. The folder gets the user's umask (not the
     0700 of a temporary folder) and its files are flushed to disk before the rename.
     """
@@ -227,7 +230,7 @@ def atomic_folder(
     try:
         tmp.chmod(0o777 & ~_umask())
         yield tmp
-        _stamp(tmp, kind)
+        _stamp(tmp, content)
         _fsync_tree(tmp)
         if out.exists() or out.is_symlink():
             check_destination(out, force)  # still a results folder of ours, at the last moment
@@ -329,11 +332,11 @@ def load_results(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     _results_folder(folder, RESULT_FILES, "results")
     manifest = read_manifest(folder / "manifest.json")
-    kind = folder_kind(folder)
-    if kind != "experiment":
+    content = folder_content(folder)
+    if content != "experiment":
         raise ResultsError(
             f"{folder / 'manifest.json'}: not a results folder of fishschool run or compare"
-            + (f" ({_a(kind)} {kind} folder)" if kind else "")
+            + (f" ({_a(content)} {content} folder)" if content else "")
         )
     _check_manifest(folder / "manifest.json", manifest)
     summary = read_csv(folder / "summary.csv", SUMMARY_COLUMNS)
@@ -362,9 +365,11 @@ def _check_manifest(path: Path, m: dict[str, Any]) -> None:
         raise ResultsError(f"{path}: truncated or corrupt ('scenarios' is not a list of scenarios)")
     for s in m["scenarios"]:
         try:
-            world = s["parameters"]["world"]
-            ok = isinstance(s["name"], str) and all(
-                k in world for k in ("consumers", "owners", "days")
+            world, owners = s["parameters"]["world"], s["parameters"]["owners"]
+            ok = (
+                isinstance(s["name"], str)
+                and all(k in world for k in ("consumers", "days"))
+                and "count" in owners
             )
         except (KeyError, TypeError):
             ok = False
@@ -405,7 +410,7 @@ def experiment_manifest(exp: Experiment, command: list[str] | None = None) -> di
     """What a results folder records about how it was made."""
     return {
         "tool": TOOL,
-        "kind": "experiment",
+        "content": "experiment",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "seed": exp.seed,

@@ -4,7 +4,7 @@ A world that cannot fit would be built for minutes and then die with ``MemoryErr
 killed by the kernel); the commands refuse it up front with the estimate instead.
 
 The estimate is a fit to measured peaks (``ru_maxrss`` of a fresh process, Python 3.12,
-numpy 2; the peak is reached while the social graph is built, so the horizon hardly matters):
+numpy 2; the peak is reached while the social graph is built, so the number of days hardly matters):
 
 ==========================  ===========  =========  ==================================
 consumers                   mean degree  peak       note
@@ -48,7 +48,7 @@ def run_bytes(p: Params) -> int:
     1151
     """
     # A well-mixed world and an edge list: see the module's notes (a guard, not a promise).
-    degree = {"communities": p.graph.mean_degree, "well_mixed": 20.0}.get(p.graph.kind, 10.0)
+    degree = {"communities": p.graph.mean_degree, "well_mixed": 20.0}.get(p.graph.topology, 10.0)
     per_consumer = PER_CONSUMER_BYTES + PER_DEGREE_SQUARED_BYTES * degree**2
     return int(BASE_BYTES + p.world.consumers * per_consumer)
 

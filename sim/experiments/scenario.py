@@ -1,22 +1,24 @@
-"""Scenario files: a world, a channel strategy and what is uncertain, in TOML.
+"""Scenario and sweep files: a world, a channel strategy and what is uncertain, in TOML.
 
-A scenario file speaks the vocabulary of exploratory modelling (as in the EMA Workbench)::
+One grammar serves both. A scenario file speaks the vocabulary of exploratory modelling (as in
+the EMA Workbench)::
 
     # Question: what does a launch through owners alone achieve?
-    extends = "base.toml"        # optional: start from another scenario (path relative to this)
+    extends = "base.toml"        # optional: start from another scenario (a path relative to
+                                 # this file, or the name of a shipped scenario)
     name = "owners"              # optional: defaults to the file name
     question = "What does a launch through owners alone achieve?"
     seed = 1                     # base seed; replicate seeds derive from it (SeedSequence)
     replicates = 8
-    horizon = 90                 # days
 
     [world]                      # size and structure: world.*, graph.*, group structure
     consumers = 100_000
+    days = 90                    # simulated days, counted from day 0
     graph.mean_degree = 10
 
     [levers]                     # what the strategist controls
     channels.streamer = false
-    owners.commission = 0.15
+    owners.count = 500
 
     [uncertainties]              # what nobody controls
     purchase.trust = 2.0
@@ -24,14 +26,21 @@ A scenario file speaks the vocabulary of exploratory modelling (as in the EMA Wo
     [events]
     streamer_removed_day = 30
 
+A sweep file (:mod:`sim.experiments.sweep`) is a scenario file that *varies* some levers and
+uncertainties: their value is a range ``[low, high]`` or a list ``{values = [...]}`` instead of
+one value, and it has the sweep's own top keys (``design``, ``samples``, ``levels``,
+``metrics``, ``model``). Everything else is read here, the same way for both.
+
 Keys under ``[levers]`` and ``[uncertainties]`` are parameter names as in docs/ODD.md section 8
 (``section.name``); under ``[world]`` and ``[events]`` the ``world.`` and ``events.`` prefixes
-may be left out. Every parameter has one kind (:func:`sim.world.params.kind_of`) and must sit in the
-section of its kind. Anything not set keeps the model's default.
+may be left out. Every parameter has one kind (:func:`sim.world.params.kind_of`: world, lever,
+uncertainty or event) and must sit in the section of its kind. Anything not set keeps the
+model's default.
 
 ``extends`` merges key by key: the extending file wins. ``--set key.path=value`` overrides are
-applied last, with the same checks; the key path is as in the file (``levers.owners.commission``,
-``replicates``) or a bare parameter name (``owners.commission``), placed by its kind.
+applied last, with the same checks; the key path is as in the file (``levers.owners.count``,
+``replicates``, ``name``) or a bare parameter name (``owners.count``, ``world.days``), placed
+by its kind. ``--set name=NEW`` renames the scenario.
 
 A ``name`` (or, without one, the file's name) is a plain name: letters, digits, ``_``, ``-``
 and ``.``, not starting with ``.`` or ``-``, no path separators (:func:`check_name`); it names
@@ -65,7 +74,7 @@ from sim.world.params import (
     read_toml,
 )
 
-TOP_KEYS = ("extends", "name", "question", "seed", "replicates", "horizon")
+TOP_KEYS = ("extends", "name", "question", "seed", "replicates")
 SCENARIO_SECTIONS = {
     "world": "world",
     "levers": "lever",
@@ -73,8 +82,8 @@ SCENARIO_SECTIONS = {
     "events": "event",
 }
 _SECTION_OF_KIND = {kind: section for section, kind in SCENARIO_SECTIONS.items()}
-_LIMITS = {"replicates": (1, 100_000), "horizon": (1, 100_000), "seed": (0, 2**63 - 1)}
-DEFAULTS = {"replicates": 1, "horizon": Params().world.days, "seed": 0}
+LIMITS = {"replicates": (1, 100_000), "seed": (0, 2**63 - 1)}
+DEFAULTS = {"replicates": 1, "seed": 0}
 
 
 class ScenarioError(ParameterError):
@@ -140,7 +149,8 @@ class Scenario:
     overrides: tuple[str, ...] = field(default=())
 
     @property
-    def horizon(self) -> int:
+    def days(self) -> int:
+        """Simulated days (``world.days``)."""
         return self.params.world.days
 
     @property
@@ -184,47 +194,76 @@ def load(
 ) -> Scenario:
     """Read, merge (``extends``), override (``--set``) and validate a scenario."""
     path = resolve(name_or_path)
-    flat, origin, texts = _read_chain(path, ())
-    own = _parse(path)
+    read = read_file(path)
+    return build(read, overrides, replicates=replicates, seed=seed)
+
+
+def default(overrides: Iterable[str] = ()) -> Scenario:
+    """The model's defaults as a scenario (one replicate, seed 0), with optional overrides."""
+    read = FileSettings(
+        path=None,
+        flat={"name": "default", "question": "The model's defaults."},
+        origin={"name": "the defaults", "question": "the defaults"},
+        text="# the model's defaults\n",
+    )
+    return build(read, overrides)
+
+
+@dataclass
+class FileSettings:
+    """What a scenario (or sweep) file and the files it extends say, flattened to key paths
+    (``levers.owners.count``, ``replicates``) with the file each key came from."""
+
+    path: Path | None
+    flat: dict[str, Any]
+    origin: dict[str, str]
+    text: str  # the file's own text, then each file it extends
+
+
+def read_file(path: Path, extra_keys: tuple[str, ...] = ()) -> FileSettings:
+    """Read ``path`` and everything it extends; ``extra_keys``: top keys allowed besides
+    :data:`TOP_KEYS` (a sweep's). Values that vary (``[low, high]``, ``{values = [...]}``)
+    are kept as they are: :func:`build` refuses them, a sweep takes them out first."""
+    flat, origin, text = _read_chain(path, (), extra_keys)
+    return FileSettings(path, flat, origin, text)
+
+
+def build(
+    read: FileSettings,
+    overrides: Iterable[str] = (),
+    *,
+    replicates: int | None = None,
+    seed: int | None = None,
+) -> Scenario:
+    """A validated :class:`Scenario` from a file's settings, ``--set`` overrides and the
+    ``--replicates``/``--seed`` options (applied in that order)."""
+    flat, origin = dict(read.flat), dict(read.origin)
     overrides = tuple(overrides)
     for item in overrides:
-        key, value = _parse_override(item)
+        key, value = parse_override(item)
         flat[key] = value
         origin[key] = f"--set {item}"
     if replicates is not None:
         flat["replicates"], origin["replicates"] = replicates, "--replicates"
     if seed is not None:
         flat["seed"], origin["seed"] = seed, "--seed"
-    name = own.get("name", path.stem)
-    question = flat.get("question", "")
+    where = str(read.path) if read.path else "scenario"
+    name = flat.get("name", read.path.stem if read.path else "default")
     for key in ("name", "question"):
-        value = own.get(key, flat.get(key, ""))
+        value = flat.get(key, "")
         if not isinstance(value, str):
-            raise ScenarioError(f"{origin[key]}: {key} = {value!r} must be a string")
-    if "name" in own:
-        check_name(name, str(path))
+            raise ScenarioError(f"{origin.get(key, where)}: {key} = {value!r} must be a string")
+    if "name" in flat:
+        check_name(name, origin["name"])
     else:
-        check_name(name, str(path), "name (from the file name; set name = ... in the file)")
-    return _build(
-        flat, origin, name=name, question=question, path=path, texts=texts, overrides=overrides
-    )
-
-
-def default(overrides: Iterable[str] = ()) -> Scenario:
-    """The model's defaults as a scenario (one replicate, seed 0), with optional overrides."""
-    flat: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    overrides = tuple(overrides)
-    for item in overrides:
-        key, value = _parse_override(item)
-        flat[key], origin[key] = value, f"--set {item}"
+        check_name(name, where, "name (from the file name; set name = ... in the file)")
     return _build(
         flat,
         origin,
-        name="default",
-        question="The model's defaults.",
-        path=None,
-        texts="# the model's defaults\n",
+        name=name,
+        question=flat.get("question", ""),
+        path=read.path,
+        texts=read.text,
         overrides=overrides,
     )
 
@@ -238,36 +277,62 @@ def _parse(path: Path) -> dict[str, Any]:
         raise ScenarioError(f"{path}: cannot be read ({err.strerror or err})") from None
 
 
-def _read_chain(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, str], str]:
+def _read_chain(
+    path: Path, chain: tuple[Path, ...], extra_keys: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, str], str]:
     """Flattened settings of a file and everything it extends, with each key's file."""
     real = path.resolve()
     if real in chain:
         cycle = " -> ".join(str(p) for p in (*chain, real))
         raise ScenarioError(f"{path}: extends = cycle ({cycle})")
     raw = _parse(path)
-    flat, origin = _flatten(raw, str(path))
+    flat, origin = _flatten(raw, str(path), extra_keys)
     text = path.read_text(encoding="utf-8")
     _resolve_edgelist(flat, path.parent)
     parent = flat.pop("extends", None)
     origin.pop("extends", None)
     if parent is None:
         return flat, origin, text
-    if not isinstance(parent, str):
-        raise ScenarioError(f"{path}: extends = {parent!r} must be a file name (a string)")
-    parent_path = path.parent / parent
-    if not parent_path.is_file():
-        raise ScenarioError(f"{path}: extends = {parent!r}: file not found ({parent_path})")
-    base, base_origin, base_text = _read_chain(parent_path, (*chain, real))
+    parent_path = _extended(path, parent)
+    base, base_origin, base_text = _read_chain(parent_path, (*chain, real), extra_keys)
     base.pop("name", None)  # a name belongs to its own file
     base.update(flat)
     base_origin.update(origin)
     return base, base_origin, f"{text}\n# --- extends {parent} ---\n{base_text}"
 
 
-def _flatten(raw: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, str]]:
+def _extended(path: Path, parent: object) -> Path:
+    """The file ``extends = parent`` names: a path relative to ``path``'s folder, else the
+    name of a shipped scenario."""
+    if not isinstance(parent, str):
+        raise ScenarioError(f"{path}: extends = {parent!r} must be a file name (a string)")
+    candidate = path.parent / parent
+    if candidate.is_file():
+        return candidate
+    shipped = shipped_dir() / f"{parent}.toml"
+    if Path(parent).suffix == "" and "/" not in parent and shipped.is_file():
+        return shipped
+    if Path(parent).suffix:
+        raise ScenarioError(f"{path}: extends = {parent!r}: file not found ({candidate})")
+    known = [p.stem for p in sorted(shipped_dir().glob("*.toml"))]
+    raise ScenarioError(
+        f"{path}: extends = {parent!r}: file not found ({candidate}) and no shipped scenario "
+        f"of that name{_did_you_mean(parent, known)}"
+    )
+
+
+def is_varied(value: Any) -> bool:
+    """A value that varies in a sweep: ``[low, high]`` or ``{values = [...]}``."""
+    return isinstance(value, list) or (isinstance(value, Mapping) and "values" in value)
+
+
+def _flatten(
+    raw: Mapping[str, Any], where: str, extra_keys: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, str]]:
     flat: dict[str, Any] = {}
+    top = (*TOP_KEYS, *extra_keys)
     for key, value in raw.items():
-        if key in TOP_KEYS:
+        if key in top:
             flat[key] = value
         elif key in SCENARIO_SECTIONS:
             if not isinstance(value, Mapping):
@@ -277,12 +342,81 @@ def _flatten(raw: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[s
             for sub, v in _walk(value):
                 flat[f"{key}.{sub}"] = v
         else:
-            allowed = [*TOP_KEYS, *SCENARIO_SECTIONS]
+            allowed = [*top, *SCENARIO_SECTIONS]
             raise ScenarioError(
                 f"{where}: unknown key '{key}'{_did_you_mean(key, allowed)}; allowed at the top: "
-                f"{', '.join(TOP_KEYS)} and the sections [{'], ['.join(SCENARIO_SECTIONS)}]"
+                f"{', '.join(top)} and the sections [{'], ['.join(SCENARIO_SECTIONS)}]"
             )
     return flat, {k: where for k in flat}
+
+
+def _walk(table: Mapping[str, Any], prefix: str = ""):
+    """(dotted key, value) of a nested table; a varied value (:func:`is_varied`) is a leaf."""
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and not is_varied(value):
+            yield from _walk(value, f"{path}.")
+        else:
+            yield path, value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``key.path=value`` as (key path, value): the value is read as a TOML value (a bare
+    word is a string); a bare parameter name is placed under its kind's section.
+
+    >>> parse_override("owners.count=20")
+    ('levers.owners.count', 20)
+    >>> parse_override("world.days=30")
+    ('world.days', 30)
+    """
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ScenarioError(f"--set {item}: expected key.path=value")
+    if text.strip().lower() in ("none", "null"):
+        value = None  # TOML has no null: an event switched off, for instance
+    else:
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+    first = key.split(".")[0]
+    if first in TOP_KEYS or first in SCENARIO_SECTIONS:
+        return key, value
+    try:  # a bare parameter name: place it by its kind
+        kind = kind_of(key)
+    except ParameterError as err:
+        raise ScenarioError(f"--set {item}: {err}") from None
+    return f"{_SECTION_OF_KIND[kind]}.{key}", value
+
+
+def parameter_name(key: str, where: str) -> str:
+    """The parameter a key path names (``levers.owners.count`` -> ``owners.count``;
+    ``world.consumers`` -> ``world.consumers``), checked to sit in its kind's section.
+
+    Under [world] and [events] a bare name is short for ``world.name`` / ``events.name``.
+    """
+    section, _, rest = key.partition(".")
+    if section not in SCENARIO_SECTIONS or not rest:
+        allowed = [*TOP_KEYS, *SCENARIO_SECTIONS]
+        raise ScenarioError(f"{where}: unknown key '{key}'{_did_you_mean(section, allowed)}")
+    dotted = f"{section}.{rest}" if section in ("world", "events") and "." not in rest else rest
+    try:
+        kind = kind_of(dotted)
+    except ParameterError as err:
+        raise ScenarioError(f"{where}: {key}: {err}") from None
+    if kind != SCENARIO_SECTIONS[section]:
+        raise ScenarioError(
+            f"{where}: {key}: {dotted} is {_a(kind)}, not {_a(SCENARIO_SECTIONS[section])}: "
+            f"move it to [{_SECTION_OF_KIND[kind]}]"
+        )
+    return dotted
+
+
+def _a(kind: str) -> str:
+    """A parameter kind with its article: 'a lever', 'an uncertainty', 'a world parameter'."""
+    noun = f"{kind} parameter" if kind in ("world", "event") else kind
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
 EDGELIST_KEY = "world.graph.edgelist_path"
@@ -324,60 +458,6 @@ def _check_edgelist(path: str, where: str, key: str) -> None:
             )
 
 
-def _walk(table: Mapping[str, Any], prefix: str = ""):
-    for key, value in table.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from _walk(value, f"{path}.")
-        else:
-            yield path, value
-
-
-def _parse_override(item: str) -> tuple[str, Any]:
-    """``key.path=value``: the value is read as a TOML value (a bare word is a string)."""
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ScenarioError(f"--set {item}: expected key.path=value")
-    if text.strip().lower() in ("none", "null"):
-        value = None  # TOML has no null: an event switched off, for instance
-    else:
-        try:
-            value = tomllib.loads(f"v = {text.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text.strip()
-    first = key.split(".")[0]
-    if key == "world.days":
-        return "horizon", value
-    if first == "world" and key.count(".") == 1:
-        # world.owners is a parameter name as well as a key path under [world]: a parameter
-        # of another kind is placed by its kind (world.owners -> levers.world.owners).
-        try:
-            kind = kind_of(key)
-        except ParameterError:
-            kind = "world"
-        if kind != "world":
-            return f"{_SECTION_OF_KIND[kind]}.{key}", value
-    if first in TOP_KEYS or first in SCENARIO_SECTIONS:
-        return key, value
-    try:  # a bare parameter name: place it by its kind
-        kind = kind_of(key)
-    except ParameterError as err:
-        raise ScenarioError(f"--set {item}: {err}") from None
-    if key == "world.days":
-        return "horizon", value
-    section = _SECTION_OF_KIND[kind]
-    return f"{section}.{key}", value
-
-
-def _parameter_name(section: str, key: str) -> str:
-    """The parameter a key under a scenario section names: under [world] and [events] a bare
-    name is short for ``world.name`` / ``events.name``; a dotted key is a full name."""
-    if section in ("world", "events") and "." not in key:
-        return f"{section}.{key}"
-    return key
-
-
 def _build(
     flat: dict[str, Any],
     origin: dict[str, str],
@@ -395,8 +475,8 @@ def _build(
         where = origin.get(key, "scenario")
         if key in ("name", "question", "extends"):
             continue
-        if key in _LIMITS:
-            lo, hi = _LIMITS[key]
+        if key in LIMITS:
+            lo, hi = LIMITS[key]
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ScenarioError(f"{where}: {key} = {value!r} has the wrong type: expected int")
             if not lo <= value <= hi:
@@ -405,41 +485,30 @@ def _build(
                 )
             top[key] = value
             continue
-        section, _, rest = key.partition(".")
-        if section not in SCENARIO_SECTIONS or not rest:
-            allowed = [*TOP_KEYS, *SCENARIO_SECTIONS]
-            raise ScenarioError(f"{where}: unknown key '{key}'{_did_you_mean(section, allowed)}")
-        dotted = _parameter_name(section, rest)
-        try:
-            kind = kind_of(dotted)
-        except ParameterError as err:
-            raise ScenarioError(f"{where}: {key}: {err}") from None
-        if dotted == "world.days":
-            raise ScenarioError(f"{where}: {key}: set the number of days with 'horizon' at the top")
-        if kind != SCENARIO_SECTIONS[section]:
+        dotted = parameter_name(key, where)
+        if is_varied(value):
             raise ScenarioError(
-                f"{where}: {key}: {dotted} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, "
-                f"not {'an' if SCENARIO_SECTIONS[section][0] in 'aeiou' else 'a'} "
-                f"{SCENARIO_SECTIONS[section]}: move it to [{_SECTION_OF_KIND[kind]}]"
+                f"{where}: {key} = {value!r}: a range or list of values varies a parameter, "
+                "which a sweep file does (fishschool sweep); a scenario sets one value"
             )
         try:
             settings[dotted] = check_value(dotted, value, label=key)
         except ParameterError as err:
             raise ScenarioError(f"{where}: {err}") from None
-    settings["world.days"] = top["horizon"]
+    days = settings.get("world.days", Params().world.days)
     for key, value in settings.items():
         if key.endswith("_day") and key.startswith("events.") and value is not None:
-            if value >= top["horizon"]:
+            if value >= days:
                 raise ScenarioError(
                     f"{origin.get(_label_of(key, flat), 'scenario')}: {key} = {value} is not "
-                    f"within the horizon (days 0 to {top['horizon'] - 1})"
+                    f"within the simulated days (days 0 to {days - 1}; world.days = {days})"
                 )
     try:
         params = Params().with_overrides({**settings, "seed": top["seed"]})
     except ParameterError as err:
         where = str(path) if path else "scenario"
         raise ScenarioError(f"{where}: {err}") from None
-    if params.graph.kind == "edgelist":
+    if params.graph.topology == "edgelist":
         label = _label_of("graph.edgelist_path", flat)
         _check_edgelist(params.graph.edgelist_path, origin.get(label, "scenario"), label)
     return Scenario(
@@ -459,8 +528,9 @@ def _label_of(dotted: str, flat: Mapping[str, Any]) -> str:
     """The key under which a parameter was set (for messages)."""
     for key in flat:
         section, _, rest = key.partition(".")
-        if section in SCENARIO_SECTIONS and _parameter_name(section, rest) == dotted:
-            return key
+        if section in SCENARIO_SECTIONS and rest in (dotted, dotted.partition(".")[2]):
+            if parameter_name(key, "scenario") == dotted:
+                return key
     return dotted
 
 

@@ -1,9 +1,11 @@
 """Batch parameter sweeps: many points, any executor, nothing lost.
 
-A sweep file (TOML) names a base scenario and what to vary::
+A sweep file is a scenario file (same grammar, :mod:`sim.experiments.scenario`) that gives
+some levers and uncertainties a range or a list of values instead of one value, plus the keys
+that say how to sample them::
 
     # Question: where does the owners' low return rate stop holding?
-    base = "owners.toml"          # a scenario file (relative to this file) or a shipped name
+    extends = "../owners.toml"    # a scenario file (relative to this file) or a shipped name
     design = "sobol"              # grid | random | lhs | sobol | morris
     samples = 64                  # sobol: N (a power of 2, N x (2D + 2) points); morris:
                                   # trajectories; random / lhs: points; grid: levels per range
@@ -11,11 +13,12 @@ A sweep file (TOML) names a base scenario and what to vary::
     seed = 1
     metrics = ["return_rate", "visit_conversion", "brand_profit"]
 
-    [set]                         # fixed overrides of the base (as fishschool --set)
-    world.consumers = 10_000
-    horizon = 30
+    [world]                       # held fixed, as in any scenario
+    consumers = 10_000
+    days = 30
 
-    [levers]                      # varied: [low, high] or {values = [...]}
+    [levers]                      # one value: fixed; [low, high] or {values = [...]}: varied
+    owners.count = 50
     platform.selection_strictness = [0.0, 0.8]
     channels.streamer = {values = [true, false]}
 
@@ -28,15 +31,14 @@ processes by default, or a Dask cluster's executor, with identical numbers eithe
 Replicate r of every point uses the same seed (common random numbers across points).
 
 Nothing is lost: each run's result is written atomically and durably
-(:mod:`sim.experiments.atomic`) to
-``runs/KEY.json``, where KEY hashes the base scenario, the model, the metrics, the source code
-of the ``sim`` package (:func:`model_digest`: a changed model never reuses old runs), the point
-and the replicate seed; a rerun of the same sweep skips the keys already there, so a sweep
-killed at any moment resumes without recomputing finished runs. Each record is checked when
-read: a damaged one (empty, truncated, not a record) is said on stderr and recomputed. Temporary
-files left by a killed sweep are removed when it resumes. A run that raises is recorded in
-``runs/KEY.error.json`` with its parameters and traceback; the sweep goes on, reports failures
-at the end (and retries them on the next run).
+(:mod:`sim.experiments.atomic`) to ``runs/KEY.json``, where KEY hashes the parameters held
+fixed, the model, the metrics, the source code of the ``sim`` package (:func:`model_digest`: a
+changed model never reuses old runs), the point and the replicate seed; a rerun of the same
+sweep skips the keys already there, so a sweep killed at any moment resumes without recomputing
+finished runs. Each record is checked when read: a damaged one (empty, truncated, not a record)
+is said on stderr and recomputed. Temporary files left by a killed sweep are removed when it
+resumes. A run that raises is recorded in ``runs/KEY.error.json`` with its parameters and
+traceback; the sweep goes on, reports failures at the end (and retries them on the next run).
 The whole sweep is gathered into ``sweep.parquet``: one row per run, channel and metric, with
 the parameters as columns.
 
@@ -56,7 +58,7 @@ import math
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,31 +70,27 @@ import pandas as pd
 import sim
 from sim.experiments import atomic
 from sim.experiments.engine import MODELS, run_many
-from sim.experiments.scenario import Scenario, ScenarioError, load, replicate_seeds, resolve
+from sim.experiments.scenario import (
+    Scenario,
+    ScenarioError,
+    _walk,
+    build,
+    is_varied,
+    parameter_name,
+    parse_override,
+    read_file,
+    replicate_seeds,
+)
 from sim.world.metrics import SUMMARY_METRICS
 from sim.world.params import (
     ParameterError,
     _did_you_mean,
     check_value,
     is_whole_number,
-    kind_of,
     read_toml,
 )
 
 DESIGNS = ("grid", "random", "lhs", "sobol", "morris")
-TOP_KEYS = (
-    "base",
-    "name",
-    "question",
-    "design",
-    "samples",
-    "replicates",
-    "seed",
-    "metrics",
-    "model",
-    "levels",
-)
-SECTIONS = ("set", "levers", "uncertainties")
 MAX_RUNS = 1_000_000  # a larger plan needs allow_large=True (--yes)
 RECORD_KEYS = ("key", "point_id", "replicate", "seed", "point", "rows")
 ROW_COLUMNS = ("channel", "metric", "value")
@@ -164,30 +162,51 @@ class Sweep:
         }
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read and validate a sweep file (errors name the file, the key and what is allowed)."""
+SWEEP_KEYS = ("design", "samples", "levels", "metrics", "model")
+VARIED_SECTIONS = {"levers": "lever", "uncertainties": "uncertainty"}
+DEFAULT_METRICS = ("reach_share", "visit_conversion", "return_rate", "brand_profit")
+
+
+def is_sweep_file(path: str | Path) -> bool:
+    """A readable TOML file with a sweep's top key or a varied value (the scenario loader
+    says what is wrong with any other file)."""
     path = Path(path)
     try:
-        raw = read_toml(path)
-    except ParameterError as err:
-        raise ScenarioError(str(err)) from None
-    for key in raw:
-        if key not in TOP_KEYS and key not in SECTIONS:
-            allowed = [*TOP_KEYS, *SECTIONS]
-            raise ScenarioError(f"{path}: unknown key '{key}'{_did_you_mean(key, allowed)}")
-    model = raw.get("model", "fishschool")
+        raw = read_toml(path) if path.is_file() else {}
+    except (ParameterError, OSError):
+        return False
+    return any(k in raw for k in SWEEP_KEYS) or any(
+        is_varied(v)
+        for section in VARIED_SECTIONS
+        if isinstance(raw.get(section), Mapping)
+        for _, v in _walk(raw[section])
+    )
+
+
+def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> Sweep:
+    """Read and validate a sweep file: a scenario file (:mod:`sim.experiments.scenario`, the
+    same grammar) whose varied levers and uncertainties are the factors, plus the sweep's own
+    keys. ``overrides`` (``--set``) change what the sweep holds fixed, not what it varies.
+    Errors name the file, the key and what is allowed."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a sweep file" if path.is_dir() else "file not found"
+        raise ScenarioError(f"{path}: {what}")
+    read = read_file(path, SWEEP_KEYS)
+    own = {k: read.flat.pop(k) for k in SWEEP_KEYS if k in read.flat}
+    for k in SWEEP_KEYS:
+        read.origin.pop(k, None)
+    model = own.get("model", "fishschool")
     if model not in MODELS:
         raise ScenarioError(f"{path}: model = {model!r} is not allowed: choose one of {MODELS}")
-    design = raw.get("design", "random")
+    design = own.get("design", "random")
     if design not in DESIGNS:
         raise ScenarioError(
             f"{path}: design = {design!r} is not allowed: choose one of {', '.join(DESIGNS)}"
         )
     ints = {
-        "samples": (raw.get("samples", 16), 1, 1_000_000),
-        "replicates": (raw.get("replicates", 1), 1, 10_000),
-        "seed": (raw.get("seed", 0), 0, 2**63 - 1),
-        "levels": (raw.get("levels", 3), 2, 1000),
+        "samples": (own.get("samples", 16), 1, 1_000_000),
+        "levels": (own.get("levels", 3), 2, 1000),
     }
     for key, (value, lo, hi) in ints.items():
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -195,83 +214,63 @@ def load_sweep(path: str | Path) -> Sweep:
     samples = ints["samples"][0]
     if design == "sobol" and samples & (samples - 1):
         raise ScenarioError(f"{path}: samples = {samples} must be a power of 2 for design 'sobol'")
-    metrics = raw.get("metrics", ["reach_share", "visit_conversion", "return_rate", "brand_profit"])
+    metrics = own.get("metrics", list(DEFAULT_METRICS))
     if not isinstance(metrics, list) or not metrics:
         raise ScenarioError(f"{path}: metrics must be a non-empty list of metric names")
     known = list(SUMMARY_METRICS) if model == "fishschool" else ["y"]
-    for o in metrics:
-        if o not in known:
+    for m in metrics:
+        if m not in known:
             raise ScenarioError(
-                f"{path}: metrics: unknown metric {o!r}{_did_you_mean(str(o), known)}"
+                f"{path}: metrics: unknown metric {m!r}{_did_you_mean(str(m), known)}"
             )
-
-    fixed = [f"{k}={json.dumps(v)}" for k, v in _flat(raw.get("set", {}))]
-    if model == "fishschool":
-        if "base" not in raw:
-            raise ScenarioError(f"{path}: base must name the scenario the sweep starts from")
-        base_ref = raw["base"]
-        base_path = path.parent / base_ref
-        base = load(base_path if base_path.is_file() else resolve(base_ref), fixed)
-    else:
-        from sim.experiments.scenario import default
-
-        base = default()
-    factors = []
-    for section in ("levers", "uncertainties"):
-        for name, spec in _flat(raw.get(section, {}), leaf=_is_spec):
-            factors.append(_factor(path, section, name, spec, model))
+    varied = {k: read.flat.pop(k) for k in list(read.flat) if is_varied(read.flat[k])}
+    where = {k: read.origin.pop(k) for k in varied}
+    overrides = tuple(overrides)
+    for item in overrides:
+        if parse_override(item)[0] in varied:
+            raise ScenarioError(f"--set {item}: the sweep varies this parameter")
+    # What the sweep holds fixed: its own settings, those it extends and the overrides.
+    base = build(read, overrides)
+    factors = [_factor(where[key], key, spec, model) for key, spec in varied.items()]
     if not factors:
-        raise ScenarioError(f"{path}: nothing to vary: add [levers] or [uncertainties]")
+        raise ScenarioError(
+            f"{path}: nothing to vary: give a lever or uncertainty a range [low, high] or "
+            "{values = [...]}"
+        )
     if design in ("sobol", "morris"):
         for f in factors:
             if not f.is_range:
-                section = "levers" if f.kind == "lever" else "uncertainties"
                 raise ScenarioError(
-                    f"{path}: {section}.{f.name}: design {design!r} needs a [low, high] range, "
+                    f"{path}: {f.name}: design {design!r} needs a [low, high] range, "
                     "not a list of values (use grid, random or lhs)"
                 )
     return Sweep(
-        name=raw.get("name", path.stem),
-        question=raw.get("question", ""),
+        name=base.name,
+        question=base.question,
         path=path,
         text=path.read_text(encoding="utf-8"),
         base=base,
         design=design,
         samples=samples,
         levels=ints["levels"][0],
-        replicates=ints["replicates"][0],
-        seed=ints["seed"][0],
+        replicates=base.replicates,
+        seed=base.seed,
         metrics=tuple(metrics),
         factors=tuple(factors),
         model=model,
     )
 
 
-def _is_spec(value: Any) -> bool:
-    return isinstance(value, list) or (isinstance(value, Mapping) and "values" in value)
-
-
-def _flat(table: Mapping[str, Any], prefix: str = "", leaf=lambda v: not isinstance(v, Mapping)):
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if leaf(value):
-            yield name, value
-        elif isinstance(value, Mapping):
-            yield from _flat(value, f"{name}.", leaf)
-        else:
-            yield name, value
-
-
-def _factor(path: Path, section: str, name: str, spec: Any, model: str) -> Factor:
-    where = f"{path}: {section}.{name}"
-    kind = section.rstrip("s") if section == "levers" else "uncertainty"
-    if model == "fishschool":
-        try:
-            actual = kind_of(name)
-        except ParameterError as err:
-            raise ScenarioError(f"{where}: {err}") from None
-        if actual != kind:
-            raise ScenarioError(f"{where}: {name} is {_a(actual)}, not {_a(kind)}")
+def _factor(where: str, key: str, spec: Any, model: str) -> Factor:
+    """A varied parameter from its key path (``levers.x.y``) and spec."""
+    section, _, rest = key.partition(".")
+    where = f"{where}: {key}"
+    if section not in VARIED_SECTIONS:
+        raise ScenarioError(
+            f"{where}: only levers and uncertainties vary in a sweep; [{section}] sets one value"
+        )
+    kind = VARIED_SECTIONS[section]
+    name = parameter_name(key, where.rpartition(":")[0]) if model == "fishschool" else rest
     if isinstance(spec, Mapping):
         values = spec["values"]
         if not isinstance(values, list) or not values:
@@ -292,12 +291,6 @@ def _factor(path: Path, section: str, name: str, spec: Any, model: str) -> Facto
         _checked(where, name, int(low) if integer else low)
         _checked(where, name, int(high) if integer else high)
     return Factor(name, kind, low=float(low), high=float(high), integer=integer)
-
-
-def _a(kind: str) -> str:
-    """A parameter kind with its article: 'a lever', 'an uncertainty', 'a world parameter'."""
-    noun = "world parameter" if kind == "world" else kind
-    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
 def _checked(where: str, name: str, value: Any) -> Any:
@@ -463,9 +456,11 @@ def plan(sweep: Sweep, *, allow_large: bool = False) -> list[dict[str, Any]]:
     seeds = replicate_seeds(sweep.seed, sweep.replicates)
     params = sweep.base.params.to_dict()
     metrics = list(sweep.metrics)
-    # What a stored run depends on besides its point and seed: the base scenario, the model,
-    # the metrics kept and the model's source code (a changed model must not reuse old runs).
-    identity = "|".join([sweep.base.sha256, sweep.model, *sorted(sweep.metrics), model_digest()])
+    # What a stored run depends on besides its point and seed: the parameters held fixed (not
+    # the file's text: an edit of samples or comments keeps the runs), the model, the metrics
+    # kept and the model's source code (a changed model must not reuse old runs).
+    fixed = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    identity = "|".join([fixed, sweep.model, *sorted(sweep.metrics), model_digest()])
     tasks = []
     for i, point in enumerate(design_points(sweep)):
         for r, seed in enumerate(seeds):

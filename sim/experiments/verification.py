@@ -57,8 +57,9 @@ def ic_params(edgelist: str | Path, edge_prob: float, seed: int = 0) -> Params:
     return Params.from_dict(
         {
             "seed": seed,
-            "world": {"owners": 0, "consumers": 2, "days": 1},
-            "graph": {"kind": "edgelist", "edgelist_path": str(edgelist)},
+            "world": {"consumers": 2, "days": 1},
+            "owners": {"count": 0},
+            "graph": {"topology": "edgelist", "edgelist_path": str(edgelist)},
             "channels": {"owners": False, "streamer": False, "conventional": True},
             "consumers": {"budget": 1e9, "budget_sigma": 0.0},
             "purchase": {"intercept": 40.0, "price": 0.0},
@@ -151,8 +152,9 @@ def bass_params(n: int, p: float, q: float, days: int, seed: int = 0) -> Params:
     return Params.from_dict(
         {
             "seed": seed,
-            "world": {"consumers": n, "owners": 0, "days": days},
-            "graph": {"kind": "well_mixed"},
+            "world": {"consumers": n, "days": days},
+            "owners": {"count": 0},
+            "graph": {"topology": "well_mixed"},
             "channels": {"owners": False, "streamer": False, "conventional": True},
             "consumers": {
                 "need_rate": 1 - math.exp(-p),

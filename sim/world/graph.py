@@ -193,9 +193,9 @@ def load_edgelist(path: str | Path) -> tuple[sp.csr_array, np.ndarray]:
 
 def build_graph(p: GraphParams, n: int, rng: np.random.Generator) -> sp.csr_array | None:
     """The graph a run uses: ``None`` for a well-mixed population."""
-    if p.kind == "well_mixed":
+    if p.topology == "well_mixed":
         return None
-    if p.kind == "edgelist":
+    if p.topology == "edgelist":
         return load_edgelist(p.edgelist_path)[0]
     return community_graph(
         n, p.mean_degree, p.community_size, p.mixing, p.degree_sigma, p.triadic_closure, rng

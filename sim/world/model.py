@@ -27,7 +27,8 @@ draws (common random numbers).
 Example
 -------
 >>> from sim.world.params import ParameterError, Params
->>> result = run(Params.from_dict({"world": {"consumers": 2000, "owners": 10, "days": 5}}))
+>>> params = Params.from_dict({"world": {"consumers": 2000, "days": 5}, "owners": {"count": 10}})
+>>> result = run(params)
 >>> sorted(result.summary["channel"].unique())
 ['all', 'conventional', 'owners', 'streamer']
 """
@@ -115,8 +116,8 @@ class CommerceModel(mesa.Model):
         # The social graph and the consumers on it.
         self.graph = build_graph(p.graph, p.world.consumers, world["graph"])
         n = self.graph.shape[0] if self.graph is not None else p.world.consumers
-        if p.world.owners > n:
-            raise ParameterError(f"world.owners = {p.world.owners} exceeds the {n} consumers")
+        if p.owners.count > n:
+            raise ParameterError(f"owners.count = {p.owners.count} exceeds the {n} consumers")
         self.n = n
         self.consumers = Consumers(
             p.consumers, n, p.world.categories, world["consumers"], self.graph
@@ -147,7 +148,7 @@ class CommerceModel(mesa.Model):
 
         # Owners and their groups.
         rng_own = world["owners"]
-        owner_nodes = rng_own.permutation(n)[: p.world.owners]
+        owner_nodes = rng_own.permutation(n)[: p.owners.count]
         group_owner, group_of = recruit_groups(self.graph, owner_nodes, p.owners, n, rng_own)
         self.consumers.group = group_of
         member_mean = self._member_preference_mean(group_owner, owner_nodes.size)

@@ -78,14 +78,6 @@ class WorldParams:
     consumers: int = param(
         100_000, 2, 50_000_000, unit="consumers", doc="Consumers (graph nodes) in the world."
     )
-    owners: int = param(
-        500,
-        0,
-        5_000_000,
-        unit="owners",
-        doc="Shop owners ('small b'); each is also a consumer.",
-        kind="lever",
-    )
     brands: int = param(50, 1, 100_000, unit="brands", doc="Brands supplying products.")
     products_per_brand: int = param(6, 1, 1000, unit="products", doc="Products each brand lists.")
     categories: int = param(
@@ -109,7 +101,7 @@ class WorldParams:
 
 @dataclass(frozen=True)
 class GraphParams:
-    kind: str = param(
+    topology: str = param(
         "communities",
         choices=("communities", "edgelist", "well_mixed"),
         doc="'communities': clustered heavy-tailed graph with communities; 'edgelist': load "
@@ -245,6 +237,14 @@ class ConsumerParams:
 
 @dataclass(frozen=True)
 class OwnerParams:
+    count: int = param(
+        500,
+        0,
+        5_000_000,
+        unit="owners",
+        doc="Shop owners ('small b'); each is also a consumer.",
+        kind="lever",
+    )
     groups_mean: float = param(
         1.6,
         1,
@@ -1175,9 +1175,9 @@ def validate(p: Params) -> None:
         for f in fields(SECTIONS[name]):
             _check_field(name, f, getattr(section, f.name))
     # Cross-parameter rules.
-    if p.world.owners > p.world.consumers:
+    if p.owners.count > p.world.consumers:
         raise ParameterError(
-            f"world.owners = {p.world.owners} is outside the allowed range "
+            f"owners.count = {p.owners.count} is outside the allowed range "
             f"[0, world.consumers = {p.world.consumers}]"
         )
     if p.delivery.lag_min > p.delivery.lag_max:
@@ -1197,8 +1197,8 @@ def validate(p: Params) -> None:
             f"allowed range [1, {pool}] (the products of the brands contracted with the streamer: "
             "round(streamer.brand_share x world.brands) x world.products_per_brand)"
         )
-    if p.graph.kind == "edgelist" and not p.graph.edgelist_path:
-        raise ParameterError("graph.edgelist_path must be set when graph.kind = 'edgelist'")
+    if p.graph.topology == "edgelist" and not p.graph.edgelist_path:
+        raise ParameterError("graph.edgelist_path must be set when graph.topology = 'edgelist'")
 
 
 def field_of(dotted: str) -> dataclasses.Field:
@@ -1238,7 +1238,7 @@ def check_value(dotted: str, value: Any, label: str | None = None) -> Any:
 def is_whole_number(dotted: str) -> bool:
     """Does the parameter take whole numbers (a count, or the day of an event)?
 
-    >>> is_whole_number("world.owners"), is_whole_number("owners.open_rate")
+    >>> is_whole_number("owners.count"), is_whole_number("owners.open_rate")
     (True, False)
     """
     f = field_of(dotted)
