@@ -24,7 +24,7 @@ explain: $(STAMP)
 		--replicates 4 --out results/explain --force
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 # The longer statistical checks, notebooks and the browser test (CI runs test and test-slow).
 test-slow: $(STAMP)

@@ -197,29 +197,15 @@ def explain(
         channel = [channel]
     executor, close, _ = make_executor(workers, None)
     try:
-        if channels is not None:
-            if b is not None:
-                raise ex.ExplainError("channel mode explains one scenario: give no b")
-            e = ex.explain_channels(
-                scenario(a, sets),
-                tuple(channels),
-                metrics=metrics,
-                replicates=replicates,
-                seed=seed,
-                executor=executor,
-            )
-        else:
-            if b is None:
-                raise ex.ExplainError("give two scenarios, or one with channels=(A, B)")
-            e = ex.explain_scenarios(
-                scenario(a, sets),
-                scenario(b, sets),
-                metrics=metrics,
-                channels=channel,
-                replicates=replicates,
-                seed=seed,
-                executor=executor,
-            )
+        e = ex.explain(
+            [scenario(name, sets) for name in (a, b) if name is not None],
+            channels,
+            metrics=metrics,
+            channels=channel,
+            replicates=replicates,
+            seed=seed,
+            executor=executor,
+        )
     finally:
         close()
     table = e.table.copy()

@@ -1019,9 +1019,11 @@ def format_explanation(e: Explanation) -> str:
 def manifest(e: Explanation, command: list[str] | None = None) -> dict[str, Any]:
     """What an explanation folder records about how it was made (the conventions of
     :func:`sim.experiments.output.experiment_manifest`, plus the players and coalitions)."""
-    from sim.experiments.output import machine, scenario_record, versions
+    from sim.experiments.output import TOOL, machine, scenario_record, versions
 
     return {
+        "tool": TOOL,
+        "content": "explanation",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "mode": e.mode,
@@ -1051,3 +1053,96 @@ def write_tables(e: Explanation, folder: str | Path, command: list[str] | None =
     e.runs.to_csv(folder / "runs.csv", index=False)
     with open(folder / "manifest.json", "w", encoding="utf-8") as fh:
         json.dump(manifest(e, command), fh, indent=2, default=str)
+
+
+def write_explanation(e: Explanation, folder: str | Path, command: list[str] | None = None) -> None:
+    """:func:`write_tables` and the waterfall figure ``explain.png``, into an existing folder."""
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import explain_waterfall
+
+    write_tables(e, folder, command)
+    fig = explain_waterfall(e.table)
+    fig.savefig(Path(folder) / "explain.png")
+    plt.close(fig)
+
+
+EXPLAIN_PAIR = ("owners", "streamer")  # the channel pair compare --explain explains
+
+
+def compare_plan(
+    scenarios: Sequence[Scenario], pair: tuple[str, str] = EXPLAIN_PAIR
+) -> list[tuple[str, list[Scenario]]]:
+    """What ``compare --explain`` explains, as (folder name, scenarios) pairs: each scenario in
+    which both channels of ``pair`` sell, in channel mode (one scenario); if there is none, the
+    first scenario against each other one, in scenario mode (two scenarios). Checked before
+    anything runs: an :class:`ExplainError` says why an explanation cannot be made."""
+    both = [s for s in scenarios if all(getattr(s.params.channels, ch) for ch in pair)]
+    if both:
+        for s in both:
+            check_channel_pair(s, pair)
+        return [(s.name, [s]) for s in both]
+    first = scenarios[0]
+    for s in scenarios[1:]:
+        check_scenario_pair(first, s)
+    return [(f"{first.name}-vs-{s.name}", [first, s]) for s in scenarios[1:]]
+
+
+def explain(
+    scenarios: Sequence[Scenario],
+    pair: Sequence[str] | None = None,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    channels: Sequence[str] | None = None,
+    replicates: int | None = None,
+    seed: int | None = None,
+    executor: Executor | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Explanation:
+    """Channel mode for one scenario and a ``pair`` of channels (:func:`explain_channels`),
+    scenario mode for two scenarios (:func:`explain_scenarios`, ``channels`` picks the
+    channels reported; channel mode reports its pair); anything else is an
+    :class:`ExplainError`."""
+    common = dict(
+        metrics=metrics, replicates=replicates, seed=seed, executor=executor, progress=progress
+    )
+    if pair is not None:
+        if len(scenarios) != 1:
+            raise ExplainError(f"channel mode explains one scenario, got {len(scenarios)}")
+        return explain_channels(scenarios[0], tuple(pair), **common)
+    if len(scenarios) != 2:
+        raise ExplainError(
+            f"explain takes two scenarios (A B), or one with a pair of channels; got "
+            f"{len(scenarios)}"
+        )
+    return explain_scenarios(scenarios[0], scenarios[1], channels=channels, **common)
+
+
+def explain_plan(
+    plan: Sequence[tuple[str, list[Scenario]]],
+    *,
+    replicates: int,
+    seed: int,
+    executor: Executor | None = None,
+    progress: Callable[[], Callable[[int, int], None] | None] = lambda: None,
+    announce: Callable[[str], None] = lambda text: None,
+    pair: tuple[str, str] = EXPLAIN_PAIR,
+) -> list[tuple[str, Explanation]]:
+    """Each explanation of a :func:`compare_plan` on the experiment's first ``replicates``
+    seeds (from ``seed``), as (folder name, explanation). ``progress()`` makes each one's
+    progress callback; ``announce`` hears what is about to be explained."""
+    out = []
+    for name, scenarios in plan:
+        one = len(scenarios) == 1
+        what = f"--channels {' '.join(pair)}" if one else scenarios[1].name
+        announce(f"explain {scenarios[0].name} {what}")
+        e = explain(
+            scenarios,
+            pair if one else None,
+            replicates=replicates,
+            seed=seed,
+            executor=executor,
+            progress=progress(),
+        )
+        out.append((name, e))
+    return out

@@ -13,6 +13,7 @@ import base64
 import html
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,14 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis.explain import OTHER, STRUCTURE, TOTAL, format_value
+from analysis.explain import OTHER, STRUCTURE, TOTAL, Explanation, format_value
 from analysis.stats import (
     channel_presence,
     channels_present,
     paired_differences,
     scenario_means,
 )
+from sim.experiments.experiment import Experiment
 from sim.world.channels import ALL
 from sim.world.metrics import METRICS
 
@@ -532,3 +534,31 @@ def _html(md: str, table: pd.DataFrame, figures: dict[str, Path], explain: str =
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
     )
+
+
+def write_results(
+    out: str | Path,
+    exp: Experiment,
+    explanations: Sequence[tuple[str, Explanation]] = (),
+    command: list[str] | None = None,
+    *,
+    force: bool = False,
+    report: bool = True,
+) -> Path:
+    """A results folder, all or nothing (:func:`sim.experiments.output.atomic_folder`): the
+    experiment's tables and manifest, each explanation in ``explain/NAME/`` and, unless
+    ``report`` is false, the figures and report. Returns ``out``."""
+    from analysis.explain import write_explanation
+    from sim.experiments.output import atomic_folder, write_tables
+
+    with atomic_folder(out, force=force) as tmp:
+        write_tables(exp, tmp, command)
+        for name, e in explanations:
+            folder = tmp / "explain" / name
+            folder.mkdir(parents=True)
+            write_explanation(e, folder, command)
+        if report:
+            # the manifest as written, so fishschool report redraws the same report
+            manifest = json.loads((tmp / "manifest.json").read_text(encoding="utf-8"))
+            write_report(tmp, Results(exp.summary, exp.timeseries, exp.owners, manifest))
+    return Path(out)

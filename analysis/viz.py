@@ -368,3 +368,49 @@ def options_from_env(environ=os.environ) -> dict:
 
 
 page = make_page(**options_from_env())
+
+
+def serve(
+    scenario: str | None,
+    consumers: int,
+    sets: list[str],
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    open_browser: bool = True,
+) -> int:
+    """Serve this page with Solara in a child process until it ends, Ctrl-C or SIGTERM; returns
+    its exit status (0 when stopped by either signal). The page reads its world from the
+    environment (:data:`ENV_SCENARIO`, :data:`ENV_CONSUMERS`, :data:`ENV_SET`)."""
+    import signal
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        ENV_SCENARIO: scenario or "",
+        ENV_CONSUMERS: str(consumers),
+        ENV_SET: json.dumps(list(sets)),
+    }
+    env.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")  # no calls home
+    # Served on 127.0.0.1 (not "localhost"), Solara warns on every page load that its cookie
+    # falls back to samesite=lax, which is fine for a local page.
+    quiet = "ignore:Cookies with samesite=none require https:UserWarning"
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), quiet]))
+    command = [sys.executable, "-m", "solara", "run", "analysis.viz", "--production"]
+    command += ["--no-check-version", "--host", host, "--port", str(port)]
+    command += ["--open"] if open_browser else ["--no-open"]
+    server = subprocess.Popen(command, env=env)
+    previous = signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+    try:
+        while True:
+            try:
+                code = server.wait()
+                break
+            except KeyboardInterrupt:
+                continue  # the server had the same Ctrl-C and is shutting down
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    return 0 if code in (-signal.SIGINT, -signal.SIGTERM) else code

@@ -388,74 +388,24 @@ def _default_out(label: str) -> Path:
 
 
 def _plan_workers(args: argparse.Namespace, params: list, runs: int, what: str) -> int:
-    """How many local processes to run ``runs`` runs of the worlds ``params`` on: --workers
-    (default: all cores), no more than the runs, and no more than fit in memory side by side.
-    A world that does not fit even alone is refused (ParameterError), before anything runs."""
-    from sim.experiments.engine import default_workers
-    from sim.experiments.resources import check_memory
+    """Local processes for ``runs`` runs (:func:`sim.experiments.resources.plan_workers`)."""
+    from sim.experiments.resources import plan_workers
 
-    wanted = min(args.workers or default_workers(), max(runs, 1))
-    fit = check_memory(params, wanted, what)
-    if fit < wanted:
-        if args.workers:
-            raise ParameterError(
-                f"--workers {args.workers}: {wanted} runs at once need more memory than is "
-                f"available; at most {fit} fit side by side (--workers {fit})"
-            )
-        if not getattr(args, "quiet", False):
-            print(
-                f"fishschool: note: {fit} runs at a time fit in the available memory "
-                f"(not {wanted})",
-                file=sys.stderr,
-            )
-    return fit
-
-
-EXPLAIN_PAIR = ("owners", "streamer")  # the channel pair compare --explain explains
-
-
-def _explain_plan(scenarios) -> list[tuple[str, list]]:
-    """What ``compare --explain`` explains, as (folder name, scenarios) pairs: each scenario in
-    which owners and the streamer both sell, in channel mode (one scenario); if there is none,
-    the first scenario against each other one, in scenario mode (two scenarios). Checked here,
-    before anything runs (an ExplainError says why an explanation cannot be made)."""
-    from analysis.explain import check_channel_pair, check_scenario_pair
-
-    both = [s for s in scenarios if all(getattr(s.params.channels, ch) for ch in EXPLAIN_PAIR)]
-    if both:
-        for s in both:
-            check_channel_pair(s, EXPLAIN_PAIR)
-        return [(s.name, [s]) for s in both]
-    first = scenarios[0]
-    for s in scenarios[1:]:
-        check_scenario_pair(first, s)
-    return [(f"{first.name}-vs-{s.name}", [first, s]) for s in scenarios[1:]]
-
-
-def _write_explanation(expl, folder: Path, command: list[str]) -> None:
-    """explain.csv, runs.csv, manifest.json and explain.png into an existing folder."""
-    import matplotlib.pyplot as plt
-
-    from analysis.explain import write_tables
-    from analysis.plots import explain_waterfall
-
-    write_tables(expl, folder, command)
-    fig = explain_waterfall(expl.table)
-    fig.savefig(folder / "explain.png")
-    plt.close(fig)
+    workers, note = plan_workers(args.workers, params, runs, what)
+    if note and not getattr(args, "quiet", False):
+        print(f"fishschool: note: {note}", file=sys.stderr)
+    return workers
 
 
 def _run_and_write(
     args: argparse.Namespace, scenarios, label: str, explain: Sequence[tuple[str, list]] = ()
 ) -> int:
     """Check the destination and the memory, run the experiment (and, for ``compare
-    --explain``, the explanations of ``explain``), then write the results folder atomically:
-    tables, explain/NAME/, report."""
-    import json
-
-    from analysis.explain import explain_channels, explain_scenarios, format_explanation
-    from analysis.report import TABLE_METRICS, Results, comparison_table, write_report
+    --explain``, the explanations of ``explain``), then write the results folder atomically."""
+    from analysis.explain import explain_plan, format_explanation
+    from analysis.report import TABLE_METRICS, comparison_table, write_results
     from sim.experiments.experiment import run_experiment
+    from sim.experiments.output import check_destination
     from sim.world.metrics import SUMMARY_METRICS
 
     shown = tuple(args.metrics) if getattr(args, "metrics", None) else TABLE_METRICS
@@ -465,22 +415,17 @@ def _run_and_write(
             f"--metrics {' '.join(unknown)}: not a summary metric; allowed: "
             + ", ".join(SUMMARY_METRICS)
         )
-    from sim.experiments.output import atomic_folder, check_destination, write_tables
-
     out = check_destination(args.out or _default_out(label), args.force)
     first = scenarios[0]
     replicates = args.replicates or first.replicates
-    params = [s.params for s in scenarios]
     runs = replicates * len(scenarios) if not explain else sys.maxsize  # coalitions: many
-    workers = _plan_workers(args, params, runs, "a run")
-    if not args.quiet:
-        w = first.params.world
-        print(
-            f"fishschool {__version__}: {', '.join(s.name for s in scenarios)}; "
-            f"{replicates} replicates each, {w.consumers:,} consumers, {w.days} days",
-            file=sys.stderr,
-        )
-    explanations = []
+    workers = _plan_workers(args, [s.params for s in scenarios], runs, "a run")
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    w = first.params.world
+    say(
+        f"fishschool {__version__}: {', '.join(s.name for s in scenarios)}; "
+        f"{replicates} replicates each, {w.consumers:,} consumers, {w.days} days"
+    )
     # One executor for the comparison and its explanations; Ctrl-C stops its processes.
     with executor_for(workers, args.scheduler) as (executor, _):
         exp = run_experiment(
@@ -495,36 +440,16 @@ def _run_and_write(
         if explain and not args.quiet:  # the comparison first: the explanations take longer
             print(table.to_string(), flush=True)
         reps = getattr(args, "explain_replicates", None) or len(exp.seeds)  # its first seeds
-        for name, pair in explain:
-            if not args.quiet:
-                what = (
-                    f"{pair[0].name} --channels {' '.join(EXPLAIN_PAIR)}"
-                    if len(pair) == 1
-                    else f"{pair[0].name} {pair[1].name}"
-                )
-                print(f"explain {what}: {reps} replicates per coalition", file=sys.stderr)
-            common = {
-                "replicates": reps,
-                "seed": exp.seed,
-                "executor": executor,
-                "progress": Progress("runs", not args.quiet),
-            }
-            if len(pair) == 1:
-                expl = explain_channels(pair[0], EXPLAIN_PAIR, **common)
-            else:
-                expl = explain_scenarios(pair[0], pair[1], **common)
-            explanations.append((name, expl))
+        explanations = explain_plan(
+            explain,
+            replicates=reps,
+            seed=exp.seed,
+            executor=executor,
+            progress=lambda: Progress("runs", not args.quiet),
+            announce=lambda what: say(f"{what}: {reps} replicates per coalition"),
+        )
     command = ["fishschool", *sys.argv[1:]]
-    with atomic_folder(out, force=args.force) as tmp:
-        write_tables(exp, tmp, command)
-        for name, expl in explanations:
-            folder = tmp / "explain" / name
-            folder.mkdir(parents=True)
-            _write_explanation(expl, folder, command)
-        if not args.no_report:
-            # the manifest as written, so fishschool report redraws the same report
-            manifest = json.loads((tmp / "manifest.json").read_text(encoding="utf-8"))
-            write_report(tmp, Results(exp.summary, exp.timeseries, exp.owners, manifest))
+    write_results(out, exp, explanations, command, force=args.force, report=not args.no_report)
     if not args.quiet:
         if not explain:
             print(table.to_string())
@@ -569,7 +494,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     if args.explain_replicates is not None and not args.explain:
         raise ParameterError("--explain-replicates is for --explain: add --explain")
-    plan = _explain_plan(scenarios) if args.explain else []
+    from analysis.explain import compare_plan
+
+    plan = compare_plan(scenarios) if args.explain else []
     return _run_and_write(args, scenarios, "compare-" + "-vs-".join(names), plan)
 
 
@@ -624,30 +551,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep_worlds(sweep) -> list:
-    """The largest world a sweep builds: its base with the factors on the number of consumers
-    and the graph's degree at their largest values (for the memory check)."""
-    largest = {}
-    for f in sweep.factors:
-        if f.name in ("world.consumers", "graph.mean_degree"):
-            values = [f.high] if f.is_range else [v for v in f.values if _is_number(v)]
-            if values:
-                largest[f.name] = max(values)
-    if "world.consumers" in largest:
-        largest["world.consumers"] = int(largest["world.consumers"])
-    try:
-        return [sweep.base.params.with_overrides(largest)]
-    except ParameterError:  # e.g. fewer consumers than owners: the runs will say so
-        return [sweep.base.params]
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     from sim.experiments.output import check_writable
-    from sim.experiments.sweep import check_out, check_size, run_sweep
+    from sim.experiments.sweep import check_out, check_size, largest_world, run_sweep
 
     sweep = load_sweep(args.sweep, args.sets)
     out = args.out or RESULTS / f"sweep-{sweep.name}"
@@ -657,7 +563,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     workers = args.workers
     if not scheduler and sweep.model == "fishschool":  # a cluster's memory is not ours to see
-        workers = _plan_workers(args, _sweep_worlds(sweep), total, "a run of the sweep")
+        workers = _plan_workers(args, [largest_world(sweep)], total, "a run of the sweep")
     progress = Progress("runs", not args.quiet)
     first = True
 
@@ -688,38 +594,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
-def _check_calibration_out(out: Path) -> Path:
-    """calibrate writes into --out and resumes there: a new or empty folder, or one an earlier
-    calibration wrote (draws/ and its report files); never a folder of other files."""
-    from sim.experiments.output import OutputExistsError, check_writable
-
-    check_writable(out)
-    if out.is_dir() and any(out.iterdir()):
-        ours = (out / "draws" / "manifest.json").is_file() or (out / "calibration.md").is_file()
-        if not ours:
-            raise OutputExistsError(
-                f"{out}: not a calibration folder (no draws/manifest.json or calibration.md) "
-                "and not empty: choose another --out"
-            )
-    return out
-
-
-def _check_posterior(path: Path, option: str) -> None:
-    """An earlier round's posterior.csv: readable, with parameter, q05 and q95 columns."""
-    from sim.experiments.output import ResultsError, read_csv
-
-    try:
-        read_csv(path, ("parameter", "q05", "q95"))
-    except ResultsError as err:
-        raise ResultsError(f"{option} {err}") from None
-
-
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from sim.experiments.calibration import calibrate, calibration_world
+    from sim.experiments.calibration import (
+        calibrate,
+        calibration_world,
+        check_out,
+        check_posterior,
+    )
 
-    out = _check_calibration_out(args.out)
+    out = check_out(args.out)
     if args.refine is not None:
-        _check_posterior(args.refine, "--refine")
+        check_posterior(args.refine, "--refine")
     world = calibration_world(args.consumers, args.days)
     scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     workers = args.workers
@@ -754,27 +639,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-VALIDATION_HEADING = "# Validation report"
-
-
 def cmd_validate_model(args: argparse.Namespace) -> int:
-    from analysis.validation import write_report
-    from sim.experiments.output import OutputExistsError, check_writable
+    from analysis.validation import check_destination, write_report
+    from sim.experiments.calibration import check_posterior
 
-    out = check_writable(args.out, folder=False)
-    if out.is_file():  # replace only an earlier report (docs/VALIDATION.md), not any file
-        try:
-            with out.open(encoding="utf-8") as fh:
-                ours = fh.readline().strip() == VALIDATION_HEADING
-        except (OSError, UnicodeDecodeError):
-            ours = False
-        if not ours:
-            raise OutputExistsError(
-                f"--out {out}: exists and is not a validation report of fishschool "
-                f"(it does not begin with '{VALIDATION_HEADING}'): choose another --out"
-            )
+    out = check_destination(args.out)
     if args.posterior.exists():  # missing: the verdict uses the priors (the report says so)
-        _check_posterior(args.posterior, "--posterior")
+        check_posterior(args.posterior, "--posterior")
     path = write_report(out, args.size, args.posterior)
     print(f"Validation report: {path}")
     return 0
@@ -802,9 +673,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         DEFAULT_METRICS,
         check_channels,
         check_metrics,
-        explain_channels,
-        explain_scenarios,
+        explain,
         format_explanation,
+        write_explanation,
     )
     from sim.experiments.output import atomic_folder, check_destination
     from sim.experiments.scenario import load
@@ -832,26 +703,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     workers = _plan_workers(args, [s.params for s in scenarios], sys.maxsize, "a run")
     progress = Progress("runs", not args.quiet)
     with executor_for(workers, None) as (executor, where):
-        if args.channels:
-            expl = explain_channels(
-                scenarios[0],
-                tuple(args.channels),
-                metrics=metrics,
-                executor=executor,
-                progress=progress,
-            )
-        else:
-            expl = explain_scenarios(
-                scenarios[0],
-                scenarios[1],
-                metrics=metrics,
-                channels=channels,
-                executor=executor,
-                progress=progress,
-            )
+        expl = explain(
+            scenarios,
+            args.channels,
+            metrics=metrics,
+            channels=channels,
+            executor=executor,
+            progress=progress,
+        )
     command = ["fishschool", *sys.argv[1:]]
     with atomic_folder(out, force=args.force, content="explanation") as tmp:
-        _write_explanation(expl, tmp, command)
+        write_explanation(expl, tmp, command)
     if not args.quiet:
         print(format_explanation(expl))
         print(
@@ -862,11 +724,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
-    """Serve analysis/viz.py with Solara in the foreground until Ctrl-C (or SIGTERM)."""
-    import json
-    import signal
-    import subprocess
-
+    """Serve the browser view in the foreground until Ctrl-C (or SIGTERM)."""
     try:
         from analysis import viz
     except ImportError as err:
@@ -880,41 +738,13 @@ def cmd_viz(args: argparse.Namespace) -> int:
     from sim.experiments.resources import check_memory
 
     check_memory(p, what="the view's world")
-    env = {
-        **os.environ,
-        viz.ENV_SCENARIO: scenario or "",
-        viz.ENV_CONSUMERS: str(args.consumers),
-        viz.ENV_SET: json.dumps(args.sets),
-    }
-    env.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")  # no calls home
-    # Served on 127.0.0.1 (not "localhost"), Solara warns on every page load that its cookie
-    # falls back to samesite=lax, which is fine for a local page.
-    quiet = "ignore:Cookies with samesite=none require https:UserWarning"
-    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), quiet]))
-    command = [sys.executable, "-m", "solara", "run", "analysis.viz", "--production"]
-    command += ["--no-check-version", "--host", args.host, "--port", str(args.port)]
-    command += ["--no-open"] if args.no_open else ["--open"]
     print(
         f"fishschool viz: {scenario or viz.DEFAULT_SCENARIO}, {p.world.consumers:,} consumers, "
         f"{p.owners.count:,} owners at http://{args.host}:{args.port}/ (Ctrl-C stops it)",
         file=sys.stderr,
         flush=True,
     )
-    server = subprocess.Popen(command, env=env)
-    previous = signal.signal(signal.SIGTERM, lambda *_: server.terminate())
-    try:
-        while True:
-            try:
-                code = server.wait()
-                break
-            except KeyboardInterrupt:
-                continue  # the server had the same Ctrl-C and is shutting down
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-    return 0 if code in (-signal.SIGINT, -signal.SIGTERM) else code
+    return viz.serve(scenario, args.consumers, args.sets, args.host, args.port, not args.no_open)
 
 
 COMMANDS = {

@@ -733,9 +733,12 @@ def test_runs_side_by_side_are_capped_by_memory(monkeypatch, capsys, tmp_path):
 
 
 # -- Ctrl-C ---------------------------------------------------------------------------------------
-def _interrupt(tmp_path: Path, argv: list[str], wait_for: str) -> subprocess.CompletedProcess:
-    """Start the command in its own process group, wait until stderr shows ``wait_for``, then
-    press Ctrl-C (SIGINT to the whole group, as a terminal does)."""
+def _interrupt(
+    tmp_path: Path, argv: list[str], wait_for: str, ready: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Start the command in its own process group, wait until stderr shows ``wait_for`` (and
+    ``ready`` exists, if given), then press Ctrl-C (SIGINT to the whole group, as a terminal
+    does)."""
     exe = Path(sys.executable).with_name("fishschool")
     proc = subprocess.Popen(
         [str(exe), *argv],
@@ -752,6 +755,8 @@ def _interrupt(tmp_path: Path, argv: list[str], wait_for: str) -> subprocess.Com
         err.append(line)
         if wait_for in line or not line:
             break
+    while ready is not None and not ready.exists() and time.monotonic() - t0 < 60:
+        time.sleep(0.1)  # a loaded machine may take a while to get there
     time.sleep(1.0)  # into the runs
     os.killpg(proc.pid, signal.SIGINT)
     out, rest = proc.communicate(timeout=60)
@@ -791,7 +796,7 @@ def test_ctrl_c_is_one_line_exit_130_and_no_output(tmp_path, argv):
 def test_ctrl_c_during_a_sweep_keeps_what_is_done(tmp_path):
     out = tmp_path / "sw"
     argv = ["sweep", str(SHIPPED_SWEEP), "--workers", "2", "--out", str(out)]
-    done = _interrupt(tmp_path, argv, "fishschool sweep")
+    done = _interrupt(tmp_path, argv, "fishschool sweep", ready=out / "manifest.json")
     assert done.returncode == 130, done.stderr
     assert done.stderr.splitlines()[-1] == "fishschool: interrupted"
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr

@@ -356,7 +356,7 @@ def test_api_explain_returns_the_table_and_plots_it(tmp_path):
     assert table.attrs["start_label"] == "hybrid" and table.attrs["end_label"] == "lax"
     fig = api.plot_explain(table)
     assert len(fig.axes) == 1
-    with pytest.raises(ExplainError, match="give two scenarios"):
+    with pytest.raises(ExplainError, match="explain takes two scenarios"):
         api.explain("hybrid")
 
 
@@ -387,6 +387,8 @@ def test_compare_explain_adds_channel_mode_and_the_report_section(tmp_path, caps
     manifest = json.loads((folder / "manifest.json").read_text())
     compared = json.loads((out / "manifest.json").read_text())
     assert manifest["mode"] == "channels" and manifest["seeds"] == compared["seeds"]
+    # stamped like a folder of fishschool explain, so --force would know it as one
+    assert (manifest["tool"], manifest["content"]) == ("fishschool", "explanation")
     runs = pd.read_csv(folder / "runs.csv")
     summary = pd.read_csv(out / "summary.csv")
     none = runs[runs.coalition == "none"]

@@ -418,3 +418,25 @@ def test_a_parameter_at_its_bound_does_not_redraw_the_world():
     assert np.array_equal(a.demand.need_rate, b.demand.need_rate)
     assert np.array_equal(a.demand.budget, b.demand.budget)
     assert np.array_equal(a.consumers.trust, b.consumers.trust)
+
+
+def test_set_name_renames_the_scenario_and_the_name_is_checked():
+    assert load("owners", ["name=owners_v2"]).name == "owners_v2"
+    with pytest.raises(ScenarioError, match="--set name=../x: name = '../x' is not a plain name"):
+        load("owners", ["name=../x"])
+
+
+def test_a_sweep_file_is_a_scenario_file_with_ranges(tmp_path):
+    """What a sweep holds fixed is read exactly as the same scenario file; a range in a
+    scenario is an error that points to sweeps."""
+    from sim.experiments.sweep import load_sweep
+
+    head = f'extends = "{shipped_dir() / "hybrid.toml"}"\n'
+    body = "[world]\nconsumers = 3000\ndays = 12\n[levers]\nowners.count = 20\n"
+    vary = "[uncertainties]\npurchase.trust = [1.0, 2.0]\n"
+    scenario = write(tmp_path, "s.toml", head + body)
+    sweep = write(tmp_path, "w.toml", head + body + vary)
+    assert load_sweep(sweep).base.params == load(scenario).params
+    ranged = write(tmp_path, "r.toml", head + body + vary)
+    with pytest.raises(ScenarioError, match="which a sweep file does"):
+        load(ranged)

@@ -59,6 +59,7 @@ purchase.trust = [1.0, 3.0]
 """
 
 
+@pytest.mark.slow  # 4,096 runs through the whole sweep path: about 12 s
 def test_ishigami_sobol_indices_match_their_analytic_values(tmp_path):
     """The whole path: sweep file, design, runs, storage, gathering and SALib analysis."""
     sweep = load_sweep(SWEEPS / "ishigami.toml")

@@ -416,3 +416,29 @@ Chosen as the default: **{res.chosen}** (meets {res.candidates[res.chosen]["insi
 ![posterior](posterior.png)
 """
     (out / "calibration.md").write_text(text, encoding="utf-8")
+
+
+def check_out(out: str | Path) -> Path:
+    """calibrate writes into ``out`` and resumes there: a new or empty folder, or one an
+    earlier calibration wrote (draws/ and its report files); never a folder of other files."""
+    from sim.experiments.output import OutputExistsError, check_writable
+
+    out = check_writable(out)
+    if out.is_dir() and any(out.iterdir()):
+        ours = (out / "draws" / "manifest.json").is_file() or (out / "calibration.md").is_file()
+        if not ours:
+            raise OutputExistsError(
+                f"{out}: not a calibration folder (no draws/manifest.json or calibration.md) "
+                "and not empty: choose another --out"
+            )
+    return out
+
+
+def check_posterior(path: str | Path, option: str) -> None:
+    """An earlier round's posterior.csv: readable, with parameter, q05 and q95 columns."""
+    from sim.experiments.output import ResultsError, read_csv
+
+    try:
+        read_csv(Path(path), ("parameter", "q05", "q95"))
+    except ResultsError as err:
+        raise ResultsError(f"{option} {err}") from None

@@ -104,3 +104,24 @@ def check_memory(params: Params | list[Params], parallel: int = 1, what: str = "
         )
     # Each local process builds its own world; this process only collects tables.
     return max(1, min(parallel, free // need))
+
+
+def plan_workers(
+    requested: int | None, params: Params | list[Params], runs: int, what: str = "a run"
+) -> tuple[int, str | None]:
+    """How many local processes to run ``runs`` runs of the worlds ``params`` on, and a note
+    when memory lowered the default: ``requested`` (default: all cores), no more than the runs,
+    and no more than fit in memory side by side. Refused (ParameterError) when a world does not
+    fit even alone, or when ``requested`` processes do not fit."""
+    from sim.experiments.engine import default_workers
+
+    wanted = min(requested or default_workers(), max(runs, 1))
+    fit = check_memory(params, wanted, what)
+    if fit >= wanted:
+        return wanted, None
+    if requested:
+        raise ParameterError(
+            f"--workers {requested}: {wanted} runs at once need more memory than is "
+            f"available; at most {fit} fit side by side (--workers {fit})"
+        )
+    return fit, f"{fit} runs at a time fit in the available memory (not {wanted})"

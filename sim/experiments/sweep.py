@@ -84,6 +84,7 @@ from sim.experiments.scenario import (
 from sim.world.metrics import SUMMARY_METRICS
 from sim.world.params import (
     ParameterError,
+    Params,
     _did_you_mean,
     check_value,
     is_whole_number,
@@ -386,6 +387,27 @@ def count_points(sweep: Sweep) -> int:
 def count_runs(sweep: Sweep) -> int:
     """How many runs the sweep plans (points x replicates), counted without planning them."""
     return count_points(sweep) * sweep.replicates
+
+
+def largest_world(sweep: Sweep) -> Params:
+    """The largest world a sweep builds: its base with the factors on the number of consumers
+    and the graph's degree at their largest values (for the memory check)."""
+    largest: dict[str, Any] = {}
+    for f in sweep.factors:
+        if f.name in ("world.consumers", "graph.mean_degree"):
+            values = [f.bounds[1]] if f.is_range else [v for v in f.options if _is_number(v)]
+            if values:
+                largest[f.name] = max(values)
+    if "world.consumers" in largest:
+        largest["world.consumers"] = int(largest["world.consumers"])
+    try:
+        return sweep.base.params.with_overrides(largest)
+    except ParameterError:  # e.g. fewer consumers than owners: the runs will say so
+        return sweep.base.params
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def check_size(sweep: Sweep, allow_large: bool = False) -> int:
