@@ -48,7 +48,6 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,7 @@ import pandas as pd
 
 from analysis.stats import mean_ci
 from sim.experiments.engine import run_all
+from sim.experiments.provenance import now
 from sim.experiments.scenario import Scenario, replicate_seeds
 from sim.world.channels import ALL, CHANNELS
 from sim.world.metrics import METRICS, SUMMARY_METRICS
@@ -685,7 +685,7 @@ def explain_scenarios(
     names = list(players)
     base_seed, seeds = _seeds(a, replicates, seed)
     overrides = _coalition_overrides(players)
-    t0 = time.perf_counter()
+    started, t0 = now(), time.perf_counter()
     runs = _run_coalitions(a.params, overrides, seeds, metrics, executor, progress)
     index = list(itertools.product(metrics, channels))
     cube = _cube(runs, list(overrides), index)  # per coalition: rows x replicates
@@ -712,7 +712,11 @@ def explain_scenarios(
         seeds=seeds,
         start_label=a.name + (" (A)" if same else ""),
         end_label=b.name + (" (B)" if same else ""),
-        timings={"wall_s": time.perf_counter() - t0, "runs": _unique_runs(overrides, seeds)},
+        timings={
+            "started": started,
+            "wall_s": time.perf_counter() - t0,
+            "runs": _unique_runs(overrides, seeds),
+        },
     )
 
 
@@ -869,7 +873,7 @@ def explain_channels(
     ch_a, ch_b = tuple(pair)
     base_seed, seeds = _seeds(scenario, replicates, seed)
     overrides = _coalition_overrides(players)
-    t0 = time.perf_counter()
+    started, t0 = now(), time.perf_counter()
     runs = _run_coalitions(scenario.params, overrides, seeds, metrics, executor, progress)
     k = len(metrics)
     cube = _cube(runs, list(overrides), list(itertools.product(metrics, (ch_a, ch_b))))
@@ -913,7 +917,11 @@ def explain_channels(
         seeds=seeds,
         start_label=ch_b,
         end_label=ch_a,
-        timings={"wall_s": time.perf_counter() - t0, "runs": _unique_runs(overrides, seeds)},
+        timings={
+            "started": started,
+            "wall_s": time.perf_counter() - t0,
+            "runs": _unique_runs(overrides, seeds),
+        },
     )
 
 
@@ -1019,13 +1027,13 @@ def format_explanation(e: Explanation) -> str:
 def manifest(e: Explanation, command: list[str] | None = None) -> dict[str, Any]:
     """What an explanation folder records about how it was made (the conventions of
     :func:`sim.experiments.output.experiment_manifest`, plus the players and coalitions)."""
-    from sim.experiments.output import TOOL, machine, scenario_record, versions
+    from sim.experiments.output import TOOL, scenario_record
+    from sim.experiments.provenance import provenance
 
     return {
         "tool": TOOL,
         "content": "explanation",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command,
+        **provenance(command, e.timings.get("started")),
         "mode": e.mode,
         "seed": e.seed,
         "replicates": len(e.seeds),
@@ -1038,8 +1046,6 @@ def manifest(e: Explanation, command: list[str] | None = None) -> dict[str, Any]
         "sources": e.sources,
         "coalitions": e.coalitions,
         "scenarios": [scenario_record(s) for s in e.scenarios],
-        "versions": versions(),
-        "machine": machine(),
         "timings": e.timings,
     }
 

@@ -18,24 +18,20 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import matplotlib
+# No matplotlib.use() here: a notebook keeps its inline backend; the command line chooses Agg.
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import PIL.Image
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")  # files, never a window
-
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import PIL.Image  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from analysis.stats import channel_presence, channels_present, mean_ci  # noqa: E402
-from sim.world.channels import ALL, CHANNELS  # noqa: E402
-from sim.world.metrics import COST_KINDS, METRICS, gini, owner_survival  # noqa: E402
+from analysis.stats import channel_presence, channels_present, mean_ci
+from sim.world.channels import ALL, CHANNELS
+from sim.world.metrics import COST_KINDS, METRICS, gini, owner_survival
 
 if TYPE_CHECKING:
     from sim.world.model import CommerceModel

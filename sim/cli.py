@@ -774,6 +774,9 @@ def _exit_on_sigterm() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; bad input is one line and status 2, Ctrl-C one line and status 130."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures go to files, never to a window
     try:
         try:
             args = _parser().parse_args(argv)

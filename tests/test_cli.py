@@ -1,6 +1,7 @@
 """The command line: outputs, bad input and atomic writes."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,11 @@ def test_run_writes_summary_timeseries_and_manifest(tmp_path, capsys):
     assert manifest["scenarios"][0]["parameters"]["world"]["consumers"] == 3000
     assert manifest["versions"]["fishschool"]
     assert manifest["timings"]["wall_s"] > 0
+    # provenance: the code, the command, when
+    commit = manifest["git_commit"]
+    assert commit == "not a git checkout" or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit)
+    assert manifest["command"][0] == "fishschool"
+    assert manifest["started"] <= manifest["finished"] == manifest["created"]
     assert (out / "report.html").is_file() and (out / "figures" / "reach.png").is_file()
     printed = capsys.readouterr().out
     assert "owners" in printed and "streamer" in printed and "return_rate" in printed

@@ -549,3 +549,11 @@ def test_sweep_files_respect_the_umask(tmp_path, umask, file_mode, dir_mode):
     for path in paths:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (dir_mode if path.is_dir() else file_mode), (path.name, oct(mode))
+
+
+def test_a_finished_sweep_says_when_and_with_what_code(tmp_path):
+    sweep = tiny_sweep(tmp_path)
+    run_sweep(sweep, tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["started"] <= manifest["finished"]
+    assert manifest["git_commit"] and manifest["versions"]["fishschool"] and manifest["command"]

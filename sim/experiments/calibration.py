@@ -442,3 +442,8 @@ def check_posterior(path: str | Path, option: str) -> None:
         read_csv(Path(path), ("parameter", "q05", "q95"))
     except ResultsError as err:
         raise ResultsError(f"{option} {err}") from None
+
+
+def docs_folder() -> Path:
+    """``docs/calibration/`` of this checkout: the shipped calibration's report files."""
+    return Path(__file__).resolve().parents[2] / "docs" / "calibration"

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from sim.experiments.engine import default_workers, executor_for, run_all
+from sim.experiments.provenance import now
 from sim.experiments.scenario import Scenario, replicate_seeds
 
 
@@ -76,7 +77,7 @@ def run_experiment(
     replicates = replicates or scenarios[0].replicates
     seed = scenarios[0].seed if seed is None else seed
     todo, seeds = tasks(scenarios, replicates, seed)
-    t0 = time.perf_counter()
+    started, t0 = now(), time.perf_counter()
     if executor is not None:
         results, used = run_all(todo, executor, progress), workers or default_workers()
     else:
@@ -92,6 +93,7 @@ def run_experiment(
         timeseries=pd.concat([r["timeseries"] for r in results], ignore_index=True),
         owners=pd.concat([r["owners"] for r in results], ignore_index=True),
         timings={
+            "started": started,
             "wall_s": wall,
             "runs": len(results),
             "workers": used,

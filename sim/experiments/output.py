@@ -20,36 +20,20 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from sim import __version__
 from sim.experiments import atomic
 from sim.experiments.experiment import Experiment
+from sim.experiments.provenance import provenance
 from sim.experiments.scenario import Scenario
 from sim.world.params import ParameterError
-
-DEPENDENCIES = (
-    "mesa",
-    "numpy",
-    "scipy",
-    "networkx",
-    "pandas",
-    "pyarrow",
-    "matplotlib",
-    "distributed",
-    "SALib",
-)
 
 
 class OutputExistsError(FileExistsError):
@@ -68,25 +52,6 @@ TOOL = "fishschool"  # the ``tool`` of every manifest.json this package writes
 # Kinds of folders atomic_folder writes: --force replaces only these, and only when their
 # manifest says so (a sweep's or calibration's folder is a resumable store: never replaced).
 REPLACEABLE = ("experiment", "explanation")
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python, this package and its dependencies."""
-    out = {"python": sys.version.split()[0], "fishschool": __version__}
-    for dist in DEPENDENCIES:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.machine(),
-        "cpus": os.cpu_count(),
-    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -411,14 +376,11 @@ def experiment_manifest(exp: Experiment, command: list[str] | None = None) -> di
     return {
         "tool": TOOL,
         "content": "experiment",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command,
+        **provenance(command, exp.timings.get("started")),
         "seed": exp.seed,
         "replicates": len(exp.seeds),
         "seeds": exp.seeds,
         "scenarios": [scenario_record(s) for s in exp.scenarios],
-        "versions": versions(),
-        "machine": machine(),
         "timings": exp.timings,
     }
 

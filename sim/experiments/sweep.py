@@ -70,6 +70,7 @@ import pandas as pd
 import sim
 from sim.experiments import atomic
 from sim.experiments.engine import MODELS, run_many
+from sim.experiments.provenance import now, provenance
 from sim.experiments.scenario import (
     Scenario,
     ScenarioError,
@@ -696,9 +697,10 @@ def run_sweep(
     runs = out / "runs"
     check_out(sweep, out)
     todo = plan(sweep, allow_large=allow_large)
+    started = now()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        _write_manifest(sweep, out, len(todo))
+        _write_manifest(sweep, out, len(todo), started)
         runs.mkdir(exist_ok=True)
     except OSError as err:
         raise SweepError(f"--out {out}: cannot write there ({err.strerror or err})") from None
@@ -755,14 +757,18 @@ def run_sweep(
     finally:
         writer.close(check=finished)  # on Ctrl-C or SIGTERM too: no finished run is lost
     dataset = gather(out, todo, records)
+    _write_manifest(sweep, out, len(todo), started, done=True)
     return SweepReport(
         len(unique), len(pending), skipped, failures, dataset, time.perf_counter() - t0
     )
 
 
-def _write_manifest(sweep: Sweep, out: Path, runs: int) -> None:
-    from sim.experiments.output import machine, versions
-
+def _write_manifest(sweep: Sweep, out: Path, runs: int, started: str, done: bool = False) -> None:
+    """The sweep's manifest: written when it starts (``finished`` empty) and again when every
+    run is gathered."""
+    record = provenance(None, started)
+    if not done:
+        record["finished"] = None  # still running, or killed: a rerun resumes
     manifest = {
         "name": sweep.name,
         "question": sweep.question,
@@ -796,8 +802,7 @@ def _write_manifest(sweep: Sweep, out: Path, runs: int) -> None:
             "text": sweep.base.text,
         },
         "model_digest": model_digest(),
-        "versions": versions(),
-        "machine": machine(),
+        **record,
     }
     atomic.write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
 
