@@ -6,8 +6,13 @@ into ``DIR/analysis/``:
 
 * ``response_METRIC.png``: each metric against each varied parameter, per channel (points
   are replicate means; the line is the mean within bins of the parameter);
-* for Sobol designs, ``sobol.csv`` and ``sobol_OUTCOME_CHANNEL.png``: first- and total-order
-  indices with 95% confidence intervals (SALib, Saltelli/Jansen estimators with bootstrap);
+* for Sobol designs, ``sobol.csv`` and ``sobol_METRIC_CHANNEL.png``: first- and total-order
+  indices with 95% confidence intervals (SALib, Saltelli/Jansen estimators with bootstrap), and
+  ``sobol_convergence.csv`` with ``convergence_METRIC_CHANNEL.png``: the same indices on the
+  first 4, 8, ... base samples, to see whether they have settled; ``warnings.md`` says where
+  the intervals are wider than the indices, or an index leaves [0, 1] beyond its interval;
+* with replicates, ``noise.csv``: the share of each metric's variance that is replicate noise
+  (within a point) rather than the parameters (between points);
 * for Morris designs, ``morris.csv`` and figures: mu* (with interval) and sigma;
 * ``robustness.csv`` and ``robustness.md``: for each lever setting, across the uncertainty
   space, how often and by how much the owners channel beats the streamer channel on each
@@ -24,15 +29,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis.plots import CHANNEL_COLOURS  # noqa: E402
+from analysis.plots import CHANNEL_COLOURS
 
 # Metrics where less is better (for wins and regret).
 LOWER_IS_BETTER = {
@@ -91,34 +92,124 @@ def _problem(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def sobol_indices(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
-    """First- and total-order Sobol indices with 95% intervals, per metric and channel."""
+def _sobol_layout(manifest: dict[str, Any]) -> tuple[int, bool]:
+    """Rows per base sample and whether second order was sampled (sweeps made before the
+    sampler dropped second order recorded no ``second_order``: they sampled it)."""
+    d = len(manifest["factors"])
+    second = manifest.get("second_order", True)
+    return (2 * d + 2 if second else d + 2), second
+
+
+def _sobol(problem: dict[str, Any], y: np.ndarray, second: bool, seed: int) -> dict[str, Any]:
     from SALib.analyze import sobol
 
+    return sobol.analyze(problem, y, calc_second_order=second, seed=seed)
+
+
+def sobol_indices(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """First- and total-order Sobol indices with 95% intervals, per metric and channel."""
+    table = sobol_convergence(means, manifest, steps=1)
+    return table.drop(columns="samples")
+
+
+def sobol_convergence(
+    means: pd.DataFrame, manifest: dict[str, Any], steps: int | None = None
+) -> pd.DataFrame:
+    """Sobol indices on the first n base samples, for n = N, N/2, N/4, ... down to 4 (or
+    ``steps`` values of n): whether the indices have settled. The first n base samples of a
+    Sobol sequence are a Sobol design of their own (n a power of 2), so each n is a valid
+    estimate.
+
+    Returns ``samples, metric, channel, parameter, S1, S1_conf, ST, ST_conf``.
+    """
     problem = _problem(manifest)
-    d = problem["num_vars"]
-    n_points = manifest["samples"] * (2 * d + 2)
+    per, second = _sobol_layout(manifest)
+    total = manifest["samples"]
+    sizes = [total]
+    while sizes[-1] >= 8 and (steps is None or len(sizes) < steps):
+        sizes.append(sizes[-1] // 2)
     rows = []
     for (metric, channel), _ in means.groupby(["metric", "channel"]):
-        y = _response_vector(means, metric, channel, n_points)
-        if np.isnan(y).any() or np.nanstd(y) == 0:
+        y_all = _response_vector(means, metric, channel, total * per)
+        if np.isnan(y_all).any() or np.nanstd(y_all) == 0:
             continue  # a failed point, or a channel the sweep switched off: no indices
-        res = sobol.analyze(problem, y, calc_second_order=True, seed=manifest["seed"])
-        for i, name in enumerate(problem["names"]):
-            rows.append(
-                (
-                    metric,
-                    channel,
-                    name,
-                    res["S1"][i],
-                    res["S1_conf"][i],
-                    res["ST"][i],
-                    res["ST_conf"][i],
+        for n in sorted(sizes):
+            y = y_all[: n * per]
+            if np.std(y) == 0:
+                continue
+            res = _sobol(problem, y, second, manifest["seed"])
+            for i, name in enumerate(problem["names"]):
+                rows.append(
+                    (
+                        n,
+                        metric,
+                        channel,
+                        name,
+                        res["S1"][i],
+                        res["S1_conf"][i],
+                        res["ST"][i],
+                        res["ST_conf"][i],
+                    )
                 )
+    columns = ["samples", "metric", "channel", "parameter", "S1", "S1_conf", "ST", "ST_conf"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def sobol_warnings(table: pd.DataFrame) -> list[str]:
+    """What a reader of Sobol indices must know: per metric and channel, intervals wider than
+    the largest index (the sample is too small to rank the parameters), and indices outside
+    [0, 1] beyond their interval (the estimator's noise, or a model whose output is not
+    well-behaved)."""
+    out = []
+    for (metric, channel), part in table.groupby(["metric", "channel"], sort=True):
+        top = part.ST.max()
+        widest = part.ST_conf.max()
+        if widest > top:
+            out.append(
+                f"{metric} ({channel}): intervals up to ±{widest:.2f} are wider than the largest "
+                f"total-order index ({top:.2f}): too few samples to rank the parameters"
             )
-    return pd.DataFrame(
-        rows, columns=["metric", "channel", "parameter", "S1", "S1_conf", "ST", "ST_conf"]
-    )
+        for col in ("S1", "ST"):
+            low, high = part[col] - part[f"{col}_conf"], part[col] + part[f"{col}_conf"]
+            off = part[(low > 1) | (high < 0)]
+            for r in off.itertuples():
+                out.append(
+                    f"{metric} ({channel}): {col} of {r.parameter} = {getattr(r, col):.2f} "
+                    f"± {getattr(r, col + '_conf'):.2f} lies outside [0, 1]"
+                )
+    return out
+
+
+def noise_share(data: pd.DataFrame) -> pd.DataFrame:
+    """Per metric and channel, the share of the variance across runs that is replicate noise:
+    the mean within-point variance over the total variance (0: the parameters explain all;
+    near 1: the sweep mostly measures noise). Needs replicates > 1."""
+    rows = []
+    for (metric, channel), part in data.groupby(["metric", "channel"], sort=True):
+        total = part.value.var()
+        within = part.groupby("point_id").value.var().mean()
+        if not np.isfinite(total) or total == 0 or not np.isfinite(within):
+            continue
+        rows.append((metric, channel, float(within / total), part.point_id.nunique()))
+    return pd.DataFrame(rows, columns=["metric", "channel", "noise_share", "points"])
+
+
+def convergence_figure(table: pd.DataFrame, metric: str, channel: str):
+    """Total-order indices (with intervals) against the number of base samples."""
+    part = table[(table.metric == metric) & (table.channel == channel)]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for name, g in part.groupby("parameter", sort=False):
+        line = ax.plot(g.samples, g.ST, marker="o", label=name)[0]
+        ax.fill_between(
+            g.samples, g.ST - g.ST_conf, g.ST + g.ST_conf, color=line.get_color(), alpha=0.15
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("base samples N")
+    ax.set_ylabel("total-order index ST")
+    ax.set_title(f"{metric} ({channel}): convergence")
+    ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def morris_indices(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
@@ -287,8 +378,30 @@ def analyze(folder: str | Path) -> list[Path]:
     for metric in sorted(means.metric.unique()):
         save(response_figure(means, manifest, metric), f"response_{metric}.png")
     if manifest["design"] in ("sobol", "morris"):
-        fn = sobol_indices if manifest["design"] == "sobol" else morris_indices
-        table = fn(means, manifest)
+        if manifest["design"] == "sobol":
+            steps = sobol_convergence(means, manifest)
+            table = steps[steps.samples == manifest["samples"]].drop(columns="samples")
+            path = out / "sobol_convergence.csv"
+            steps.to_csv(path, index=False)
+            written.append(path)
+            for (metric, channel), _ in steps.groupby(["metric", "channel"]):
+                fig = convergence_figure(steps, metric, channel)
+                save(fig, f"convergence_{metric}_{channel}.png")
+            warnings = sobol_warnings(table)
+            path = out / "warnings.md"
+            path.write_text(
+                "# What to keep in mind reading the Sobol indices\n\n"
+                + (
+                    "\n".join(f"- {w}" for w in warnings)
+                    or "Nothing: the intervals are narrower "
+                    "than the indices and every index lies in [0, 1]."
+                )
+                + "\n",
+                encoding="utf-8",
+            )
+            written.append(path)
+        else:
+            table = morris_indices(means, manifest)
         path = out / f"{manifest['design']}.csv"
         table.to_csv(path, index=False)
         written.append(path)
@@ -297,6 +410,10 @@ def analyze(folder: str | Path) -> list[Path]:
                 indices_figure(table, metric, channel, manifest["design"]),
                 f"{manifest['design']}_{metric}_{channel}.png",
             )
+    if manifest.get("replicates", 1) > 1:
+        path = out / "noise.csv"
+        noise_share(data).to_csv(path, index=False)
+        written.append(path)
     robust = robustness(means, manifest)
     if not robust.empty:
         path = out / "robustness.csv"
