@@ -11,6 +11,9 @@ into ``DIR/analysis/``:
   ``sobol_convergence.csv`` with ``convergence_METRIC_CHANNEL.png``: the same indices on the
   first 4, 8, ... base samples, to see whether they have settled; ``warnings.md`` says where
   the intervals are wider than the indices, or an index leaves [0, 1] beyond its interval;
+* ``discovery.md``, ``prim_METRIC.csv`` and ``prim_METRIC.png``: scenario discovery (PRIM,
+  :mod:`analysis.discovery`), the region of the parameters where the streamer beats the
+  owners on each metric, with its coverage and density;
 * with replicates, ``noise.csv``: the share of each metric's variance that is replicate noise
   (within a point) rather than the parameters (between points);
 * for Morris designs, ``morris.csv`` and figures: mu* (with interval) and sigma;
@@ -34,24 +37,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.plots import CHANNEL_COLOURS
+from sim.world.metrics import METRICS
 
-# Metrics where less is better (for wins and regret).
-LOWER_IS_BETTER = {
-    "return_rate",
-    "apparel_return_rate",
-    "returns",
-    "returned_value",
-    "brand_cost",
-    "commission",
-    "slot_fee",
-    "discount",
-    "reverse_logistics",
-    "write_off",
-    "ads",
-    "top_seller_share",
-    "owner_earnings_gini",
-    "reach_day_half",
-}
 STRATEGIES = ("owners", "streamer")
 
 
@@ -259,10 +246,13 @@ def _lever_settings(means: pd.DataFrame, manifest: dict[str, Any], bins: int = 3
 def robustness(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     """Owners versus streamer for each lever setting, across the uncertainty space.
 
-    For every point both channels' metrics are compared (higher is better, except for the
-    metrics in :data:`LOWER_IS_BETTER`). Per lever setting: the share of uncertainty samples
-    where owners win, the mean margin (owners minus streamer, in the metric's units), and each
-    strategy's regret (how far below the better strategy it falls): mean and maximum.
+    For every point both channels' metrics are compared in the direction the metric declares
+    (:data:`sim.world.metrics.METRICS`; metrics where neither is better, such as a cost kind
+    that only moves money, are left out; a value that is not a declared metric, as in the
+    Ishigami test sweep, counts as higher is better). Per lever setting: the share of
+    uncertainty samples where owners win, the mean margin (owners minus streamer, in the
+    metric's units), and each strategy's regret (how far below the better strategy it falls):
+    mean and maximum.
     """
     wide = means[means.channel.isin(STRATEGIES)].pivot_table(
         index=["point_id", "metric"], columns="channel", values="value"
@@ -276,7 +266,10 @@ def robustness(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     wide["setting"] = setting.loc[wide.point_id].to_numpy()
     rows = []
     for (label, metric), g in wide.groupby(["setting", "metric"], sort=True):
-        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        better = METRICS[metric].better if metric in METRICS else "higher"
+        if better not in ("higher", "lower"):
+            continue
+        sign = -1.0 if better == "lower" else 1.0
         own, streamer = sign * g["owners"], sign * g["streamer"]
         best = np.maximum(own, streamer)
         rows.append(
@@ -358,6 +351,21 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _discovery(means: pd.DataFrame, manifest: dict[str, Any]) -> list:
+    """Scenario discovery for every metric with a better direction, when the sweep has both
+    strategies' channels."""
+    from analysis.discovery import discover
+
+    if not set(STRATEGIES) <= set(means.channel):
+        return []
+    metrics = [
+        m
+        for m in sorted(means.metric.unique())
+        if m in METRICS and METRICS[m].better in ("higher", "lower")
+    ]
+    return [discover(means, manifest, m) for m in metrics]
+
+
 def analyze(folder: str | Path) -> list[Path]:
     """Write the response figures, sensitivity indices and robustness table of a sweep."""
     folder = Path(folder)
@@ -413,6 +421,24 @@ def analyze(folder: str | Path) -> list[Path]:
     if manifest.get("replicates", 1) > 1:
         path = out / "noise.csv"
         noise_share(data).to_csv(path, index=False)
+        written.append(path)
+    found = _discovery(means, manifest)
+    if found:
+        from analysis.discovery import describe, trajectory_figure
+
+        for d in found:
+            if d.box is not None:
+                path = out / f"prim_{d.metric}.csv"
+                d.box.limits.to_csv(path, index=False)
+                written.append(path)
+                save(trajectory_figure(d), f"prim_{d.metric}.png")
+        path = out / "discovery.md"
+        path.write_text(
+            "# Where the streamer beats the owners (PRIM scenario discovery)\n\n"
+            + "\n\n".join(describe(d) for d in found)
+            + "\n",
+            encoding="utf-8",
+        )
         written.append(path)
     robust = robustness(means, manifest)
     if not robust.empty:

@@ -278,6 +278,8 @@ def test_robustness_table_and_figures(tmp_path):
     run_sweep(sweep, tmp_path / "out")
     written = {p.name for p in analyze(tmp_path / "out")}
     assert {"robustness.csv", "robustness.md", "response_return_rate.png"} <= written
+    assert "discovery.md" in written  # PRIM: where the streamer beats the owners
+    assert "the streamer beats the owners" in (tmp_path / "out/analysis/discovery.md").read_text()
     table = pd.read_csv(tmp_path / "out" / "analysis" / "robustness.csv")
     assert set(table.lever_setting) == {
         "platform.selection_strictness=0",
