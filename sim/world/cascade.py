@@ -11,16 +11,25 @@ v's trust in friends), or as one number.
 
 A graph of ``None`` is the well-mixed population: each sender reaches each of the other
 ``n - 1`` consumers with the same probability, which is the Bass model's imitation term.
+
+:func:`word_of_mouth` is the model's daily submodel: who forwards what, and the cascade run
+with each receiver's purchase decided as she is reached (:func:`sim.world.purchases.expose`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
+from sim.world.channels import Channel, Source
+from sim.world.purchases import expose
 from sim.world.ragged import offsets
+
+if TYPE_CHECKING:
+    from sim.world.model import CommerceModel
 
 
 def forward(
@@ -149,3 +158,80 @@ def independent_cascade(
         active = receiver[mask]
         rounds += 1
     return generations
+
+
+def word_of_mouth(model: CommerceModel) -> None:
+    """Buyers and satisfied customers forward products; the cascade runs within the day.
+
+    Seeds: today's buyers, each forwarding one of today's orders with chance
+    ``forward_rate``, and advocates, satisfied customers recommending their last kept
+    purchase with daily chance ``advocacy_rate``; one forward per sender a day, and none
+    through a channel or owner link that is closed (:func:`channel_open`). A friend reached
+    is exposed once a day (:func:`sim.world.purchases.expose`: offered and settled at once);
+    if she buys she forwards with chance ``forward_rate``, and so on (Independent Cascade,
+    :func:`independent_cascade`, edge probability ``edge_prob``, times her trust in friends
+    when ``trust_weighted``). Every draw is from the stream ``wom``. Changes what offer and
+    settle change.
+    """
+    w, con, o = model.params.word_of_mouth, model.consumers, model.orders
+    today = np.arange(model.first_order_today, len(o))
+    today = today[model.streams["wom"].permutation(today.size)]
+    _, first = np.unique(o["consumer"][today], return_index=True)
+    today = today[first]
+    buyers_forward = today[model.streams["wom"].random(today.size) < w.forward_rate]
+    last = con.last_kept_order
+    advocates = np.flatnonzero(last >= 0)
+    happy = o["satisfaction"][last[advocates]] >= w.advocacy_threshold
+    advocates = advocates[happy & (model.streams["wom"].random(advocates.size) < w.advocacy_rate)]
+    seed_rows = np.concatenate([buyers_forward, last[advocates]])
+    seed_nodes = np.concatenate([o["consumer"][buyers_forward], advocates])
+    # One forward per sender per day; links of a removed streamer or a quit owner are dead.
+    _, first = np.unique(seed_nodes, return_index=True)
+    seed_rows, seed_nodes = seed_rows[first], seed_nodes[first]
+    live = channel_open(
+        model, o["channel"][seed_rows], o["owner"][seed_rows], o["product"][seed_rows]
+    )
+    seed_rows, seed_nodes = seed_rows[live], seed_nodes[live]
+    if seed_nodes.size == 0:
+        return
+    edge_prob = w.edge_prob * con.trust[Source.FRIEND] if w.trust_weighted else w.edge_prob
+    payload = {"row": seed_rows}
+
+    def activate(receiver: np.ndarray, sender_pos: np.ndarray) -> np.ndarray:
+        rows = payload["row"][sender_pos]
+        channel = o["channel"][rows]
+        bought = expose(
+            model, receiver, o["product"][rows], channel, Source.FRIEND, o["owner"][rows]
+        )
+        forwards = bought & (model.streams["wom"].random(receiver.size) < w.forward_rate)
+        # The new forwarders pass on the product they were sent (same row: same product,
+        # channel and owner link).
+        payload["row"] = rows[forwards]
+        return forwards
+
+    independent_cascade(
+        model.graph,
+        seed_nodes,
+        edge_prob,
+        model.streams["wom"],
+        model.n,
+        activate=activate,
+        max_generations=w.max_generations,
+    )
+
+
+def channel_open(
+    model: CommerceModel, channel: np.ndarray, owner: np.ndarray, product: np.ndarray
+) -> np.ndarray:
+    """Can a sale of each ``product`` still go through its ``channel`` (and ``owner``'s link)
+    today? Not if the channel is off or banned, the owner quit, or the product's brand has
+    left the channel. Returns a boolean mask."""
+    ok = model.accounts.contracts[model.catalogue.brand[product], channel.astype(np.int64)]
+    ch = model.params.channels
+    ok &= (channel != Channel.OWNERS) | ch.owners
+    ok &= (channel != Channel.CONVENTIONAL) | ch.conventional
+    ok &= (channel != Channel.STREAMER) | model.streamer.active
+    via_owner = channel == Channel.OWNERS
+    if via_owner.any():
+        ok[via_owner] &= model.owners.active[owner[via_owner]]
+    return ok

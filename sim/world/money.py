@@ -23,16 +23,30 @@ with loses it. Judging on the whole contract rather than on the last month keeps
 month (a few returns of a brand with few sales) from ending a contract that pays on average.
 After the reviews the streamer signs brands that never held her contract until her pool fills
 a session again (:meth:`sim.world.streamer.MegaStreamer.sign_brands`).
+
+Functions: :func:`book_orders` books sales and their reversal on return, :func:`charge` books a
+brand cost of one kind, :func:`first_contracts` are the contracts a run starts with,
+:func:`review_contracts` runs the reviews (every ``brands.review_days`` days), and
+:func:`assortments` says what each channel may sell under the contracts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.world.channels import CHANNELS, Channel
+from sim.world.channels import CHANNELS, Channel, Source
 from sim.world.params import Params, StreamerParams
+
+if TYPE_CHECKING:
+    from sim.world.brands import Catalogue
+    from sim.world.metrics import TickRecorder
+    from sim.world.model import CommerceModel
+
+# Products grouped by category: (products, start, count), as Catalogue.by_category gives them.
+ProductIndex = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -144,3 +158,104 @@ class BrandAccounts:
     def products_allowed(self, product_brand: np.ndarray, channel: Channel) -> np.ndarray:
         """Per product: may it be sold in the channel (its brand holds the contract)?"""
         return self.contracts[product_brand, int(channel)]
+
+
+def first_contracts(admitted: np.ndarray, streamer_candidates: np.ndarray, p: Params) -> np.ndarray:
+    """The contracts a run starts with, (brands x channels): owners may sell the brands the
+    platform ``admitted``; the streamer holds the first ``streamer.brand_share`` of the brands
+    of ``streamer_candidates`` (the eligible brands in random order); every brand lists in
+    search."""
+    contracted = streamer_candidates[: int(round(p.streamer.brand_share * p.world.brands))]
+    contracts = np.ones((p.world.brands, len(CHANNELS)), dtype=bool)
+    contracts[:, Channel.OWNERS] = admitted
+    contracts[:, Channel.STREAMER] = np.isin(np.arange(p.world.brands), contracted)
+    return contracts
+
+
+def assortments(
+    accounts: BrandAccounts, catalogue: Catalogue
+) -> tuple[ProductIndex, ProductIndex, np.ndarray]:
+    """What each channel may sell, from the brands' contracts: the owners' and search's
+    products indexed by category (:meth:`sim.world.brands.Catalogue.by_category`), and the
+    streamer's per-product mask."""
+    allowed = {ch: accounts.products_allowed(catalogue.brand, ch) for ch in Channel}
+    return (
+        catalogue.by_category(allowed[Channel.OWNERS]),
+        catalogue.by_category(allowed[Channel.CONVENTIONAL]),
+        allowed[Channel.STREAMER],
+    )
+
+
+def review_contracts(model: CommerceModel) -> None:
+    """Every ``brands.review_days`` days each brand leaves the channels that have lost it more
+    than it accepts since the contract began (:meth:`BrandAccounts.review`); the streamer then
+    signs new brands to fill her sessions (stream ``contracts``).
+
+    Changes ``model.accounts`` and, when a contract ended or began, the channels' assortments
+    (``model.owner_index``, ``model.search_index``, ``model.streamer_products``).
+    """
+    if model.day > 0 and model.day % model.params.brands.review_days == 0:
+        left = model.accounts.review(model.day).any()
+        signed = model.streamer.sign_brands(
+            model.accounts,
+            np.bincount(model.catalogue.brand, minlength=model.params.world.brands),
+            model.streamer_eligible,
+            model.streams["contracts"],
+        )
+        if left or signed:
+            model.owner_index, model.search_index, model.streamer_products = assortments(
+                model.accounts, model.catalogue
+            )
+
+
+def book_orders(model: CommerceModel, rows: np.ndarray, sign: float) -> None:
+    """Order-time accounts of order-book ``rows`` (``sign`` +1), or their reversal when the
+    orders are returned (-1).
+
+    Changes: the recorder's orders, GMV (word of mouth's share too; only when booking),
+    discount, commission, platform take, seller earnings and brand profit; each brand's
+    account in the channel (``model.accounts``); for sales through an owner's link, her
+    earnings today and her sales (``model.owners``).
+    """
+    o, cat, rec = model.orders, model.catalogue, model.recorder
+    ch = o["channel"][rows].astype(np.int64)
+    paid = o["paid"][rows]
+    sale = model.terms.sale(paid, cat.cost[o["product"][rows]], ch)
+    commission = sale["commission"]
+    if sign > 0:
+        rec.add("orders", ch)
+        wom = o["source"][rows] == Source.FRIEND
+        rec.add("wom_orders", ch[wom])
+        rec.add("gmv", ch, paid)
+        rec.add("wom_gmv", ch[wom], paid[wom])
+    rec.add("discount", ch, sign * (o["list_price"][rows] - paid))
+    rec.add("commission", ch, sign * commission)
+    rec.add("platform_take", ch, sign * sale["take"])
+    rec.add("seller_earnings", ch, sign * commission)
+    rec.add("brand_profit", ch, sign * sale["profit"])
+    model.accounts.book(o["brand"][rows], ch, sign * sale["profit"], sales=sign * paid)
+    via_owner = ch == Channel.OWNERS
+    if via_owner.any() and model.owners.m:
+        owner = o["owner"][rows][via_owner]
+        m = model.owners.m
+        model.owners.earned_today += np.bincount(
+            owner, weights=sign * commission[via_owner], minlength=m
+        )
+        model.owners.sales += np.bincount(owner, weights=sign * paid[via_owner], minlength=m)
+
+
+def charge(
+    recorder: TickRecorder,
+    accounts: BrandAccounts,
+    kind: str,
+    channel: np.ndarray | int,
+    brand: np.ndarray,
+    amount: np.ndarray | float,
+) -> None:
+    """A brand cost of one ``kind`` (slot fee, ads, reverse logistics, write-off, exchanges):
+    recorded by channel in ``recorder`` (as the cost and as lost brand profit) and booked to
+    each brand's account in the channel."""
+    amount = np.broadcast_to(np.asarray(amount, dtype=np.float64), brand.shape)
+    recorder.add(kind, channel, amount)
+    recorder.add("brand_profit", channel, -amount)
+    accounts.book(brand, channel, -amount)

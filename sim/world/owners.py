@@ -19,17 +19,28 @@ members (a group taken over from a quit owner moves to its new owner).
 The estimate is skill-weighted: she picks a category with probability proportional to
 ``(skill * knowledge + (1 - skill) / C) ** sharpness``, so an unskilled owner picks nearly at
 random and a skilled one follows what she has learned.
+
+In the daily schedule: :func:`train_owners` (2b live, 7.8) and :func:`sell_through_owners`
+(posts, opens and listening, :func:`owners_listen`; 7.1, 7.2, 7.6).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.sparse as sp
 
+from sim.world.channels import Channel, Source
 from sim.world.distributions import beta_with_mean
 from sim.world.graph import neighbourhood
-from sim.world.params import OwnerParams
-from sim.world.ragged import rank_in_run, run_starts, starts
+from sim.world.params import OwnerParams, PlatformParams
+from sim.world.purchases import offer
+from sim.world.ragged import offsets, rank_in_run, run_starts, starts
+
+if TYPE_CHECKING:
+    from sim.world.consumers import Consumers
+    from sim.world.model import CommerceModel
 
 EARNINGS_WINDOW = 30  # days of earnings an owner looks back on when deciding to quit
 MAX_POSTS = 50  # products one owner posts in a day at most (more would be spam in a group chat)
@@ -333,3 +344,113 @@ class Owners:
     def deactivate(self, owner: np.ndarray, day: int) -> None:
         self.active[owner] = False
         self.quit_day[owner] = day
+
+
+def first_owners(
+    adj: sp.csr_array | None, consumers: Consumers, p: OwnerParams, n: int, rng: np.random.Generator
+) -> Owners:
+    """The owners a run starts with (ODD 5.5): the first ``owners.count`` of a random
+    permutation of the ``n`` consumers, each with her groups (:func:`recruit_groups`; sets
+    ``consumers.group``) and knowing part of her members' mean preference. Every draw is from
+    ``rng`` (the world's ``owners`` stream)."""
+    owner_nodes = rng.permutation(n)[: p.count]
+    group_owner, group_of = recruit_groups(adj, owner_nodes, p, n, rng)
+    consumers.group = group_of
+    member_mean = _mean_member_preference(
+        group_of, consumers.preference, group_owner, owner_nodes.size
+    )
+    group_size = np.bincount(group_of[group_of >= 0], minlength=group_owner.size)
+    return Owners(p, owner_nodes, group_owner, group_size, member_mean, rng)
+
+
+def _mean_member_preference(
+    group: np.ndarray, preference: np.ndarray, group_owner: np.ndarray, m: int
+) -> np.ndarray:
+    """Each of the ``m`` owners' members' mean category preference (what she could learn at
+    best), from each consumer's ``group`` (-1: none), her ``preference`` (n x C) and each
+    group's owner; ``1 / C`` for an owner without members. Returns an (m x C) array."""
+    c = preference.shape[1]
+    members = np.flatnonzero(group >= 0)
+    if m == 0:
+        return np.zeros((0, c))
+    owner = group_owner[group[members]]
+    total = np.zeros((m, c))
+    np.add.at(total, owner, preference[members])
+    count = np.bincount(owner, minlength=m)[:, None]
+    return np.where(count > 0, total / np.maximum(count, 1), 1.0 / c)
+
+
+def train_owners(
+    own: Owners, pl: PlatformParams, live_today: bool, day: int, rng: np.random.Generator
+) -> None:
+    """2b live training (ODD 7.8): every owner's skill relaxes towards its initial value; on a
+    2b day (``live_today``) each active owner attends with chance ``live_2b_attendance`` (a
+    draw from ``rng`` per owner) and gains skill and material. Changes ``own``."""
+    own.forget()
+    if own.m and live_today:
+        attended = own.active & (rng.random(own.m) < pl.live_2b_attendance)
+        own.train(attended, pl.live_2b_skill_gain, day, pl.live_2b_material_days)
+
+
+def sell_through_owners(model: CommerceModel) -> None:
+    """Owners post today's picks; members open the posts (more often the more they trust
+    her) and see every product posted; each owner hears out some of those who opened.
+
+    Picks come from the products the owners may sell (``model.owner_index``); the members of
+    each active owner are counted into her ``member_days``; a member of an owner who posted a
+    stocked product opens with her engagement chance; :func:`owners_listen` runs on those who
+    opened; then each opener is offered every product her owner posted
+    (:func:`sim.world.purchases.offer`, with the 2b material's hype while it lasts). Every draw
+    is from the stream ``owners``. Changes the owners, the recorder (visits), the heard
+    members' trust and today's candidates.
+    """
+    own, con = model.owners, model.consumers
+    if own.m == 0:
+        return
+    rng = model.streams["owners"]
+    products, start, count = own.pick_products(
+        lambda cats: model.catalogue.pick_in_category(model.owner_index, cats, rng), rng
+    )
+    own.count_member_day()
+    # An inactive or silent owner's group has nothing to open, nor has one whose picks found
+    # no product (every brand of the category left the channel).
+    stocked = np.bincount(np.repeat(np.arange(own.m), count)[products >= 0], minlength=own.m)
+    members = np.flatnonzero(con.group >= 0)
+    owner = own.group_owner[con.group[members]]
+    posted = stocked[owner] > 0
+    members, owner = members[posted], owner[posted]
+    base = own.open_rate(model.day, model.params.platform.live_2b_material)[owner]
+    opens = rng.random(members.size) < con.engagement(base, members, Source.OWNER)
+    members, owner = members[opens], owner[opens]
+    model.recorder.add("visits", Channel.OWNERS, members.size)
+    owners_listen(model, members, owner)
+    # Each member who opened sees every product her owner posted today.
+    k = count[owner]
+    consumer = np.repeat(members, k)
+    owner = np.repeat(owner, k)
+    offset = offsets(k)
+    product = products[start[owner] + offset]
+    ok = product >= 0
+    h = model.params.hype
+    on_material = own.material_until[owner[ok]] >= model.day
+    hype = np.where(on_material, h.material, h.post)
+    offer(model, consumer[ok], product[ok], Channel.OWNERS, Source.OWNER, owner[ok], hype)
+
+
+def owners_listen(model: CommerceModel, openers: np.ndarray, owner: np.ndarray) -> None:
+    """Each active owner hears out ``owners.listening`` of today's ``openers`` of her posts
+    (``owner``: whose posts each opened), in expectation, all of them when fewer opened
+    (stream ``owners``): each heard member's taste teaches her (:meth:`Owners.listen`), and
+    being heard out moves her trust in her owner towards ``feedback.heard_satisfaction``."""
+    if openers.size == 0:
+        return
+    opened = np.bincount(owner, minlength=model.owners.m)
+    chance = np.minimum(1.0, model.params.owners.listening / np.maximum(opened[owner], 1))
+    heard = model.streams["owners"].random(openers.size) < chance
+    model.owners.listen(owner[heard], model.consumers.preference[openers[heard]])
+    # Being heard out is an experience of its own: trust in her owner moves towards
+    # feedback.heard_satisfaction (the long maintenance the article credits owners with).
+    fb = model.params.feedback
+    who = openers[heard]
+    heard_value = np.full(who.size, fb.heard_satisfaction)
+    model.consumers.update_trust(who, Source.OWNER, heard_value, fb.trust_gain, fb.trust_loss)

@@ -1,15 +1,27 @@
-"""The mega-streamer ("whale"): followers, sessions and vetting (ODD 2 and 7.1-7.2)."""
+"""The mega-streamer ("whale"): followers, sessions and vetting (ODD 2 and 7.1-7.2).
+
+:class:`MegaStreamer` is her state and decisions; :func:`sell_through_streamer` is her session
+in the daily schedule (lineup, slot fees, viewers, exposures, discovery).
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import mesa
 import numpy as np
 
+from sim.world import money
 from sim.world.brands import Catalogue
 from sim.world.calendar import occurs_on
-from sim.world.channels import Channel
+from sim.world.channels import Channel, Source
 from sim.world.money import BrandAccounts
 from sim.world.params import StreamerParams
+from sim.world.purchases import offer
+
+if TYPE_CHECKING:
+    from sim.world.metrics import TickRecorder
+    from sim.world.model import CommerceModel
 
 
 class MegaStreamer(mesa.Agent):
@@ -89,3 +101,47 @@ class MegaStreamer(mesa.Agent):
         start = rng.integers(0, n, viewers.size)
         pos = (start[:, None] + np.arange(k)[None, :]) % n
         return np.repeat(viewers, k), self.lineup[pos.ravel()]
+
+    def gain_followers(self, follows: np.ndarray, who: np.ndarray, recorder: TickRecorder) -> None:
+        """Consumers ``who`` start following her (not once she is banned): sets ``follows``
+        (the consumers' mask) and records the new followers."""
+        if self.active and who.size:
+            new = who[~follows[who]]
+            follows[new] = True
+            recorder.add("new_followers", Channel.STREAMER, np.unique(new).size)
+
+
+def sell_through_streamer(model: CommerceModel) -> None:
+    """Today's live session, if she is active and it is a session day (ODD 7.1, 7.2).
+
+    Builds the lineup from the contracted products (``model.streamer_products``) and vets it;
+    charges each slot's brand the slot fee (:func:`sim.world.money.slot_fee`); followers watch
+    with a chance moved by their trust in her (engagement), each viewer sees a stretch of the
+    lineup (:func:`sim.world.purchases.offer`); then the platform's push wins new followers
+    (discovery). Every draw is from the stream ``streamer``. Changes the recorder, the brands'
+    accounts, today's candidates and ``consumers.follows``.
+    """
+    s = model.streamer
+    if not s.session_today(model.day):
+        return
+    lineup = s.build_lineup(model.catalogue, model.streamer_products, model.streams["streamer"])
+    if lineup.size == 0:  # no brand left to put on air: no session
+        return
+    rec = model.recorder
+    rec.add("slots", Channel.STREAMER, lineup.size)
+    rec.add("vetted_slots", Channel.STREAMER, s.vetted.sum())
+    fee = money.slot_fee(model.params.streamer, int(model.consumers.follows.sum()), lineup.size)
+    money.charge(
+        rec, model.accounts, "slot_fee", Channel.STREAMER, model.catalogue.brand[lineup], fee
+    )
+    rec.add("seller_earnings", Channel.STREAMER, fee * lineup.size)
+    con, rng = model.consumers, model.streams["streamer"]
+    fans = np.flatnonzero(con.follows)
+    watch = con.engagement(model.params.streamer.attention_rate, fans, Source.STREAMER)
+    viewers = fans[rng.random(fans.size) < watch]
+    rec.add("visits", Channel.STREAMER, viewers.size)
+    consumer, product = s.products_watched(viewers, rng)
+    offer(model, consumer, product, Channel.STREAMER, Source.STREAMER)
+    # The platform pushes the live room beyond her audience: some who see it follow.
+    new = rng.integers(0, model.n, rng.poisson(model.params.streamer.discovery * viewers.size))
+    s.gain_followers(con.follows, new, rec)

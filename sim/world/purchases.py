@@ -1,0 +1,235 @@
+"""Exposure and purchase: the one door every channel goes through (ODD 7.2, 7.3).
+
+Every exposure, whichever seller or friend made it, passes through :func:`offer`, which
+records it (exposures, reach, fit) and makes its purchase draw
+(:func:`sim.world.funnel.purchase_probability`) against the needs open at that moment. The
+draws that may become orders wait as the day's *candidates*; :func:`settle` then decides the
+candidates of every channel together, in the order of their own random keys, against shared
+needs and budgets (:func:`sim.world.funnel.resolve_purchases`), writes the orders and books
+them (:func:`sim.world.money.book_orders`). :func:`expose` does both at once, for word of
+mouth, generation by generation.
+
+Every random number of an exposure comes from its channel's own stream (a friend's forward:
+the word-of-mouth stream), so a channel's draws do not depend on when the schedule calls it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sim.world import funnel
+from sim.world.channels import Channel, Source
+from sim.world.money import book_orders
+from sim.world.orders import PENDING
+
+if TYPE_CHECKING:
+    from sim.world.model import CommerceModel
+
+# The process stream a channel's own exposures draw from (see model.PROCESS_STREAMS).
+_CHANNEL_STREAM = {
+    Channel.OWNERS: "owners",
+    Channel.STREAMER: "streamer",
+    Channel.CONVENTIONAL: "search",
+}
+
+
+def offer(
+    model: CommerceModel,
+    consumer: np.ndarray,
+    product: np.ndarray,
+    channel: np.ndarray | int,
+    source: int,
+    owner: np.ndarray | None = None,
+    hype: np.ndarray | None = None,
+) -> dict[str, np.ndarray] | None:
+    """Show products to consumers: record reach and exposures, and draw each exposure's
+    purchase against today's needs.
+
+    Parameters
+    ----------
+    model : the world; its recorder, reach flags (``reached``, ``month_reached``) and today's
+        candidates (``candidates``) are written.
+    consumer, product : per exposure.
+    channel : the channel of every exposure (one code), or one per exposure.
+    source : who made the exposures (:class:`~sim.world.channels.Source`).
+    owner : per exposure, the owner whose link it went through (default: none, -1).
+    hype : per exposure, when its format varies within the channel (an owner's post on 2b
+        material); by default the hype of the channel's format (``model.format_hype``).
+
+    The draws that could become orders (candidates) are appended to ``model.candidates`` and
+    wait for :func:`settle`, which decides the day's purchases of every channel together.
+    Every random number comes from the channel's own stream (word of mouth: its own).
+
+    Returns
+    -------
+    The batch of candidates (a dict of per-candidate arrays; ``position`` indexes the
+    exposures), or ``None`` if there are none.
+    """
+    size = consumer.size
+    if size == 0:
+        return None
+    channel_in = channel
+    channel = np.broadcast_to(np.asarray(channel, dtype=np.int8), (size,))
+    p, con, cat, rec = model.params, model.consumers, model.catalogue, model.recorder
+    rec.add("exposures", channel)
+    if source == Source.FRIEND:
+        rec.add("wom_exposures", channel)
+    if np.ndim(channel_in) == 0:
+        model.reached[int(channel_in), consumer] = True
+        model.month_reached[int(channel_in), consumer] = True
+    else:
+        model.reached[channel, consumer] = True
+        model.month_reached[channel, consumer] = True
+
+    hype = model.format_hype[channel] if hype is None else hype
+    if source == Source.FRIEND:
+        hype = hype * p.word_of_mouth.hype_carryover
+    category = cat.category[product]
+    fit = con.fit[consumer, category]
+    rec.add_fit(channel, fit)
+    paid = model.terms.paid(cat.list_price[product], channel)
+    need_open = model.demand.is_open(consumer, category, model.day)
+
+    def probability(i: np.ndarray | slice, need: np.ndarray | float) -> np.ndarray:
+        c = consumer[i]
+        return funnel.purchase_probability(
+            p.purchase,
+            fit[i],
+            con.trust[source, c],
+            hype[i],
+            con.impulsiveness[c],
+            paid[i] / cat.median_price,
+            con.price_sensitivity[c],
+            need,
+        )
+
+    own = _CHANNEL_STREAM[Channel(int(channel[0]))]
+    rng = model.streams["wom" if source == Source.FRIEND else own]
+    u = rng.random(size)
+    cand = np.flatnonzero(u < probability(slice(None), need_open))
+    k = cand.size
+    if k == 0:
+        return None
+    # A candidate is sure to buy if its draw is also below the chance without the need.
+    sure = ~need_open[cand] | (u[cand] < probability(cand, 0.0))
+    fate = rng.random((4, k), dtype=np.float32)
+    batch = {
+        "position": cand,
+        "consumer": consumer[cand],
+        "product": product[cand],
+        "category": category[cand],
+        "channel": channel[cand],
+        "source": np.full(k, source, dtype=np.int8),
+        "owner": owner[cand] if owner is not None else np.full(k, -1, dtype=np.int32),
+        "paid": paid[cand],
+        "fit": fit[cand],
+        "hype": hype[cand],
+        "need_open": need_open[cand],
+        "sure": sure,
+        "key": fate[0],
+        "u_defect": fate[1],
+        "u_resolve": fate[2],
+        "u_return": fate[3],
+        "z_fit": rng.standard_normal(k, dtype=np.float32),
+        "lag": rng.integers(p.delivery.lag_min, p.delivery.lag_max + 1, k),
+    }
+    model.candidates.append(batch)
+    return batch
+
+
+def settle(model: CommerceModel) -> None:
+    """Decide the purchases offered so far today, all channels together.
+
+    Candidates are met in the order of their own random keys, so no channel gets first pick
+    by its place in the schedule; a purchase fills its need (a later candidate of the same
+    need buys only if it would have without it) and spends her budget
+    (:func:`sim.world.funnel.resolve_purchases`).
+
+    Changes: empties ``model.candidates`` and gives each batch a ``bought`` mask over its
+    candidates; the purchases fill needs and spend budgets (``model.demand``), mark the month's
+    buyers (``model.month_bought``), are written to ``model.orders`` with their channel and
+    source (in channel order) and added to ``model.pending``, and are booked
+    (:func:`sim.world.money.book_orders`); a non-follower who bought a streamer product may
+    follow her (stream ``follow``).
+    """
+    batches, model.candidates = model.candidates, []
+    if not batches:
+        return
+    c = {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
+    d = model.demand
+    bought = funnel.resolve_purchases(
+        c["consumer"],
+        c["category"],
+        c["key"],
+        c["sure"],
+        c["need_open"],
+        c["paid"],
+        d.left(c["consumer"]),
+    )
+    split = np.cumsum([b["consumer"].size for b in batches])[:-1]
+    for batch, mask in zip(batches, np.split(bought, split), strict=True):
+        batch["bought"] = mask
+    if not bought.any():
+        return
+    # Written in channel order, whichever order the schedule offered them in, so the
+    # order book (and what reads it in row order) does not depend on the schedule.
+    rows_in = np.flatnonzero(bought)
+    rows_in = rows_in[np.argsort(c["channel"][rows_in], kind="stable")]
+    b = {key: value[rows_in] for key, value in c.items()}
+    who, p, con = b["consumer"], model.params, model.consumers
+    d.fill(who, b["category"])
+    d.spend(who, b["paid"])
+    model.month_bought[b["channel"], who] = True
+    product = b["product"]
+    rows = model.orders.append(
+        day=model.day,
+        consumer=who,
+        product=product,
+        brand=model.catalogue.brand[product],
+        channel=b["channel"],
+        source=b["source"],
+        owner=b["owner"],
+        list_price=model.catalogue.list_price[product],
+        paid=b["paid"],
+        fit=b["fit"],
+        expected=funnel.expected_fit(p.purchase, b["fit"], b["hype"]),
+        impulse=b["hype"] * con.impulsiveness[who],
+        delivery_day=model.day + b["lag"],
+        status=PENDING,
+        u_defect=b["u_defect"],
+        z_fit=b["z_fit"],
+        u_resolve=b["u_resolve"],
+        u_return=b["u_return"],
+    )
+    model.pending = np.concatenate([model.pending, rows])
+    book_orders(model, rows, sign=+1.0)
+    # A non-follower who bought a streamer product a friend forwarded may follow her.
+    fans = who[(b["channel"] == Channel.STREAMER) & ~con.follows[who]]
+    follow = model.streams["follow"].random(fans.size) < p.streamer.follow_on_purchase
+    model.streamer.gain_followers(con.follows, fans[follow], model.recorder)
+
+
+def expose(
+    model: CommerceModel,
+    consumer: np.ndarray,
+    product: np.ndarray,
+    channel: np.ndarray | int,
+    source: int,
+    owner: np.ndarray | None = None,
+) -> np.ndarray:
+    """Offer and settle at once (word of mouth, generation by generation): settles what is
+    pending, offers these exposures (:func:`offer`, same parameters) and settles them.
+
+    Returns
+    -------
+    A boolean mask over the exposures: which became orders.
+    """
+    settle(model)
+    batch = offer(model, consumer, product, channel, source, owner)
+    bought = np.zeros(consumer.size, dtype=bool)
+    if batch is not None:
+        settle(model)
+        bought[batch["position"][batch["bought"]]] = True
+    return bought
