@@ -150,6 +150,47 @@ def comparison_table(
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["metric", "channel"]))
 
 
+def channel_duel(
+    summary: pd.DataFrame, metrics: Sequence[str], a: str = "owners", b: str = "streamer"
+) -> pd.DataFrame:
+    """How often channel ``a`` beats channel ``b``, replicate by replicate, on each metric (in
+    the direction the metric declares). Each channel is read in the first scenario where it
+    sells; with replicates drawn from a posterior, the share is over posterior draws.
+
+    Returns ``metric, better, a_scenario, b_scenario, replicates, win_share`` (empty when a
+    channel sells in no scenario).
+    """
+    orders = summary[summary.metric == "orders"].groupby(["scenario", "channel"], sort=False)
+    sells = orders.value.sum()
+    scenarios = list(dict.fromkeys(summary.scenario))
+    where = {}
+    for channel in (a, b):
+        found = [sc for sc in scenarios if sells.get((sc, channel), 0) > 0]
+        if not found:
+            return pd.DataFrame()
+        where[channel] = found[0]
+    rows = []
+    for metric in metrics:
+        better = METRICS[metric].better if metric in METRICS else "neither"
+        if better not in ("higher", "lower"):
+            continue
+        values = {}
+        for channel in (a, b):
+            part = summary[
+                (summary.scenario == where[channel])
+                & (summary.channel == channel)
+                & (summary.metric == metric)
+            ]
+            values[channel] = part.set_index("replicate").value
+        both = pd.concat(values, axis=1).dropna()
+        if both.empty:
+            continue  # not measured in this run (e.g. repeat purchase in a short run)
+        wins = both[a] > both[b] if better == "higher" else both[a] < both[b]
+        rows.append((metric, better, where[a], where[b], len(both), float(wins.mean())))
+    columns = ["metric", "better", f"{a}_scenario", f"{b}_scenario", "replicates", "win_share"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def event_days(params: dict[str, Any]) -> dict[str, int]:
     """The events a scenario schedules, by name and day."""
     events = params.get("events", {})
@@ -428,6 +469,28 @@ def explain_html(explained: list[Explained], res: Results) -> str:
     return "".join(body)
 
 
+def _posterior_duel(res: Results) -> tuple[str, str]:
+    """The report's section on the verdict under parameter uncertainty (Markdown, HTML): when
+    each replicate drew its parameters from a calibration's posterior."""
+    draws = res.manifest.get("posterior_draws")
+    if not draws:
+        return "", ""
+    duel = channel_duel(res.summary, TABLE_METRICS)
+    if duel.empty:
+        return "", ""
+    heading = "Owners against the streamer across the posterior"
+    text = (
+        f"Each of the {len(draws)} replicates drew its uncertain parameters from the "
+        "calibration's posterior (the same draw for every scenario of that replicate), so the "
+        "intervals above include parameter uncertainty. How often the owners' channel beats the "
+        "streamer's, draw by draw:"
+    )
+    shown = duel.assign(win_share=duel.win_share.map(lambda v: f"{v:.0%}"))
+    md = f"## {heading}\n\n{text}\n\n{_frame_markdown(shown)}\n\n"
+    html = f"<h2>{heading}</h2><p>{text}</p>" + shown.to_html(index=False, border=0)
+    return md, html
+
+
 def write_report(
     folder: str | Path, res: Results | None = None, source: str | Path | None = None
 ) -> tuple[Path, Path]:
@@ -468,7 +531,8 @@ def write_report(
         "",
     ]
     md = "\n".join(intro) + "\n" + _markdown_table(table) + "\n\n"
-    md += explain_markdown(explained, res) + "## Figures\n\n"
+    duel_md, duel_html = _posterior_duel(res)
+    md += duel_md + explain_markdown(explained, res) + "## Figures\n\n"
     captions = {
         "reach": "Reach over time",
         "funnel": "Conversion funnel",
@@ -497,7 +561,8 @@ def write_report(
     md_path = folder / "report.md"
     md_path.write_text(md, encoding="utf-8")
     html_path = folder / "report.html"
-    html_path.write_text(_html(md, table, figures, explain_html(explained, res)), encoding="utf-8")
+    page = _html(md, table, figures, duel_html + explain_html(explained, res))
+    html_path.write_text(page, encoding="utf-8")
     return md_path, html_path
 
 

@@ -26,7 +26,7 @@ from scipy import stats
 
 from analysis.stats import mean_ci
 from sim import __version__
-from sim.experiments.calibration import PRIORS, TARGETS, pattern_values, smaller_world
+from sim.experiments.calibration import default_setup, pattern_values, smaller_world
 from sim.experiments.experiment import run_experiment
 from sim.experiments.scenario import default
 from sim.experiments.verification import (
@@ -223,7 +223,7 @@ def patterns(size: Size) -> tuple[list[dict], pd.DataFrame]:
     summary = exp.summary
     values = pattern_values(summary.assign(point_id=summary.replicate))
     rows = []
-    for t in TARGETS:
+    for t in default_setup().targets:
         m, lo, hi = mean_ci(values[t.id].to_numpy())
         rows.append(
             {
@@ -245,7 +245,7 @@ def verdict_sensitivity(size: Size, posterior: pd.DataFrame | None, top: int = 4
         ranked = posterior.assign(width=width).sort_values("width", ascending=False)
         ranges = {r.parameter: (r.q05, r.q95) for r in ranked.head(top).itertuples()}
     else:
-        ranges = dict(list(PRIORS.items())[:top])
+        ranges = dict(list(default_setup().priors.items())[:top])
     rows = []
     for name, (lo, hi) in ranges.items():
         for label, v in (("low", lo), ("high", hi)):

@@ -114,18 +114,8 @@ consumers_int = _param_int("world.consumers", "consumers_int", "world.consumers"
 owners_int = _param_int("owners.count", "owners_int", "levers.owners.count")
 view_consumers_int = _param_int("world.consumers", "view_consumers_int", None)  # viz: no --set
 port_int = int_in(1, 65535, "a TCP port", "port_int")
-draws_int = int_in(10, None, "prior draws", "draws_int")
-
-
-def share_float(text: str) -> float:
-    """An argparse type: a share in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text} is not a number (a share)") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is outside the allowed range (0, 1] (a share)")
-    return value
+population_int = int_in(10, 100_000, "particles", "population_int")
+generations_int = int_in(1, 100, "generations", "generations_int")
 
 
 def scheduler_address(text: str) -> str:
@@ -199,6 +189,12 @@ def _experiment_options(p: argparse.ArgumentParser) -> None:
         help="replace an existing results folder (only one fishschool wrote)",
     )
     _sets_option(p, "a scenario key, e.g. levers.owners.commission=0.2")
+    p.add_argument(
+        "--posterior",
+        type=Path,
+        help="a calibration's posterior_samples.csv: each replicate draws its uncertain "
+        "parameters from it",
+    )
     p.add_argument("--no-report", action="store_true", help="tables only: no figures or report")
     p.add_argument("--quiet", action="store_true", help="no progress or table")
 
@@ -278,27 +274,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     sw.add_argument("--quiet", action="store_true")
 
-    ca = sub.add_parser("calibrate", help="fit uncertain parameters to the brief's patterns (ABC)")
-    ca.add_argument("--draws", type=draws_int, default=600, help="prior draws (default 600)")
+    ca = sub.add_parser(
+        "calibrate", help="fit uncertain parameters to the brief's patterns (ABC-SMC, resumable)"
+    )
     ca.add_argument(
-        "--accept", type=share_float, default=0.05, help="share accepted (default 0.05)"
+        "--targets",
+        type=Path,
+        help="targets and priors (TOML; default docs/calibration/targets.toml)",
+    )
+    ca.add_argument(
+        "--population", type=population_int, default=200, help="particles a generation (200)"
+    )
+    ca.add_argument(
+        "--generations", type=generations_int, default=6, help="ABC-SMC generations (6)"
     )
     ca.add_argument("--consumers", type=consumers_int, default=10_000)
-    ca.add_argument("--days", type=days_int, default=90)
+    ca.add_argument("--days", type=days_int, default=120)
     ca.add_argument("--seed", type=seed_int, default=2026)
     ca.add_argument(
-        "--replicates", type=replicates_int, default=4, help="replicates checking candidates"
+        "--replicates", type=replicates_int, default=2, help="runs a particle, fresh seeds (2)"
+    )
+    ca.add_argument(
+        "--predictive", type=population_int, default=100, help="posterior predictive draws (100)"
+    )
+    ca.add_argument(
+        "--no-scale-check", action="store_true", help="skip the run of the median at 100,000"
     )
     ca.add_argument("--workers", type=positive_int)
     ca.add_argument(
         "--scheduler", type=scheduler_address, help="a Dask scheduler address (as for sweep)"
     )
     ca.add_argument("--out", type=Path, default=RESULTS / "calibration")
-    ca.add_argument(
-        "--refine",
-        type=Path,
-        help="posterior.csv of an earlier round (its ranges become the priors)",
-    )
     ca.add_argument("--quiet", action="store_true")
 
     vm = sub.add_parser("validate-model", help="docking, direction checks, patterns: a report")
@@ -403,7 +409,7 @@ def _run_and_write(
     """Check the destination and the memory, run the experiment (and, for ``compare
     --explain``, the explanations of ``explain``), then write the results folder atomically."""
     from analysis.explain import explain_plan, format_explanation
-    from analysis.report import TABLE_METRICS, comparison_table, write_results
+    from analysis.report import TABLE_METRICS, channel_duel, comparison_table, write_results
     from sim.experiments.experiment import run_experiment
     from sim.experiments.output import check_destination
     from sim.world.metrics import SUMMARY_METRICS
@@ -416,6 +422,11 @@ def _run_and_write(
             + ", ".join(SUMMARY_METRICS)
         )
     out = check_destination(args.out or _default_out(label), args.force)
+    posterior = None
+    if getattr(args, "posterior", None) is not None:
+        from sim.experiments.calibration import load_posterior_samples
+
+        posterior = load_posterior_samples(args.posterior)
     first = scenarios[0]
     replicates = args.replicates or first.replicates
     runs = replicates * len(scenarios) if not explain else sys.maxsize  # coalitions: many
@@ -435,6 +446,7 @@ def _run_and_write(
             workers=workers,
             executor=executor,
             progress=Progress("runs", not args.quiet),
+            posterior=posterior,
         )
         table = comparison_table(exp.summary, exp.names, shown)
         if explain and not args.quiet:  # the comparison first: the explanations take longer
@@ -453,6 +465,15 @@ def _run_and_write(
     if not args.quiet:
         if not explain:
             print(table.to_string())
+        if posterior is not None:
+            duel = channel_duel(exp.summary, shown)
+            if not duel.empty:
+                print(
+                    f"\nAcross {len(exp.seeds)} posterior draws, owners beat the streamer in:\n"
+                    + duel.assign(win_share=duel.win_share.map("{:.0%}".format)).to_string(
+                        index=False
+                    )
+                )
         for _, expl in explanations:
             print("\n" + format_explanation(expl))
         runs = exp.timings["runs"] + sum(e.timings["runs"] for _, e in explanations)
@@ -595,45 +616,41 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from sim.experiments.calibration import (
-        calibrate,
-        calibration_world,
-        check_out,
-        check_posterior,
-    )
+    from sim.experiments.calibration import calibrate, calibration_world, check_out, load_setup
 
+    setup = load_setup(args.targets)
     out = check_out(args.out)
-    if args.refine is not None:
-        check_posterior(args.refine, "--refine")
     world = calibration_world(args.consumers, args.days)
     scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     workers = args.workers
     if not scheduler:
         workers = _plan_workers(args, [world.params], sys.maxsize, "a calibration run")
-    progress = Progress("runs", not args.quiet)
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     with executor_for(workers, args.scheduler) as (executor, where):
-        if not args.quiet:
-            print(
-                f"fishschool calibrate: {args.draws} draws on {where} into {out}/",
-                file=sys.stderr,
-            )
+        say(
+            f"fishschool calibrate: ABC-SMC, {args.generations} generations of "
+            f"{args.population} particles, {len(setup.priors)} parameters, "
+            f"{len(setup.targets)} targets, on {where}; into {out}/"
+        )
         res = calibrate(
             out,
-            draws=args.draws,
-            accept=args.accept,
+            setup=setup,
             consumers=args.consumers,
             days=args.days,
-            seed=args.seed,
+            population=args.population,
+            generations=args.generations,
             replicates=args.replicates,
+            seed=args.seed,
+            predictive=args.predictive,
+            scale_consumers=None if args.no_scale_check else 100_000,
             executor=executor,
-            workers=workers,
-            progress=lambda d, f, t: progress(d, t, f),
-            refine=args.refine,
+            workers=workers or 1,
+            log=say,
         )
-    chosen = res.candidates[res.chosen]
+    met = sum(c >= 0.5 for c in res.coverage.values())
     print(
-        f"accepted {len(res.accepted)} of {len(res.draws)} draws (epsilon {res.epsilon:.3g}); "
-        f"default: {res.chosen}, {chosen['inside']} targets met. "
+        f"{len(res.generations)} generations; posterior predictive: {met} of "
+        f"{len(res.coverage)} targets met in at least half the draws. "
         f"Report: {out / 'calibration.md'}"
     )
     return 0

@@ -163,19 +163,49 @@ def _numbers() -> list[Case]:
             "--explain-replicates 0 is outside the allowed range [1, ...)",
         ),
         (
-            "calibrate --draws 5",
-            lambda t, s: ["calibrate", "--draws", "5"],
-            "--draws 5 is outside the allowed range [10, ...)",
+            "calibrate --population 5",
+            lambda t, s: ["calibrate", "--population", "5"],
+            "--population 5 is outside the allowed range [10, 100000]",
         ),
         (
-            "calibrate --accept 0",
-            lambda t, s: ["calibrate", "--accept", "0"],
-            "--accept 0 is outside the allowed range (0, 1]",
+            "calibrate --generations 0",
+            lambda t, s: ["calibrate", "--generations", "0"],
+            "--generations 0 is outside the allowed range [1, 100]",
         ),
         (
-            "calibrate --accept nan",
-            lambda t, s: ["calibrate", "--accept", "nan"],
-            "--accept nan is outside",
+            "calibrate --targets missing",
+            lambda t, s: ["calibrate", "--targets", str(t / "none.toml")],
+            "none.toml: file not found",
+        ),
+        (
+            "calibrate --targets without priors",
+            lambda t, s: [
+                "calibrate",
+                "--targets",
+                str(
+                    _write(
+                        t / "t.toml",
+                        '[targets.T]\npattern = "p"\nchannel = "owners"\n'
+                        'metric = "return_rate"\nlow = 0.1\nhigh = 0.2\nsource = "s"\n',
+                    )
+                ),
+            ],
+            "no [priors]: nothing to calibrate",
+        ),
+        (
+            "calibrate --targets with an unknown metric",
+            lambda t, s: [
+                "calibrate",
+                "--targets",
+                str(
+                    _write(
+                        t / "t.toml",
+                        '[targets.T]\npattern = "p"\nchannel = "owners"\nmetric = "retrun"\n'
+                        'low = 0.1\nhigh = 0.2\nsource = "s"\n[priors]\n"returns.gap" = [1, 2]\n',
+                    )
+                ),
+            ],
+            "targets.T: metric = 'retrun' is neither a summary metric nor [derived]",
         ),
         (
             "viz --consumers 0",
@@ -405,21 +435,6 @@ FILES = [
         "validate a bad sweep file",
         lambda t, s: ["validate", _sweep_file(t, "levels = 1\n")],
         "levels = 1 must be an integer in [2, 1000]",
-    ),
-    (
-        "calibrate --refine missing",
-        lambda t, s: ["calibrate", "--refine", str(t / "p.csv")],
-        "--refine",
-    ),
-    (
-        "calibrate --refine empty",
-        lambda t, s: ["calibrate", "--refine", str(_write(t / "p.csv", ""))],
-        "p.csv: empty (no header, no rows)",
-    ),
-    (
-        "calibrate --refine wrong columns",
-        lambda t, s: ["calibrate", "--refine", str(_write(t / "p.csv", "a,b\n1,2\n"))],
-        "p.csv: truncated or corrupt (no column parameter, q05, q95)",
     ),
     (
         "validate-model --posterior not a CSV of ranges",

@@ -129,23 +129,3 @@ def test_weekly_occurrences_are_spread_evenly():
         days = [occurs_on(d, per_week) for d in range(70)]
         assert sum(days) == int(per_week * 10)
     assert not any(occurs_on(d, 0) for d in range(30))
-
-
-def test_a_second_calibration_round_draws_from_the_first_rounds_ranges(tmp_path):
-    import pandas as pd
-
-    from sim.experiments.calibration import PRIORS, refined_priors
-
-    post = pd.DataFrame(
-        {
-            "parameter": ["purchase.need", "returns.gap", "returns.misfit"],
-            "q05": [2.0, 5.0, 3.0],
-            "q95": [3.0, 6.0, 9.0],
-        }
-    )
-    post.to_csv(tmp_path / "posterior.csv", index=False)
-    priors = refined_priors(tmp_path / "posterior.csv")
-    assert priors["purchase.need"] == (2.0, 3.0)
-    assert priors["returns.gap"] == PRIORS["returns.gap"]  # outside the prior: kept whole
-    assert priors["returns.misfit"] == (3.0, PRIORS["returns.misfit"][1])  # clipped to it
-    assert priors["purchase.hype"] == PRIORS["purchase.hype"]  # not in the file: unchanged

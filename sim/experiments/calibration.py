@@ -1,41 +1,76 @@
-"""Pattern-oriented calibration by approximate Bayesian computation (ABC rejection).
+"""Pattern-oriented calibration by sequential Monte Carlo ABC (ABC-SMC, pyabc).
 
 Several patterns of the brief must hold at once (Grimm et al. 2005, pattern-oriented
-modelling): the targets T1-T7 of docs/ODD.md section 1.2, each a range for one metric of one
-channel (:data:`TARGETS`). The calibration
+modelling). The targets (each a range for one metric of one channel) and the uniform priors of
+the uncertain parameters are data, in ``docs/calibration/targets.toml`` (:func:`load_setup`).
 
-1. draws ``draws`` parameter sets from uniform priors over the uncertain parameters
-   (:data:`PRIORS`) with a Latin hypercube, and runs each once (a sweep: any executor, resumable,
-   see :mod:`sim.experiments.sweep`);
-2. scores every draw by its distance to the targets: for each target, how far the simulated
-   value lies outside the range, in units of the range's width (0 inside); the distance is the
-   root of the sum of squares;
-3. accepts the ``accept`` share of draws closest to the targets (rejection ABC with a quantile
-   tolerance: Pritchard et al. 1999; Beaumont, Zhang & Balding 2002); the accepted draws are a
-   sample of the approximate posterior, reported as ranges (5%-95%) and medians;
-4. checks two candidate defaults with replicates, the posterior median and the accepted draw
-   closest to the targets, and proposes the one that meets more targets.
+The calibration (:func:`calibrate`):
 
-Where the brief gives only the article's claim (the owners' low return rate) there is no
-target: the model reports what it produces.
+1. **Simulates a particle** (:func:`simulate`): the calibration world (the shipped defaults at
+   a smaller size, owners in the same proportion: :func:`calibration_world`) with the
+   particle's parameters, run for ``replicates`` replicates on fresh seeds (derived from the
+   particle's values and the base seed, so a particle always sees the same worlds and two
+   particles never share them); its pattern values are the means over the replicates.
+2. **Scores it** (:func:`distance`): for each target, how far the value lies outside the range
+   in widths of the range (0 inside; a missing value counts as 10 widths); the distance is the
+   root of the sum of squares.
+3. **Runs ABC-SMC** (Toni et al. 2009; Beaumont et al. 2009; pyabc: Klinger, Rickert &
+   Hasenauer 2018): generation 0 samples the priors; each later generation perturbs the previous
+   population's particles with a multivariate normal kernel, accepts those within a tolerance
+   epsilon set to the median distance of the previous generation, and weights them by prior
+   over proposal density. It stops after ``generations`` generations, or when every particle of
+   a generation meets every target. Particles are simulated on any ``concurrent.futures``
+   executor (local processes or a Dask cluster, as sweeps). Each finished generation is stored
+   in ``abc.db`` (SQLite); a killed calibration resumes from its last finished generation.
+4. **Checks the posterior**: a posterior predictive check (``predictive`` particles drawn by
+   weight, each run once on a fresh seed: the share of draws inside each target's range is its
+   coverage) and a scale check (the posterior median at the calibration size and at the
+   shipped scenarios' 100,000 consumers: does each pattern keep its value?).
+
+Outputs in ``out``: ``posterior_samples.csv`` (the last generation: parameters and weight),
+``posterior.csv`` (weighted 5%, 50%, 95% per parameter, with the prior range),
+``generations.csv``, ``predictive.csv``, ``scale.csv``, ``calibrated.toml`` (the posterior
+median as an ``[uncertainties]`` block), ``calibration.md`` and figures (``pairs.png``,
+``predictive.png``), and ``manifest.json`` (settings and provenance).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
+import hashlib
 import json
-from dataclasses import dataclass
+import logging
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sim.experiments.scenario import Scenario, default
-from sim.experiments.sweep import Factor, Sweep, run_sweep
-from sim.world.params import is_whole_number
+from sim.experiments.engine import run_one
+from sim.experiments.scenario import Scenario, default, replicate_seeds
+from sim.world.channels import ALL, CHANNELS
+from sim.world.metrics import SUMMARY_METRICS
+from sim.world.params import ParameterError, check_value, is_whole_number, read_toml
+
+MISSING_DISTANCE = 10.0  # a pattern a run could not measure counts as this many widths away
 
 
+def docs_folder() -> Path:
+    """``docs/calibration/`` of this checkout: the shipped calibration's files."""
+    return Path(__file__).resolve().parents[2] / "docs" / "calibration"
+
+
+class CalibrationError(ParameterError):
+    """A targets file, an output folder or a posterior file is not usable."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Targets and priors
+# ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Target:
     id: str
@@ -47,103 +82,95 @@ class Target:
     source: str
 
 
-TARGETS: tuple[Target, ...] = (
-    Target(
-        "T1",
-        "streamer returns, apparel-like goods",
-        "streamer",
-        "apparel_return_rate",
-        0.30,
-        0.50,
-        "trade press; POM 2024 implies ~35-38%",
-    ),
-    Target(
-        "T2",
-        "conventional returns, all goods",
-        "conventional",
-        "return_rate",
-        0.10,
-        0.15,
-        "trade press; NRF 2023",
-    ),
-    Target(
-        "T3",
-        "conventional conversion (orders / exposures)",
-        "conventional",
-        "conversion",
-        0.01,
-        0.04,
-        "Invesp 2023, Monetate",
-    ),
-    Target(
-        "T4",
-        "streamer orders per viewer-session",
-        "streamer",
-        "visit_conversion",
-        0.01,
-        0.03,
-        "derived from Li's Sep 2022 session (brief)",
-    ),
-    Target(
-        "T5",
-        "group monthly conversion (owners)",
-        "owners",
-        "monthly_buyer_conversion",
-        0.06,
-        0.10,
-        "trade press 2025",
-    ),
-    Target(
-        "T6",
-        "repeat purchase within 90 days (owners)",
-        "owners",
-        "repeat_purchase_rate",
-        0.40,
-        0.60,
-        "trade press 2025; Yunji 2023",
-    ),
-    Target(
-        "T7",
-        "top 1% of owners: sales per member-month (RMB)",
-        "owners",
-        "owner_sales_per_member_month_p99",
-        120.0,
-        300.0,
-        "the article: ~200 RMB",
-    ),
-    Target(
-        "T7b",
-        "top 1% over median owner (heavy tail)",
-        "owners",
-        "owner_sales_tail_ratio",
-        5.0,
-        1000.0,
-        "the article: the median far below the top",
-    ),
-)
+@dataclass(frozen=True)
+class Setup:
+    """What a calibration fits: targets, priors and the derived metrics targets may use."""
 
-# Uniform priors over the uncertain parameters the patterns are most sensitive to.
-PRIORS: dict[str, tuple[float, float]] = {
-    "purchase.intercept": (-10.5, -7.0),
-    "purchase.need": (1.0, 4.5),
-    "purchase.hype": (0.5, 3.5),
-    "purchase.trust": (0.5, 3.5),
-    "consumers.need_rate": (0.01, 0.08),
-    "streamer.products_seen": (3, 20),
-    "returns.intercept": (-5.0, -2.5),
-    "returns.misfit": (1.0, 4.5),
-    "returns.gap": (0.5, 4.0),
-    "returns.impulse": (0.5, 3.5),
-    "owners.activity_sigma": (0.5, 2.5),
-    "owners.open_rate": (0.1, 0.6),
-}
+    targets: tuple[Target, ...]
+    priors: dict[str, tuple[float, float]]
+    derived: dict[str, tuple[str, str]] = field(default_factory=dict)
+    text: str = ""  # the file's text (part of a calibration's identity)
 
-DERIVED = {
-    "owner_sales_tail_ratio": (
-        "owner_sales_per_member_month_p99",
-        "owner_sales_per_member_month_median",
-    )
-}
+    @property
+    def metrics(self) -> list[str]:
+        """The summary metrics a run must keep to measure every target."""
+        out = set()
+        for t in self.targets:
+            out |= set(self.derived.get(t.metric, (t.metric,)))
+        return sorted(out)
+
+
+def load_setup(path: str | Path | None = None) -> Setup:
+    """Targets and priors from a TOML file (default ``docs/calibration/targets.toml``); errors
+    name the file, the key and what is allowed."""
+    path = Path(path) if path is not None else docs_folder() / "targets.toml"
+    try:
+        raw = read_toml(path)
+    except ParameterError as err:
+        raise CalibrationError(str(err)) from None
+    for key in raw:
+        if key not in ("targets", "priors", "derived"):
+            raise CalibrationError(f"{path}: unknown key '{key}': allowed targets, priors, derived")
+    derived = {}
+    for name, pair in raw.get("derived", {}).items():
+        if not (isinstance(pair, list) and len(pair) == 2 and set(pair) <= set(SUMMARY_METRICS)):
+            raise CalibrationError(
+                f"{path}: derived.{name} = {pair!r}: give [numerator, denominator], two metrics"
+            )
+        derived[name] = (pair[0], pair[1])
+    targets = []
+    for tid, spec in raw.get("targets", {}).items():
+        where = f"{path}: targets.{tid}"
+        need = ("pattern", "channel", "metric", "low", "high", "source")
+        missing = [k for k in need if k not in spec]
+        if missing:
+            raise CalibrationError(f"{where}: missing {', '.join(missing)}")
+        if spec["channel"] not in (*CHANNELS, ALL):
+            raise CalibrationError(
+                f"{where}: channel = {spec['channel']!r}: choose one of {(*CHANNELS, ALL)}"
+            )
+        if spec["metric"] not in SUMMARY_METRICS and spec["metric"] not in derived:
+            raise CalibrationError(
+                f"{where}: metric = {spec['metric']!r} is neither a summary metric nor [derived]"
+            )
+        low, high = spec["low"], spec["high"]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+            raise CalibrationError(f"{where}: low and high must be numbers")
+        if not low < high:
+            raise CalibrationError(f"{where}: low = {low} must be below high = {high}")
+        targets.append(
+            Target(
+                tid,
+                str(spec["pattern"]),
+                spec["channel"],
+                spec["metric"],
+                float(low),
+                float(high),
+                str(spec["source"]),
+            )
+        )
+    if not targets:
+        raise CalibrationError(f"{path}: no [targets.ID] tables: nothing to fit")
+    priors = {}
+    for name, bounds in raw.get("priors", {}).items():
+        where = f"{path}: priors.{name}"
+        if not (isinstance(bounds, list) and len(bounds) == 2 and bounds[0] < bounds[1]):
+            raise CalibrationError(f"{where} = {bounds!r}: a prior is [low, high] with low < high")
+        for v in bounds:
+            try:
+                check_value(name, int(v) if is_whole_number(name) else float(v))
+            except ParameterError as err:
+                raise CalibrationError(f"{where}: {err}") from None
+        priors[name] = (float(bounds[0]), float(bounds[1]))
+    if not priors:
+        raise CalibrationError(f"{path}: no [priors]: nothing to calibrate")
+    return Setup(tuple(targets), priors, derived, path.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def default_setup() -> Setup:
+    """The shipped targets and priors (``docs/calibration/targets.toml``)."""
+    return load_setup()
 
 
 def smaller_world(consumers: int, days: int) -> list[str]:
@@ -159,53 +186,23 @@ def calibration_world(consumers: int = 10_000, days: int = 120) -> Scenario:
     return default(smaller_world(consumers, days))
 
 
-def refined_priors(posterior: str | Path) -> dict[str, tuple[float, float]]:
-    """Priors narrowed to an earlier round's accepted 5%-95% ranges (a second ABC round
-    searches where the first found the patterns; sequential ABC in its simplest form)."""
-    post = pd.read_csv(posterior).set_index("parameter")
-    out = {}
-    for name, (lo, hi) in PRIORS.items():
-        if name in post.index:
-            low = max(lo, float(post.loc[name, "q05"]))
-            high = min(hi, float(post.loc[name, "q95"]))
-            out[name] = (low, high) if high > low else (lo, hi)  # an empty box: keep the prior
-        else:
-            out[name] = (lo, hi)
-    return out
+def typed(name: str, value: float) -> float | int:
+    """A parameter value as the model takes it: whole-number parameters rounded."""
+    if is_whole_number(name):
+        return int(round(value))
+    return float(round(value, 6))
 
 
-def calibration_sweep(
-    base: Scenario, draws: int, seed: int, priors: dict[str, tuple[float, float]] | None = None
-) -> Sweep:
-    factors = []
-    for name, (lo, hi) in (priors or PRIORS).items():
-        factors.append(
-            Factor(
-                name, "uncertainty", low=float(lo), high=float(hi), integer=is_whole_number(name)
-            )
-        )
-    metrics = sorted(
-        {t.metric for t in TARGETS if t.metric not in DERIVED}
-        | {m for pair in DERIVED.values() for m in pair}
-    )
-    return Sweep(
-        name="calibration",
-        question="ABC calibration to the brief's patterns",
-        path=Path("-"),
-        text=json.dumps({"priors": priors or PRIORS, "draws": draws, "seed": seed}),
-        base=base,
-        design="lhs",
-        samples=draws,
-        levels=2,
-        replicates=1,
-        seed=seed,
-        metrics=tuple(metrics),
-        factors=tuple(factors),
-    )
+# ----------------------------------------------------------------------------------------------
+# Patterns and distance
+# ----------------------------------------------------------------------------------------------
+def pattern_values(data: pd.DataFrame, setup: Setup | None = None) -> pd.DataFrame:
+    """One row per ``point_id``, one column per target: the simulated value of each pattern.
 
-
-def pattern_values(data: pd.DataFrame) -> pd.DataFrame:
-    """One row per point, one column per target id: the simulated value of each pattern."""
+    ``data``: tidy rows ``point_id, channel, metric, value`` (a sweep's, or a summary with
+    ``point_id`` set to the replicate).
+    """
+    setup = setup or default_setup()
     wide = data.pivot_table(index="point_id", columns=["channel", "metric"], values="value")
     out = pd.DataFrame(index=wide.index)
 
@@ -216,226 +213,161 @@ def pattern_values(data: pd.DataFrame) -> pd.DataFrame:
             return wide[(channel, metric)]
         return pd.Series(np.nan, index=wide.index)
 
-    for t in TARGETS:
-        if t.metric in DERIVED:
-            num, den = DERIVED[t.metric]
+    for t in setup.targets:
+        if t.metric in setup.derived:
+            num, den = setup.derived[t.metric]
             out[t.id] = column(t.channel, num) / column(t.channel, den).replace(0, np.nan)
         else:
             out[t.id] = column(t.channel, t.metric)
     return out
 
 
-def distance(values: pd.DataFrame) -> pd.Series:
-    """Distance of each point to the target ranges (0 when every pattern is inside)."""
-    parts = []
-    for t in TARGETS:
-        v = values[t.id]
-        width = t.high - t.low
+def distance(values: pd.DataFrame, setup: Setup | None = None) -> pd.Series:
+    """Distance of each row of pattern values to the target ranges (0 when all are inside)."""
+    setup = setup or default_setup()
+    total = pd.Series(0.0, index=values.index)
+    for t in setup.targets:
+        v = values[t.id].replace([np.inf, -np.inf], np.nan)
         outside = np.maximum(t.low - v, 0) + np.maximum(v - t.high, 0)
-        parts.append((outside / width).fillna(10.0) ** 2)  # a missing pattern counts as far
-    return np.sqrt(sum(parts))
+        total += (outside / (t.high - t.low)).fillna(MISSING_DISTANCE) ** 2
+    return np.sqrt(total)
 
 
-def inside(values: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({t.id: (values[t.id] >= t.low) & (values[t.id] <= t.high) for t in TARGETS})
+def inside(values: pd.DataFrame, setup: Setup | None = None) -> pd.DataFrame:
+    setup = setup or default_setup()
+    return pd.DataFrame(
+        {t.id: (values[t.id] >= t.low) & (values[t.id] <= t.high) for t in setup.targets}
+    )
 
 
+def particle_seed(theta: Mapping[str, float], seed: int) -> int:
+    """A seed of its own for each particle, from its values and the base seed."""
+    text = json.dumps({"theta": {k: float(v) for k, v in sorted(theta.items())}, "seed": seed})
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def simulate(
+    theta: Mapping[str, float],
+    *,
+    base: Mapping[str, Any],
+    setup: Setup,
+    replicates: int,
+    seed: int,
+) -> dict[str, float]:
+    """The pattern values of one particle: the mean over ``replicates`` runs of the world
+    ``base`` (a Params dict) with the particle's parameters, on the particle's own seeds."""
+    point = {name: typed(name, float(v)) for name, v in theta.items()}
+    frames = []
+    for r, s in enumerate(replicate_seeds(particle_seed(theta, seed), replicates)):
+        task = {
+            "params": base,
+            "point": point,
+            "seed": s,
+            "tables": ["summary"],
+            "metrics": setup.metrics,
+            "tags": {"point_id": r},
+        }
+        frames.append(run_one(task)["summary"])
+    values = pattern_values(pd.concat(frames, ignore_index=True), setup)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a pattern missing in every replicate
+        return {t.id: float(np.nanmean(values[t.id])) for t in setup.targets}
+
+
+def particle_distance(x: Mapping[str, float], x0: Mapping[str, float], setup: Setup) -> float:
+    """:func:`distance` of one particle's pattern values (pyabc's distance signature)."""
+    row = pd.DataFrame([{t.id: x.get(t.id, np.nan) for t in setup.targets}])
+    return float(distance(row, setup).iloc[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# The calibration
+# ----------------------------------------------------------------------------------------------
 @dataclass
 class Calibration:
-    draws: pd.DataFrame  # parameters, pattern values and distance, one row per draw
-    accepted: pd.DataFrame
-    posterior: pd.DataFrame  # parameter, q05, median, q95, prior low, prior high
-    epsilon: float
-    candidates: dict[str, dict[str, Any]]
-    chosen: str
+    samples: pd.DataFrame  # the last generation: one row per particle, parameters and weight
+    posterior: pd.DataFrame  # parameter, q05, median, q95, prior_low, prior_high
+    generations: pd.DataFrame  # t, epsilon, particles, samples (simulations)
+    predictive: pd.DataFrame  # one row per predictive draw: the pattern values
+    coverage: dict[str, float]  # target id -> share of predictive draws inside the range
+    scale: pd.DataFrame  # target, value at the calibration size and at 100,000, ratio
+    median: dict[str, float | int]  # the posterior median, typed
 
 
-def calibrate(
-    out: str | Path,
-    *,
-    draws: int = 600,
-    accept: float = 0.05,
-    consumers: int = 10_000,
-    days: int = 120,
-    seed: int = 2026,
-    replicates: int = 4,
-    executor=None,
-    workers: int | None = None,
-    progress=None,
-    refine: str | Path | None = None,
-) -> Calibration:
-    """Run the ABC calibration into ``out`` (resumable) and write its report files.
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The ``q`` quantile of weighted samples (the inverse of the weighted empirical CDF).
 
-    ``refine``: the ``posterior.csv`` of an earlier round, whose accepted ranges become the
-    priors of this one.
+    >>> weighted_quantile(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.0]), 0.5)
+    2.0
     """
-    from sim.experiments.experiment import run_experiment
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cdf = np.cumsum(w) / w.sum()
+    return float(v[min(int(np.searchsorted(cdf, q)), len(v) - 1)])
 
-    out = Path(out)
-    base = calibration_world(consumers, days)
-    priors = refined_priors(refine) if refine else dict(PRIORS)
-    sweep = calibration_sweep(base, draws, seed, priors)
-    run_sweep(sweep, out / "draws", executor, progress)
-    data = pd.read_parquet(out / "draws" / "sweep.parquet")
-    params = data.drop_duplicates("point_id").set_index("point_id")[list(PRIORS)]
-    values = pattern_values(data)
-    table = params.join(values)
-    table["distance"] = distance(values)
-    n_accept = max(5, int(round(accept * len(table))))
-    accepted = table.nsmallest(n_accept, "distance")
-    epsilon = float(accepted["distance"].max())
-    post = pd.DataFrame(
+
+def _identity(setup: Setup, base: Scenario, replicates: int, seed: int, population: int) -> str:
+    """What a stored calibration depends on: resuming with other settings is refused."""
+    text = json.dumps(
         {
-            "parameter": list(PRIORS),
-            "q05": [accepted[p].quantile(0.05) for p in PRIORS],
-            "median": [accepted[p].median() for p in PRIORS],
-            "q95": [accepted[p].quantile(0.95) for p in PRIORS],
-            "prior_low": [priors[p][0] for p in PRIORS],
-            "prior_high": [priors[p][1] for p in PRIORS],
-        }
-    )
-    best = accepted.iloc[0]
-    candidates = {
-        "posterior median": {
-            p: _typed(p, m) for p, m in zip(post.parameter, post["median"], strict=True)
+            "setup": setup.text,
+            "base": base.params.to_dict(),
+            "replicates": replicates,
+            "seed": seed,
+            "population": population,
         },
-        "closest draw": {p: _typed(p, best[p]) for p in PRIORS},
-    }
-    checks = {}
-    for label, point in candidates.items():
-        sets = [f"{k}={v}" for k, v in point.items()]
-        scenario = default([*base.overrides, *sets, f"replicates={replicates}"])
-        scenario = dataclasses.replace(scenario, name=label.replace(" ", "_"))
-        exp = run_experiment([scenario], seed=seed + 1, workers=workers)
-        summary = exp.summary
-        vals = pattern_values(summary.assign(point_id=summary.replicate))
-        checks[label] = {
-            "point": point,
-            "values": vals.mean().to_dict(),
-            "inside": int(inside(vals.mean().to_frame().T).iloc[0].sum()),
-            "distance": float(distance(vals.mean().to_frame().T).iloc[0]),
-        }
-    chosen = max(checks, key=lambda k: (checks[k]["inside"], -checks[k]["distance"]))
-    result = Calibration(table, accepted, post, epsilon, checks, chosen)
-    _write(out, result, base, priors)
-    return result
-
-
-def _typed(name: str, value: float) -> float | int:
-    if is_whole_number(name):
-        return int(round(value))
-    return float(round(value, 4))
-
-
-def _write(out: Path, res: Calibration, base: Scenario, priors: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    res.draws.to_csv(out / "draws.csv")
-    res.accepted.to_csv(out / "accepted.csv")
-    res.posterior.to_csv(out / "posterior.csv", index=False)
-    (out / "candidates.json").write_text(json.dumps(res.candidates, indent=2), encoding="utf-8")
-    chosen = res.candidates[res.chosen]["point"]
-    lines = [
-        "# Calibrated uncertainties (ABC rejection; fishschool calibrate)",
-        "",
-        "[uncertainties]",
-    ] + [f"{k} = {v}" for k, v in chosen.items()]
-    (out / "calibrated.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    # Figure 1: each pattern, all draws versus accepted draws, and the target range.
-    fig, axes = plt.subplots(2, 4, figsize=(14, 6))
-    for ax, t in zip(axes.ravel(), TARGETS, strict=False):
-        allv = res.draws[t.id].replace([np.inf, -np.inf], np.nan).dropna()
-        acc = res.accepted[t.id].replace([np.inf, -np.inf], np.nan).dropna()
-        bins = np.linspace(allv.quantile(0.01), allv.quantile(0.99), 30) if len(allv) > 1 else 10
-        ax.hist(allv, bins=bins, color="lightgrey", label="prior draws")
-        ax.hist(acc, bins=bins, color="#1b9e77", label="accepted")
-        ax.axvspan(
-            t.low, min(t.high, allv.quantile(0.99)), color="orange", alpha=0.2, label="target"
-        )
-        ax.set_title(f"{t.id}: {t.pattern}", fontsize=8)
-    axes[0][0].legend(frameon=False, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "patterns.png")
-    plt.close(fig)
-    # Figure 2: posterior marginals against the priors.
-    names = list(PRIORS)
-    fig, axes = plt.subplots(3, 4, figsize=(14, 8))
-    for ax, name in zip(axes.ravel(), names, strict=False):
-        lo, hi = priors[name]
-        ax.hist(res.accepted[name], bins=np.linspace(lo, hi, 15), color="#1b9e77")
-        ax.set_xlim(lo, hi)
-        ax.set_title(name, fontsize=8)
-    fig.suptitle("Accepted draws (approximate posterior) over the prior ranges")
-    fig.tight_layout()
-    fig.savefig(out / "posterior.png")
-    plt.close(fig)
-
-    rows = [
-        "| id | pattern | target | " + " | ".join(res.candidates) + " |",
-        "|---|---|---|" + "---|" * len(res.candidates),
-    ]
-    for t in TARGETS:
-        cells = []
-        for c in res.candidates.values():
-            v = c["values"].get(t.id, float("nan"))
-            ok = "ok" if t.low <= v <= t.high else "miss"
-            cells.append(f"{v:.3g} ({ok})")
-        rows.append(f"| {t.id} | {t.pattern} | {t.low:g}-{t.high:g} | " + " | ".join(cells) + " |")
-    post = ["| parameter | prior | accepted 5% | median | 95% |", "|---|---|---|---|---|"]
-    for r in res.posterior.itertuples(index=False):
-        post.append(
-            f"| `{r.parameter}` | {r.prior_low:g}-{r.prior_high:g} | {r.q05:.3g} | "
-            f"{r.median:.3g} | {r.q95:.3g} |"
-        )
-    n = len(res.draws)
-    text = f"""# Calibration report
-
-ABC rejection over {len(PRIORS)} uncertain parameters: {n} Latin-hypercube draws from uniform
-priors, one run each ({base.params.world.consumers:,} consumers,
-{base.params.owners.count:,} owners, {base.params.world.days} days); the
-{len(res.accepted)} draws closest to the targets accepted (tolerance epsilon =
-{res.epsilon:.3g}; {int((res.draws.distance == 0).sum())} draws met every target).
-
-## Patterns: targets and the two candidate defaults (means over replicates)
-
-{chr(10).join(rows)}
-
-Chosen as the default: **{res.chosen}** (meets {res.candidates[res.chosen]["inside"]} of
-{len(TARGETS)} targets; distance {res.candidates[res.chosen]["distance"]:.3g}).
-
-## Accepted parameter ranges (approximate posterior)
-
-{chr(10).join(post)}
-
-![patterns](patterns.png)
-
-![posterior](posterior.png)
-"""
-    (out / "calibration.md").write_text(text, encoding="utf-8")
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_out(out: str | Path) -> Path:
     """calibrate writes into ``out`` and resumes there: a new or empty folder, or one an
-    earlier calibration wrote (draws/ and its report files); never a folder of other files."""
+    earlier calibration wrote (its manifest.json says so); never a folder of other files."""
     from sim.experiments.output import OutputExistsError, check_writable
 
     out = check_writable(out)
     if out.is_dir() and any(out.iterdir()):
-        ours = (out / "draws" / "manifest.json").is_file() or (out / "calibration.md").is_file()
+        try:
+            manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+            ours = manifest.get("content") == "calibration"
+        except (OSError, ValueError, AttributeError):
+            ours = False
         if not ours:
             raise OutputExistsError(
-                f"{out}: not a calibration folder (no draws/manifest.json or calibration.md) "
+                f"{out}: not a calibration folder of fishschool (no manifest.json saying so) "
                 "and not empty: choose another --out"
             )
     return out
 
 
+def load_posterior_samples(path: str | Path, option: str = "--posterior") -> pd.DataFrame:
+    """A calibration's ``posterior_samples.csv``: a column per parameter and ``weight``; every
+    value checked against its parameter's allowed range. Errors name the option and file."""
+    from sim.experiments.output import ResultsError, read_csv
+
+    path = Path(path)
+    try:
+        samples = read_csv(path, ("weight",))
+    except ResultsError as err:
+        raise ResultsError(f"{option} {err}") from None
+    names = [c for c in samples.columns if c != "weight"]
+    if not names or samples.empty:
+        raise ResultsError(f"{option} {path}: no parameter columns or no rows")
+    weights = pd.to_numeric(samples.weight, errors="coerce")
+    if weights.isna().any() or (weights < 0).any() or weights.sum() <= 0:
+        raise ResultsError(f"{option} {path}: weight must be non-negative numbers, not all 0")
+    for name in names:
+        try:
+            for v in samples[name]:
+                check_value(name, typed(name, float(v)))
+        except (ParameterError, ValueError) as err:
+            raise ResultsError(f"{option} {path}: column {name}: {err}") from None
+    return samples.assign(weight=weights)
+
+
 def check_posterior(path: str | Path, option: str) -> None:
-    """An earlier round's posterior.csv: readable, with parameter, q05 and q95 columns."""
+    """A calibration's posterior.csv: readable, with parameter, q05 and q95 columns."""
     from sim.experiments.output import ResultsError, read_csv
 
     try:
@@ -444,6 +376,342 @@ def check_posterior(path: str | Path, option: str) -> None:
         raise ResultsError(f"{option} {err}") from None
 
 
-def docs_folder() -> Path:
-    """``docs/calibration/`` of this checkout: the shipped calibration's report files."""
-    return Path(__file__).resolve().parents[2] / "docs" / "calibration"
+def calibrate(
+    out: str | Path,
+    *,
+    setup: Setup | None = None,
+    consumers: int = 10_000,
+    days: int = 120,
+    population: int = 200,
+    generations: int = 6,
+    replicates: int = 2,
+    seed: int = 2026,
+    predictive: int = 100,
+    scale_consumers: int | None = 100_000,
+    scale_replicates: int = 3,
+    executor: Executor | None = None,
+    workers: int = 1,
+    log: Callable[[str], None] = lambda text: None,
+) -> Calibration:
+    """Run (or resume) the ABC-SMC calibration into ``out`` and write its report files.
+
+    ``scale_consumers=None`` skips the scale check. ``log`` hears one line per step.
+    """
+    import pyabc
+
+    from sim.experiments import atomic
+    from sim.experiments.provenance import now, provenance
+
+    setup = setup or default_setup()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = now()
+    base = calibration_world(consumers, days)
+    identity = _identity(setup, base, replicates, seed, population)
+    manifest_path = out / "manifest.json"
+    db = out / "abc.db"
+    resume = False
+    if manifest_path.is_file() and db.is_file():
+        old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if old.get("identity") != identity:
+            raise CalibrationError(
+                f"{out}: holds a calibration with other targets, priors, world, replicates, seed "
+                "or population: choose another --out (or remove it)"
+            )
+        resume = True
+    manifest = {
+        "tool": "fishschool",
+        "content": "calibration",
+        "identity": identity,
+        "targets_file": setup.text,
+        "world": {"consumers": consumers, "days": days},
+        "population": population,
+        "generations": generations,
+        "replicates": replicates,
+        "seed": seed,
+        **provenance(None, started),
+        "finished": None,
+    }
+    atomic.write_text(manifest_path, json.dumps(manifest, indent=2, default=str))
+
+    prior = pyabc.Distribution(
+        **{name: pyabc.RV("uniform", lo, hi - lo) for name, (lo, hi) in setup.priors.items()}
+    )
+    model = functools.partial(
+        simulate, base=base.params.to_dict(), setup=setup, replicates=replicates, seed=seed
+    )
+    dist = functools.partial(particle_distance, setup=setup)
+    sampler: Any
+    if executor is None:
+        sampler = pyabc.sampler.SingleCoreSampler()
+    else:
+        sampler = pyabc.sampler.ConcurrentFutureSampler(
+            cfuture_executor=executor, client_max_jobs=max(2, 2 * workers)
+        )
+    logging.getLogger("ABC").setLevel(logging.WARNING)  # our own log says what happens
+    abc = pyabc.ABCSMC(model, prior, dist, population_size=population, sampler=sampler)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (pyabc draws from numpy's global generator)
+    observed = {t.id: (t.low + t.high) / 2 for t in setup.targets}  # the distance reads ranges
+    if resume:
+        abc.load(f"sqlite:///{db}", 1)
+        done = abc.history.max_t + 1
+        log(f"resuming after generation {done - 1} of {generations}")
+    else:
+        abc.new(f"sqlite:///{db}", observed)
+        done = 0
+    history = abc.history
+    for _ in range(done, generations):
+        history = abc.run(max_nr_populations=1, minimum_epsilon=0.0)
+        pops = history.get_all_populations()
+        last = pops[pops.t == history.max_t].iloc[0]
+        log(
+            f"generation {history.max_t + 1} of {generations}: epsilon {last.epsilon:.3g}, "
+            f"{int(last.samples)} simulations for {int(last.particles)} particles"
+        )
+        if last.epsilon <= 0:  # every particle meets every target
+            break
+    df, w = history.get_distribution(m=0, t=history.max_t)
+    samples = df.reset_index(drop=True).assign(weight=np.asarray(w) / np.sum(w))
+    names = list(setup.priors)
+    weights = samples.weight.to_numpy()
+
+    def quantile(q: float) -> list[float]:
+        return [weighted_quantile(samples[n].to_numpy(), weights, q) for n in names]
+
+    posterior = pd.DataFrame(
+        {
+            "parameter": names,
+            "q05": quantile(0.05),
+            "median": quantile(0.5),
+            "q95": quantile(0.95),
+            "prior_low": [setup.priors[n][0] for n in names],
+            "prior_high": [setup.priors[n][1] for n in names],
+        }
+    )
+    median = {n: typed(n, m) for n, m in zip(posterior.parameter, posterior["median"], strict=True)}
+    pops = history.get_all_populations()
+    gens = pops[pops.t >= 0][["t", "epsilon", "particles", "samples"]].reset_index(drop=True)
+
+    log(f"posterior predictive check: {predictive} draws")
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(samples), size=predictive, p=samples.weight.to_numpy())
+    calls = [
+        functools.partial(
+            simulate,
+            samples.loc[i, names].to_dict(),
+            base=base.params.to_dict(),
+            setup=setup,
+            replicates=1,
+            seed=seed + 1 + k,  # fresh seeds: not the worlds the particle was fitted in
+        )
+        for k, i in enumerate(picks)
+    ]
+    pred = pd.DataFrame(_map(executor, calls))
+    coverage = {
+        t.id: float(((pred[t.id] >= t.low) & (pred[t.id] <= t.high)).mean()) for t in setup.targets
+    }
+    scale = pd.DataFrame()
+    if scale_consumers:
+        log(f"scale check: the posterior median at {consumers:,} and {scale_consumers:,} consumers")
+        scale = scale_check(
+            setup, median, (consumers, scale_consumers), days, scale_replicates, seed, executor
+        )
+    res = Calibration(samples, posterior, gens, pred, coverage, scale, median)
+    write(out, res, setup, base)
+    manifest["finished"] = now()
+    atomic.write_text(manifest_path, json.dumps(manifest, indent=2, default=str))
+    return res
+
+
+def _map(executor: Executor | None, calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Each call's result, in order: run on ``executor``, or here when there is none."""
+    if executor is None:
+        return [call() for call in calls]
+    futures = [executor.submit(call) for call in calls]
+    try:
+        return [f.result() for f in futures]
+    finally:
+        for f in futures:
+            f.cancel()
+
+
+def scale_check(
+    setup: Setup,
+    point: Mapping[str, float | int],
+    sizes: tuple[int, int],
+    days: int,
+    replicates: int,
+    seed: int,
+    executor: Executor | None = None,
+) -> pd.DataFrame:
+    """Each pattern at two world sizes (owners in proportion), the same parameters and seeds:
+    ``target, small, large, ratio`` with the replicate means."""
+    calls = [
+        functools.partial(
+            simulate,
+            dict(point),
+            base=calibration_world(consumers, days).params.to_dict(),
+            setup=setup,
+            replicates=replicates,
+            seed=seed,
+        )
+        for consumers in sizes
+    ]
+    small, large = _map(executor, calls)
+    return pd.DataFrame(
+        {
+            "target": [t.id for t in setup.targets],
+            "small": [small[t.id] for t in setup.targets],
+            "large": [large[t.id] for t in setup.targets],
+        }
+    ).assign(ratio=lambda d: d.large / d.small)
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+def write(out: Path, res: Calibration, setup: Setup, base: Scenario) -> None:
+    """Tables, figures and ``calibration.md`` of a finished calibration."""
+    import matplotlib.pyplot as plt
+
+    res.samples.to_csv(out / "posterior_samples.csv", index=False)
+    res.posterior.to_csv(out / "posterior.csv", index=False)
+    res.generations.to_csv(out / "generations.csv", index=False)
+    res.predictive.to_csv(out / "predictive.csv", index=False)
+    res.scale.to_csv(out / "scale.csv", index=False)
+    lines = ["# The posterior median (ABC-SMC; fishschool calibrate)", "", "[uncertainties]"]
+    lines += [f"{k} = {v}" for k, v in res.median.items()]
+    (out / "calibrated.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    names = list(setup.priors)
+    fig = pairs_figure(res.samples, setup)
+    fig.savefig(out / "pairs.png", dpi=80)
+    plt.close(fig)
+    fig = predictive_figure(res.predictive, res.coverage, setup)
+    fig.savefig(out / "predictive.png")
+    plt.close(fig)
+
+    post = ["| parameter | prior | 5% | median | 95% | note |", "|---|---|---|---|---|---|"]
+    for r in res.posterior.itertuples(index=False):
+        span = r.prior_high - r.prior_low
+        note = ""
+        if r.median - r.prior_low < 0.05 * span or r.prior_high - r.median < 0.05 * span:
+            note = "median at a prior bound: the prior limits the fit"
+        elif (r.q95 - r.q05) > 0.8 * span:
+            note = "barely narrowed: the targets say little about it"
+        post.append(
+            f"| `{r.parameter}` | {r.prior_low:g}-{r.prior_high:g} | {r.q05:.3g} | "
+            f"{r.median:.3g} | {r.q95:.3g} | {note} |"
+        )
+    pred = [
+        "| id | pattern | target | predictive 5%-95% | median | coverage | reading |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in setup.targets:
+        v = res.predictive[t.id].replace([np.inf, -np.inf], np.nan).dropna()
+        if v.empty:
+            target = f"{t.low:g}-{t.high:g}"
+            pred.append(f"| {t.id} | {t.pattern} | {target} | - | - | 0% | unmeasured |")
+            continue
+        q05, med, q95 = v.quantile([0.05, 0.5, 0.95])
+        cov = res.coverage[t.id]
+        reading = (
+            "met"
+            if cov >= 0.5
+            else f"missed: the posterior predicts {'below' if med < t.low else 'above'} the range"
+            if not (t.low <= med <= t.high)
+            else "met by the median, spread wide"
+        )
+        pred.append(
+            f"| {t.id} | {t.pattern} | {t.low:g}-{t.high:g} | {q05:.3g}-{q95:.3g} | {med:.3g} | "
+            f"{cov:.0%} | {reading} |"
+        )
+    scale = ["| id | calibration size | 100,000 consumers | ratio |", "|---|---|---|---|"]
+    for r in res.scale.itertuples(index=False):
+        scale.append(f"| {r.target} | {r.small:.3g} | {r.large:.3g} | {r.ratio:.2f} |")
+    g = res.generations
+    steps = [
+        f"- generation {int(r.t) + 1}: epsilon {r.epsilon:.3g}, {int(r.samples)} simulated for "
+        f"{int(r.particles)} accepted"
+        for r in g.itertuples()
+    ]
+    p = base.params
+    text = f"""# Calibration report
+
+ABC-SMC (pyabc) over {len(names)} uncertain parameters with uniform priors
+(`docs/calibration/targets.toml`): {len(g)} generations of {int(g.particles.iloc[-1])} particles,
+{int(g.samples.sum()):,} simulated particles in all, each the mean of its replicates on fresh
+seeds ({p.world.consumers:,} consumers, {p.owners.count:,} owners, {p.world.days} days);
+final tolerance epsilon = {g.epsilon.iloc[-1]:.3g}.
+
+## Posterior (weighted quantiles of the last generation)
+
+{chr(10).join(post)}
+
+![pairs](pairs.png)
+
+## Posterior predictive check ({len(res.predictive)} draws by weight, one run each)
+
+{chr(10).join(pred)}
+
+![predictive](predictive.png)
+
+## Scale check (the posterior median at the calibration size and at the shipped scale)
+
+{chr(10).join(scale) if len(res.scale) else "Not run."}
+
+## Generations
+
+{chr(10).join(steps)}
+"""
+    (out / "calibration.md").write_text(text, encoding="utf-8")
+
+
+def pairs_figure(samples: pd.DataFrame, setup: Setup):
+    """Marginals and pairwise scatter of the posterior particles (point size by weight)."""
+    import matplotlib.pyplot as plt
+
+    names = list(setup.priors)
+    k = len(names)
+    fig, axes = plt.subplots(k, k, figsize=(1.6 * k, 1.6 * k), squeeze=False)
+    size = 4 + 60 * samples.weight / samples.weight.max()
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            ax = axes[i][j]
+            ax.tick_params(labelsize=5)
+            if i == j:
+                ax.hist(samples[a], bins=15, weights=samples.weight, color="#1b9e77")
+                ax.set_xlim(*setup.priors[a])
+            elif i > j:
+                ax.scatter(samples[b], samples[a], s=size, alpha=0.4, color="#1b9e77", lw=0)
+                ax.set_xlim(*setup.priors[b])
+                ax.set_ylim(*setup.priors[a])
+            else:
+                ax.set_axis_off()
+            if i == k - 1:
+                ax.set_xlabel(b, fontsize=6)
+            if j == 0:
+                ax.set_ylabel(a, fontsize=6)
+    fig.suptitle("Posterior particles over the prior ranges (size: weight)")
+    fig.tight_layout()
+    return fig
+
+
+def predictive_figure(pred: pd.DataFrame, coverage: Mapping[str, float], setup: Setup):
+    """Each pattern's posterior predictive distribution against its target range."""
+    import matplotlib.pyplot as plt
+
+    k = len(setup.targets)
+    cols = 4
+    rows = (k + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(14, 3 * rows))
+    for ax, t in zip(np.ravel(axes), setup.targets, strict=False):
+        v = pred[t.id].replace([np.inf, -np.inf], np.nan).dropna()
+        if len(v):
+            ax.hist(v, bins=20, color="#7570b3")
+        ax.axvspan(t.low, t.high, color="orange", alpha=0.25, label="target")
+        ax.set_title(f"{t.id}: {t.pattern} ({coverage[t.id]:.0%} inside)", fontsize=8)
+    for ax in np.ravel(axes)[k:]:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig

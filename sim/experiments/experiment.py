@@ -12,11 +12,12 @@ Each run is a task of the run engine (:mod:`sim.experiments.engine`), so it can 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sim.experiments.engine import default_workers, executor_for, run_all
@@ -35,23 +36,48 @@ class Experiment:
     timeseries: pd.DataFrame
     owners: pd.DataFrame
     timings: dict[str, Any] = field(default_factory=dict)
+    draws: list[dict[str, Any]] | None = None  # per replicate, when drawn from a posterior
 
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.scenarios]
 
 
+def posterior_draws(posterior: pd.DataFrame, seeds: Sequence[int]) -> list[dict[str, float | int]]:
+    """One draw of the uncertain parameters per replicate from a calibration's weighted
+    posterior samples (``posterior_samples.csv``: a column per parameter and ``weight``), each
+    drawn by weight with the replicate's own seed: the same seeds, the same draws.
+    """
+    from sim.experiments.calibration import typed
+
+    names = [c for c in posterior.columns if c != "weight"]
+    weights = posterior["weight"].to_numpy(dtype=float)
+    weights = weights / weights.sum()
+    draws = []
+    for s in seeds:
+        i = np.random.default_rng(s).choice(len(posterior), p=weights)
+        draws.append({n: typed(n, float(posterior[n].iloc[i])) for n in names})
+    return draws
+
+
 def tasks(
-    scenarios: Sequence[Scenario], replicates: int, seed: int
+    scenarios: Sequence[Scenario],
+    replicates: int,
+    seed: int,
+    draws: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[int]]:
     """The runs of an experiment as :mod:`~sim.experiments.engine` tasks, and the replicate
-    seeds they share."""
+    seeds they share. ``draws``: parameter values per replicate (a posterior draw), applied to
+    every scenario's replicate alike, so pairs still share their parameters."""
     seeds = replicate_seeds(seed, replicates)
     out = []
     for s in scenarios:
         params = s.params.to_dict()
         for r, rs in enumerate(seeds):
-            out.append({"params": params, "seed": rs, "tags": {"scenario": s.name, "replicate": r}})
+            task = {"params": params, "seed": rs, "tags": {"scenario": s.name, "replicate": r}}
+            if draws is not None:
+                task["point"] = dict(draws[r])
+            out.append(task)
     return out, seeds
 
 
@@ -63,11 +89,14 @@ def run_experiment(
     workers: int | None = None,
     executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
+    posterior: pd.DataFrame | None = None,
 ) -> Experiment:
     """Run every scenario for the same replicates; returns the collected tables.
 
     ``replicates`` and ``seed`` default to the first scenario's. With ``workers=1`` and no
-    ``executor`` the runs happen in this process, one after another.
+    ``executor`` the runs happen in this process, one after another. ``posterior``: weighted
+    samples of a calibration; each replicate then draws its uncertain parameters from them
+    (:func:`posterior_draws`), so intervals include parameter uncertainty.
     """
     if not scenarios:
         raise ValueError("an experiment needs at least one scenario")
@@ -76,7 +105,9 @@ def run_experiment(
         raise ValueError(f"scenario names must differ: {names}")
     replicates = replicates or scenarios[0].replicates
     seed = scenarios[0].seed if seed is None else seed
-    todo, seeds = tasks(scenarios, replicates, seed)
+    seeds = replicate_seeds(seed, replicates)
+    draws = posterior_draws(posterior, seeds) if posterior is not None else None
+    todo, _ = tasks(scenarios, replicates, seed, draws)
     started, t0 = now(), time.perf_counter()
     if executor is not None:
         results, used = run_all(todo, executor, progress), workers or default_workers()
@@ -99,4 +130,5 @@ def run_experiment(
             "workers": used,
             "run_s": [r["timings"]["simulate_s"] + r["timings"]["build_s"] for r in results],
         },
+        draws=draws,
     )

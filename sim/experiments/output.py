@@ -381,6 +381,7 @@ def experiment_manifest(exp: Experiment, command: list[str] | None = None) -> di
         "replicates": len(exp.seeds),
         "seeds": exp.seeds,
         "scenarios": [scenario_record(s) for s in exp.scenarios],
+        "posterior_draws": exp.draws,  # per replicate, when drawn from a calibration's posterior
         "timings": exp.timings,
     }
 
