@@ -47,7 +47,7 @@ def simulated_setup(tmp_path_factory) -> cal.Setup:
 def test_the_shipped_targets_file_loads():
     setup = cal.default_setup()
     assert [t.id for t in setup.targets][:3] == ["T1", "T2", "T3"]
-    assert setup.priors["purchase.trust"] == (0.5, 3.5)
+    assert setup.priors["purchase.trust"] == (0.5, 3.5) and len(setup.priors) == 14
     assert "owner_sales_per_member_month_median" in setup.metrics  # from [derived]
 
 
