@@ -172,3 +172,15 @@ def test_a_bad_posterior_file_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("fishschool: error: --posterior") and "returns.intercept" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_run_too_short_to_measure_a_pattern_counts_it_as_far_not_as_an_error():
+    """Three days: no 90-day cohort (T6) and perhaps no streamer apparel delivery (T1); the
+    particle gets a finite distance instead of a KeyError (issue 12's crash)."""
+    setup = cal.default_setup()
+    base = cal.calibration_world(2000, 3).params.to_dict()
+    values = cal.simulate({}, base=base, setup=setup, replicates=1, seed=1)
+    assert set(values) == {t.id for t in setup.targets}
+    assert np.isnan(values["T6"])
+    d = cal.particle_distance(values, {}, setup)
+    assert np.isfinite(d) and d >= cal.MISSING_DISTANCE
