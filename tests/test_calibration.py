@@ -97,7 +97,8 @@ def test_abc_smc_recovers_known_parameters_and_resumes(simulated_setup, tmp_path
     res = cal.calibrate(out, generations=3, **common)  # resumes: generations 1-2 kept
     gens = pd.read_csv(out / "generations.csv")
     assert len(gens) == 3 and gens.epsilon.iloc[:2].tolist() == first.epsilon.tolist()
-    assert gens.epsilon.is_monotonic_decreasing or gens.epsilon.iloc[-1] == 0
+    eps = gens.epsilon.to_numpy()
+    assert (np.diff(eps) < 0).all() or eps[-1] == 0, eps  # the tolerance shrinks, resumed too
     post = res.posterior.set_index("parameter")
     for name, value in TRUE.items():
         assert post.loc[name, "q05"] <= value <= post.loc[name, "q95"], (name, post.loc[name])

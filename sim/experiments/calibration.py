@@ -448,7 +448,7 @@ def calibrate(
         sampler = pyabc.sampler.ConcurrentFutureSampler(
             cfuture_executor=executor, client_max_jobs=max(2, 2 * workers)
         )
-    logging.getLogger("ABC").setLevel(logging.WARNING)  # our own log says what happens
+    logging.getLogger("ABC").setLevel(logging.INFO)  # generation lines go to ``log``
     abc = pyabc.ABCSMC(model, prior, dist, population_size=population, sampler=sampler)
     np.random.seed(seed % 2**32)  # noqa: NPY002 (pyabc draws from numpy's global generator)
     observed = {t.id: (t.low + t.high) / 2 for t in setup.targets}  # the distance reads ranges
@@ -460,16 +460,16 @@ def calibrate(
         abc.new(f"sqlite:///{db}", observed)
         done = 0
     history = abc.history
-    for _ in range(done, generations):
-        history = abc.run(max_nr_populations=1, minimum_epsilon=0.0)
-        pops = history.get_all_populations()
-        last = pops[pops.t == history.max_t].iloc[0]
-        log(
-            f"generation {history.max_t + 1} of {generations}: epsilon {last.epsilon:.3g}, "
-            f"{int(last.samples)} simulations for {int(last.particles)} particles"
-        )
-        if last.epsilon <= 0:  # every particle meets every target
-            break
+    # One run() for all remaining generations: calling it a generation at a time restarts the
+    # tolerance schedule from the prior sample each time (epsilon would never shrink).
+    # Stops early when epsilon reaches 0: every particle meets every target.
+    pyabc_log = logging.getLogger("ABC")
+    own = pyabc_log.handlers[:]  # pyabc prints to stderr itself: ours instead, while it runs
+    pyabc_log.handlers = [_LogForward(log)]
+    try:
+        history = abc.run(max_nr_populations=generations - done, minimum_epsilon=0.0)
+    finally:
+        pyabc_log.handlers = own
     df, w = history.get_distribution(m=0, t=history.max_t)
     samples = df.reset_index(drop=True).assign(weight=np.asarray(w) / np.sum(w))
     names = list(setup.priors)
@@ -521,6 +521,19 @@ def calibrate(
     manifest["finished"] = now()
     atomic.write_text(manifest_path, json.dumps(manifest, indent=2, default=str))
     return res
+
+
+class _LogForward(logging.Handler):
+    """pyabc's generation lines ("t: 2, eps: 1.3", "Accepted: 100 / 214") to ``log``."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text.startswith(("t:", "Accepted:", "Stop:")):
+            self.log(f"ABC-SMC {text}")
 
 
 def _map(executor: Executor | None, calls: Sequence[Callable[[], Any]]) -> list[Any]:
