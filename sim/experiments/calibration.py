@@ -643,6 +643,10 @@ def write(out: Path, res: Calibration, setup: Setup, base: Scenario) -> None:
     for r in res.scale.itertuples(index=False):
         scale.append(f"| {r.target} | {r.small:.3g} | {r.large:.3g} | {r.ratio:.2f} |")
     g = res.generations
+    ess = float(1.0 / (res.samples.weight**2).sum())  # Kish's effective sample size
+    rough = ""
+    if ess < 0.2 * len(res.samples):
+        rough = ": few particles carry the posterior, so its quantiles are rough"
     steps = [
         f"- generation {int(r.t) + 1}: epsilon {r.epsilon:.3g}, {int(r.samples)} simulated for "
         f"{int(r.particles)} accepted"
@@ -655,7 +659,8 @@ ABC-SMC (pyabc) over {len(names)} uncertain parameters with uniform priors
 (`docs/calibration/targets.toml`): {len(g)} generations of {int(g.particles.iloc[-1])} particles,
 {int(g.samples.sum()):,} simulated particles in all, each the mean of its replicates on fresh
 seeds ({p.world.consumers:,} consumers, {p.owners.count:,} owners, {p.world.days} days);
-final tolerance epsilon = {g.epsilon.iloc[-1]:.3g}.
+final tolerance epsilon = {g.epsilon.iloc[-1]:.3g}. The last generation's weights have an
+effective sample size of {ess:.1f} particles (Kish: 1 / sum of squared weights){rough}.
 
 ## Posterior (weighted quantiles of the last generation)
 
