@@ -486,7 +486,7 @@ def _posterior_duel(res: Results) -> tuple[str, str]:
         "streamer's, draw by draw:"
     )
     shown = duel.assign(win_share=duel.win_share.map(lambda v: f"{v:.0%}"))
-    md = f"## {heading}\n\n{text}\n\n{_frame_markdown(shown)}\n\n"
+    md = f"## {heading}\n\n{text}\n\n{_frame_markdown(shown.set_index('metric'))}\n\n"
     html = f"<h2>{heading}</h2><p>{text}</p>" + shown.to_html(index=False, border=0)
     return md, html
 

@@ -93,12 +93,6 @@ def _sobol(problem: dict[str, Any], y: np.ndarray, second: bool, seed: int) -> d
     return sobol.analyze(problem, y, calc_second_order=second, seed=seed)
 
 
-def sobol_indices(means: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
-    """First- and total-order Sobol indices with 95% intervals, per metric and channel."""
-    table = sobol_convergence(means, manifest, steps=1)
-    return table.drop(columns="samples")
-
-
 def sobol_convergence(
     means: pd.DataFrame, manifest: dict[str, Any], steps: int | None = None
 ) -> pd.DataFrame:
