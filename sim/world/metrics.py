@@ -318,7 +318,8 @@ _SUMMARIES = [
     ),
     Metric(
         "owner_sales_per_member_month_p99",
-        "99th percentile of the same (the top 1% of owners)",
+        "99th percentile of the same (the top 1% of owners), from a zero-inflated lognormal fit"
+        " (steady with few owners)",
         "RMB/member-month",
         "higher",
         numerator="owner's sales",
