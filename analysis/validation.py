@@ -7,15 +7,20 @@ It reruns, at a chosen size, everything a reviewer needs to trust the model:
 2. direction checks: each lever or driver moves its metric the way the mechanism says;
 3. patterns: each calibration target of the brief against the simulated mean and its 95%
    interval at the default parameters;
-4. the owners-versus-streamer verdict under the least certain parameters: each set to the low
-   and high end of its accepted range (or prior), does the verdict still hold?
+4. the calibration on record: posterior predictive coverage per target and the scale check;
+5. the owners-versus-streamer verdict with each replicate's parameters drawn from the
+   posterior: how often the owners come out ahead on each metric;
+6. scenario discovery (PRIM) on the shipped verdict sweep: where the streamer wins.
 
 The tests regenerate it at a small size (``--size small``) so that it never goes stale.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,11 +29,24 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.discovery import describe, discover
+from analysis.report import channel_duel
+from analysis.sensitivity import STRATEGIES, point_means
+from analysis.sensitivity import load as load_sweep_data
 from analysis.stats import mean_ci
 from sim import __version__
-from sim.experiments.calibration import default_setup, pattern_values, smaller_world
+from sim.experiments import atomic
+from sim.experiments.calibration import (
+    default_setup,
+    docs_folder,
+    load_posterior_samples,
+    pattern_values,
+    smaller_world,
+)
+from sim.experiments.engine import executor_for
 from sim.experiments.experiment import run_experiment
-from sim.experiments.scenario import default
+from sim.experiments.scenario import default, load, shipped_dir
+from sim.experiments.sweep import count_runs, load_sweep, run_sweep
 from sim.experiments.verification import (
     HOUSE,
     bass_curve,
@@ -40,6 +58,7 @@ from sim.experiments.verification import (
     reference_ic_reach,
 )
 from sim.world.graph import community_graph
+from sim.world.metrics import METRICS
 
 HEADING = "# Validation report"  # the report's first line: what --out may replace
 
@@ -106,12 +125,6 @@ DIRECTIONS = (
         "return_rate",
         -1,
     ),
-)
-
-VERDICTS = (
-    ("owners return less than the streamer", "return_rate", -1),
-    ("owners earn brands more per order", "profit_per_order", +1),
-    ("owners' buyers are more satisfied", "satisfaction", +1),
 )
 
 
@@ -238,27 +251,114 @@ def patterns(size: Size) -> tuple[list[dict], pd.DataFrame]:
     return rows, exp.summary
 
 
-def verdict_sensitivity(size: Size, posterior: pd.DataFrame | None, top: int = 4) -> list[dict]:
-    """The verdict under the least certain parameters, each at both ends of its range."""
-    if posterior is not None:
-        width = (posterior.q95 - posterior.q05) / (posterior.prior_high - posterior.prior_low)
-        ranked = posterior.assign(width=width).sort_values("width", ascending=False)
-        ranges = {r.parameter: (r.q05, r.q95) for r in ranked.head(top).itertuples()}
-    else:
-        ranges = dict(list(default_setup().priors.items())[:top])
-    rows = []
-    for name, (lo, hi) in ranges.items():
-        for label, v in (("low", lo), ("high", hi)):
-            v = int(round(v)) if name == "streamer.products_seen" else round(float(v), 4)
-            s = default(_world(size, f"{name}={v}"))
-            sm = run_experiment([s], workers=1).summary
-            cells = {}
-            for what, metric, sign in VERDICTS:
-                own = sm[(sm.channel == "owners") & (sm.metric == metric)].value.mean()
-                st = sm[(sm.channel == "streamer") & (sm.metric == metric)].value.mean()
-                cells[what] = bool((own - st) * sign > 0)
-            rows.append({"parameter": name, "end": f"{label} ({v})", **cells})
-    return rows
+def calibration_summary(folder: Path) -> tuple[list[dict], list[dict], str]:
+    """The calibration on record (``fishschool calibrate`` output in ``folder``): predictive
+    coverage per target, the scale check, and one line on the run."""
+    targets = default_setup().targets
+    pred = pd.read_csv(folder / "predictive.csv")
+    gens = pd.read_csv(folder / "generations.csv")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    coverage = []
+    for t in targets:
+        v = pred[t.id].dropna()
+        share = float(((v >= t.low) & (v <= t.high)).mean())
+        coverage.append(
+            {
+                "id": t.id,
+                "pattern": t.pattern,
+                "target": f"{t.low:g}-{t.high:g}",
+                "predictive 5%-95%": f"{v.quantile(0.05):.3g}-{v.quantile(0.95):.3g}",
+                "median": f"{v.median():.3g}",
+                "coverage": f"{share:.0%}",
+                "met": share >= 0.5,
+            }
+        )
+    scale = []
+    if (folder / "scale.csv").is_file():
+        scale = [
+            {
+                "id": r.target,
+                "calibration size": f"{r.small:.3g}",
+                "100,000 consumers": f"{r.large:.3g}",
+                "ratio": f"{r.ratio:.2f}",
+            }
+            for r in pd.read_csv(folder / "scale.csv").itertuples()
+        ]
+    ess = (
+        ""
+        if "effective_sample_size" not in gens
+        else (
+            f", effective sample size {gens.effective_sample_size.iloc[-1]:.0f} of "
+            f"{manifest['population']}"
+        )
+    )
+    line = (
+        f"ABC-SMC, {len(gens)} generations of {manifest['population']} particles "
+        f"({int(gens.samples.sum()):,} simulated, {manifest['replicates']} replicates each, "
+        f"{manifest['world']['consumers']:,} consumers, {manifest['world']['days']} days), "
+        f"final tolerance {gens.epsilon.iloc[-1]:.2f}{ess}"
+    )
+    return coverage, scale, line
+
+
+VERDICT_METRICS = (
+    "reach_share",
+    "conversion",
+    "visit_conversion",
+    "monthly_buyer_conversion",
+    "return_rate",
+    "resolution_rate",
+    "net_gmv",
+    "brand_profit",
+    "profit_per_net_rmb",
+    "satisfaction",
+    "repeat_purchase_rate",
+)
+
+
+def verdict_across_posterior(
+    size: Size, samples: pd.DataFrame | None, workers: int = 1
+) -> list[dict]:
+    """Owners against the streamer (the shipped scenarios at this size) with every replicate's
+    uncertain parameters drawn from the posterior (:func:`run_experiment`'s ``posterior``):
+    how often the owners come out ahead, draw by draw."""
+    scenarios = [load(name, smaller_world(size.consumers, size.days)) for name in STRATEGIES]
+    exp = run_experiment(scenarios, replicates=size.replicates, workers=workers, posterior=samples)
+    duel = channel_duel(exp.summary, VERDICT_METRICS)
+    return [
+        {
+            "metric": r.metric,
+            "better": r.better,
+            "draws": r.replicates,
+            "owners ahead": f"{r.win_share:.0%}",
+        }
+        for r in duel.itertuples()
+    ]
+
+
+def discovery(size: Size, workers: int = 1) -> tuple[list[str], str]:
+    """Scenario discovery (PRIM) on the shipped verdict sweep, run at this size: where in the
+    remaining declared constants does the streamer beat the owners?"""
+    path = shipped_dir() / "sweeps" / "verdict_under_uncertainty.toml"
+    sweep = load_sweep(path)
+    if size.consumers < sweep.base.params.world.consumers:  # the tests' small report
+        sweep = dataclasses.replace(
+            load_sweep(path, smaller_world(size.consumers, size.days)), samples=8
+        )
+    with tempfile.TemporaryDirectory() as tmp, executor_for(workers) as (executor, _):
+        run_sweep(sweep, tmp, executor)
+        data, manifest = load_sweep_data(tmp)
+        means = point_means(data, manifest)
+        found = [
+            discover(means, manifest, m)
+            for m in sweep.metrics
+            if METRICS[m].better in ("higher", "lower")
+        ]
+    runs = count_runs(sweep)
+    return [describe(d) for d in found], (
+        f"`{sweep.path.name}`: {runs} runs ({sweep.base.params.world.consumers:,} consumers, "
+        f"{sweep.base.params.world.days} days)"
+    )
 
 
 def _table(rows: list[dict]) -> str:
@@ -276,24 +376,60 @@ def _table(rows: list[dict]) -> str:
 
 
 def write_report(
-    path: str | Path, size_name: str = "full", posterior: str | Path | None = None
+    path: str | Path,
+    size_name: str = "full",
+    calibration: str | Path | None = None,
+    workers: int = 1,
 ) -> Path:
-    """Run every check at the given size and write the Markdown report to ``path``."""
+    """Run every check at the given size and write the Markdown report to ``path``.
+
+    ``calibration``: a ``fishschool calibrate`` folder (default ``docs/calibration``): its
+    predictive coverage and scale check are reported, and its posterior samples drive the
+    verdict across the posterior; without one, the verdict uses the defaults only.
+    """
     size = SIZES[size_name]
-    post = pd.read_csv(posterior) if posterior and Path(posterior).is_file() else None
+    folder = Path(calibration) if calibration is not None else docs_folder()
+    has_posterior = (folder / "posterior_samples.csv").is_file()
+    shown = "docs/calibration" if folder.resolve() == docs_folder() else folder.as_posix()
     dock = docking(size)
     dirs = directions(size)
     pats, _ = patterns(size)
-    sens = verdict_sensitivity(size, post)
+    coverage, scale, line = calibration_summary(folder) if has_posterior else ([], [], "")
+    samples = load_posterior_samples(folder / "posterior_samples.csv") if has_posterior else None
+    verdict = verdict_across_posterior(size, samples, workers)
+    boxes, sweep_line = discovery(size, workers)
     passed = sum(r["passed"] for r in dock + dirs)
     total = len(dock) + len(dirs)
     inside = sum(r["inside"] for r in pats)
+    met = sum(r["met"] for r in coverage)
+    calibration_text = (
+        f"""{line}. Each particle is the mean of its replicates on its own seeds; the defaults
+are the posterior median (docs/calibration/calibration.md has the posterior, the pair plot and
+the generations).
+
+### Posterior predictive coverage
+
+Draws of the posterior by weight, each run once on a fresh seed: the share inside each target's
+range. **{met} of {len(coverage)}** targets are met in at least half the draws.
+
+{_table(coverage)}
+
+### Scale check
+
+The posterior median at the calibration size and at the shipped scenarios' 100,000 consumers
+(owners in the same proportion).
+
+{_table(scale)}"""
+        if has_posterior
+        else f"No calibration in {shown}: run `fishschool calibrate`."
+    )
     text = f"""{HEADING}
 
 Generated by `fishschool validate-model --size {size_name}` (fishschool {__version__},
 {datetime.now(UTC).date()}): {size.consumers:,} consumers, {size.days} days,
 {size.replicates} replicates per setting. Docking and direction checks: **{passed} of {total}
-passed**. Patterns: **{inside} of {len(pats)}** targets met at the defaults.
+passed**. Patterns: **{inside} of {len(pats)}** targets met at the defaults; **{met} of
+{len(coverage)}** in at least half the posterior's predictive draws.
 
 ## 1. Docking (Rand & Rust 2011)
 
@@ -315,18 +451,35 @@ return rate has no target: the article only claims it, so it is reported, not ca
 
 {_table(pats)}
 
-## 4. Does the owners-versus-streamer verdict survive the least certain parameters?
+## 4. Calibration (ABC-SMC, {shown})
 
-The parameters with the widest accepted ranges in the calibration
-({"docs/calibration/posterior.csv" if post is not None else "the priors, no calibration given"}),
-each set to the low and the high end of that range, all else at the defaults. "yes": the
-verdict holds.
+{calibration_text}
 
-{_table(sens)}
+## 5. The owners-versus-streamer verdict under parameter uncertainty
+
+The shipped `owners` and `streamer` scenarios at {size.consumers:,} consumers; each replicate
+draws its uncertain parameters from the posterior by weight (both scenarios share the draw), so
+the spread includes what the calibration leaves uncertain, not only Monte Carlo noise
+(`fishschool compare owners streamer --posterior {shown}/posterior_samples.csv`).
+"owners ahead": the share of draws in which the owners beat the streamer, in the metric's
+better direction.
+
+{_table(verdict)}
+
+## 6. Where does the streamer beat the owners? (scenario discovery)
+
+PRIM (Friedman & Fisher 1999; EMA Workbench) on the shipped verdict sweep, {sweep_line}: the
+per-channel constants that remain declared levers and uncertainties (hype by format, initial
+trust, desk capacities, vetting, the brands' loss tolerance, margins) over their ranges. For
+each metric: how often the streamer comes out ahead, and the box of parameters holding most of
+those points (coverage: the share of her wins inside the box; density: the share of the box's
+points she wins).
+
+{chr(10).join(f"- {b}" for b in boxes)}
 """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    atomic.write_text(path, text)  # a report in full or not at all
     return path
 
 

@@ -42,7 +42,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sim import __version__
-from sim.experiments.engine import check_scheduler, executor_for
+from sim.experiments.engine import check_scheduler, default_workers, executor_for
 from sim.experiments.sweep import is_sweep_file, load_sweep
 from sim.world.params import ParameterError, field_of
 
@@ -311,11 +311,13 @@ def _parser() -> argparse.ArgumentParser:
     vm.add_argument("--size", choices=("small", "full"), default="full")
     vm.add_argument("--out", type=Path, default=Path("docs/VALIDATION.md"))
     vm.add_argument(
-        "--posterior",
+        "--calibration",
         type=Path,
-        default=Path("docs/calibration/posterior.csv"),
-        help="accepted ranges from fishschool calibrate (for the verdict's sensitivity)",
+        default=None,
+        help="a fishschool calibrate folder: its coverage, scale check and posterior (for the "
+        "verdict across posterior draws); default docs/calibration",
     )
+    vm.add_argument("--workers", type=positive_int, help="local processes (default: all cores)")
 
     an = sub.add_parser("analyze", help="sensitivity and robustness analysis of a sweep")
     an.add_argument("folder", type=Path)
@@ -658,12 +660,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_validate_model(args: argparse.Namespace) -> int:
     from analysis.validation import check_destination, write_report
-    from sim.experiments.calibration import check_posterior
+    from sim.experiments.calibration import docs_folder, load_posterior_samples
 
     out = check_destination(args.out)
-    if args.posterior.exists():  # missing: the verdict uses the priors (the report says so)
-        check_posterior(args.posterior, "--posterior")
-    path = write_report(out, args.size, args.posterior)
+    folder = args.calibration or docs_folder()
+    if args.calibration is not None and not (folder / "posterior_samples.csv").is_file():
+        raise ParameterError(
+            f"--calibration {folder}: no posterior_samples.csv there (a fishschool calibrate "
+            "folder holds one)"
+        )
+    if (folder / "posterior_samples.csv").is_file():
+        load_posterior_samples(folder / "posterior_samples.csv", "--calibration")
+    workers = args.workers or default_workers()
+    path = write_report(out, args.size, folder, workers)
     print(f"Validation report: {path}")
     return 0
 
