@@ -187,3 +187,22 @@ def test_a_run_too_short_to_measure_a_pattern_counts_it_as_far_not_as_an_error()
     assert np.isnan(values["T6"])
     d = cal.particle_distance(values, {}, setup)
     assert np.isfinite(d) and d >= cal.MISSING_DISTANCE
+
+
+def test_tensions_name_the_target_a_missed_one_drags_out_of_range():
+    """T1 below its range and tied to T2 (rho 1): T1 needs to move up, T2 moves up with it,
+    and T2's room is measured from its median to its upper bound in widths; T3 is unrelated."""
+    setup = cal.default_setup()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 200)
+    pred = pd.DataFrame({t.id: (t.low + t.high) / 2 + 0 * x for t in setup.targets})
+    pred["T1"] = 0.10 + 0.1 * x  # below 0.30-0.50
+    pred["T2"] = 0.12 + 0.02 * x  # inside 0.10-0.15: room (0.15 - median) / 0.05
+    pred["T3"] = rng.uniform(0.01, 0.04, 200)
+    coverage = {t.id: 1.0 for t in setup.targets} | {"T1": 0.0}
+    t = cal.tensions(pred, coverage, setup)
+    assert t.missed.unique().tolist() == ["T1"] and t.needs.iloc[0] == "up"
+    row = t.set_index("partner").loc["T2"]
+    assert row.rho > 0.99 and row.partner_moves == "up"
+    assert row.room == pytest.approx((0.15 - pred.T2.median()) / 0.05)
+    assert "T3" not in set(t.partner)

@@ -680,6 +680,23 @@ def write(out: Path, res: Calibration, setup: Setup, base: Scenario) -> None:
         f"{int(r.particles)} accepted, effective sample size {r.effective_sample_size:.0f}"
         for r in g.itertuples()
     ]
+    tens = tensions(res.predictive, res.coverage, setup)
+    tension_text = (
+        "No missed target moves with another."
+        if tens.empty
+        else "\n".join(
+            [
+                "| missed | needs to move | with | rho | which moves | room (widths) |",
+                "|---|---|---|---|---|---|",
+            ]
+            + [
+                f"| {r.missed} | {r.needs} | {r.partner} | {r.rho:+.2f} | {r.partner_moves} | "
+                f"{r.room:+.2f} |"
+                for r in tens.itertuples()
+            ]
+        )
+    )
+    tens.to_csv(out / "tensions.csv", index=False)
     p = base.params
     text = f"""# Calibration report
 
@@ -702,6 +719,15 @@ effective sample size of {ess:.1f} particles (Kish: 1 / sum of squared weights){
 
 ![predictive](predictive.png)
 
+## Tensions: what moves with a missed target
+
+For each missed target, the targets whose values move with it across the predictive draws
+(Spearman's rho), which way they would move if it moved into its range, and their room there
+(widths of their range from their predictive median to the bound; negative: already outside).
+Little or negative room: the two patterns pull the parameters apart.
+
+{tension_text}
+
 ## Scale check (the posterior median at the calibration size and at the shipped scale)
 
 {chr(10).join(scale) if len(res.scale) else "Not run."}
@@ -711,6 +737,57 @@ effective sample size of {ess:.1f} particles (Kish: 1 / sum of squared weights){
 {chr(10).join(steps)}
 """
     (out / "calibration.md").write_text(text, encoding="utf-8")
+
+
+def tensions(
+    predictive: pd.DataFrame, coverage: Mapping[str, float], setup: Setup, min_rho: float = 0.3
+) -> pd.DataFrame:
+    """Why a target is missed: the targets that move with it across the posterior predictive.
+
+    For each target met in less than half the draws, the direction it must move (``up`` when
+    the predictive median is below its range), and for every other target whose values
+    correlate with it (Spearman's rho at least ``min_rho`` in size) the direction that target
+    would move with it and the room it has there, in widths of its range from its predictive
+    median to the bound (negative: already outside). Little room means the two patterns pull
+    the parameters apart: the model cannot meet both by moving along the posterior.
+
+    Returns ``missed, needs, partner, rho, partner_moves, room`` (one row per pair).
+    """
+    rows = []
+    values = predictive.replace([np.inf, -np.inf], np.nan)
+    by_id = {t.id: t for t in setup.targets}
+    for t in setup.targets:
+        if coverage.get(t.id, 0.0) >= 0.5 or values[t.id].dropna().empty:
+            continue
+        med = values[t.id].median()
+        needs = 1 if med < t.low else -1 if med > t.high else 0
+        if needs == 0:
+            continue
+        for other in setup.targets:
+            if other.id == t.id:
+                continue
+            both = values[[t.id, other.id]].dropna()
+            if len(both) < 10 or both[other.id].nunique() < 2 or both[t.id].nunique() < 2:
+                continue
+            rho = float(both[t.id].rank().corr(both[other.id].rank()))
+            if abs(rho) < min_rho:
+                continue
+            moves = needs * (1 if rho > 0 else -1)
+            o, omed = by_id[other.id], both[other.id].median()
+            width = o.high - o.low
+            room = (o.high - omed) / width if moves > 0 else (omed - o.low) / width
+            rows.append(
+                (
+                    t.id,
+                    "up" if needs > 0 else "down",
+                    other.id,
+                    rho,
+                    "up" if moves > 0 else "down",
+                    room,
+                )
+            )
+    columns = ["missed", "needs", "partner", "rho", "partner_moves", "room"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def pairs_figure(samples: pd.DataFrame, setup: Setup):
