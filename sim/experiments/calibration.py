@@ -16,8 +16,8 @@ The calibration (:func:`calibrate`):
    root of the sum of squares.
 3. **Runs ABC-SMC** (Toni et al. 2009; Beaumont et al. 2009; pyabc: Klinger, Rickert &
    Hasenauer 2018): generation 0 samples the priors; each later generation perturbs the previous
-   population's particles with a multivariate normal kernel (twice Silverman's width:
-   :data:`KERNEL_SCALING`), accepts those within a tolerance
+   population's particles with a multivariate normal kernel (twice its weighted covariance,
+   Beaumont et al. 2009: :data:`KERNEL_SCALING`), accepts those within a tolerance
    epsilon set to the median distance of the previous generation, and weights them by prior
    over proposal density. It stops after ``generations`` generations, or when every particle of
    a generation meets every target. Particles are simulated on any ``concurrent.futures``
@@ -53,16 +53,27 @@ import pandas as pd
 
 from sim.experiments.engine import run_one
 from sim.experiments.scenario import Scenario, default, replicate_seeds
+from sim.experiments.sweep import model_digest
 from sim.world.channels import ALL, CHANNELS
 from sim.world.metrics import SUMMARY_METRICS
 from sim.world.params import ParameterError, check_value, is_whole_number, read_toml
 
 MISSING_DISTANCE = 10.0  # a pattern a run could not measure counts as this many widths away
-# The perturbation kernel's width over Silverman's rule. At 1 the weights degenerate in 14
-# dimensions (effective sample size 3.9 of 200 after three generations in the first calibration
-# on record; 1-7 of 200 on a 14-parameter linear toy), at 2 they stay spread (64-89 of 200 on
-# the toy, at 40% more simulations for the same tolerances).
+# The perturbation kernel: a normal with KERNEL_SCALING times the previous generation's weighted
+# covariance (Beaumont et al. 2009: twice). pyabc's default (Silverman's bandwidth, a covariance
+# of about 0.48 times it in 14 dimensions) let the weights degenerate: an effective sample size
+# of 3.9 of 200 in the first calibration on record; 2-15 of 200 on a 14-parameter linear toy,
+# where twice the covariance kept 118-142 at 30% more simulations.
 KERNEL_SCALING = 2.0
+# A run that cannot reach its tolerance stops after this many simulations per particle and
+# generation (a generation at epsilon 0 with a tiny acceptance rate would run for ever).
+MAX_SIMULATIONS_PER_PARTICLE = 12
+
+
+def covariance_as_is(n: int, d: int) -> float:
+    """Bandwidth factor 1: the kernel's covariance is KERNEL_SCALING x the weighted sample
+    covariance (pyabc multiplies the covariance by this factor squared)."""
+    return 1.0
 
 
 def docs_folder() -> Path:
@@ -333,6 +344,7 @@ def _identity(setup: Setup, base: Scenario, replicates: int, seed: int, populati
             "seed": seed,
             "population": population,
             "kernel_scaling": KERNEL_SCALING,
+            "model": model_digest(("world",)),  # particles of another model are not resumed
         },
         sort_keys=True,
     )
@@ -431,10 +443,13 @@ def calibrate(
     resume = False
     if manifest_path.is_file() and db.is_file():
         old = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if old.get("identity") != identity:
+        stored = pyabc.History(f"sqlite:///{db}").max_t + 1
+        # Another model's or setting's particles are never mixed into a run; a finished one
+        # may redo its checks and report with today's code (nothing is added to abc.db).
+        if old.get("identity") != identity and stored < generations:
             raise CalibrationError(
-                f"{out}: holds a calibration with other targets, priors, world, replicates, seed "
-                "or population: choose another --out (or remove it)"
+                f"{out}: holds a calibration with other targets, priors, world, replicates, seed, "
+                "population or model code: choose another --out (or remove it)"
             )
         resume = True
     manifest = {
@@ -473,7 +488,9 @@ def calibrate(
         dist,
         population_size=population,
         sampler=sampler,
-        transitions=pyabc.MultivariateNormalTransition(scaling=KERNEL_SCALING),
+        transitions=pyabc.MultivariateNormalTransition(
+            scaling=KERNEL_SCALING, bandwidth_selector=covariance_as_is
+        ),
     )
     np.random.seed(seed % 2**32)  # noqa: NPY002 (pyabc draws from numpy's global generator)
     observed = {t.id: (t.low + t.high) / 2 for t in setup.targets}  # the distance reads ranges
@@ -492,7 +509,12 @@ def calibrate(
     own = pyabc_log.handlers[:]  # pyabc prints to stderr itself: ours instead, while it runs
     pyabc_log.handlers = [_LogForward(log)]
     try:
-        history = abc.run(max_nr_populations=generations - done, minimum_epsilon=0.0)
+        if done < generations:  # a finished calibration only redoes its checks and report
+            history = abc.run(
+                max_nr_populations=generations - done,
+                minimum_epsilon=0.0,
+                max_total_nr_simulations=MAX_SIMULATIONS_PER_PARTICLE * population * generations,
+            )
     finally:
         pyabc_log.handlers = own
     df, w = history.get_distribution(m=0, t=history.max_t)

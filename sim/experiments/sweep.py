@@ -438,9 +438,10 @@ def run_key(base_sha: str, point: Mapping[str, Any], seed: int) -> str:
 
 
 @functools.cache
-def model_digest() -> str:
+def model_digest(packages: tuple[str, ...] = ("world", "experiments")) -> str:
     """SHA-256 of the model's source, computed once per process: the relative path and bytes
-    of every ``.py`` file of :mod:`sim.world` and :mod:`sim.experiments`, sorted by path.
+    of every ``.py`` file of :mod:`sim.world` and :mod:`sim.experiments` (or of ``packages``
+    of :mod:`sim`), sorted by path.
 
     Run keys include it, so a sweep resumed after any change of the model or its engine
     recomputes instead of reusing runs of another model (conservatively: also after an edit
@@ -450,7 +451,7 @@ def model_digest() -> str:
     # What a run's numbers depend on: the world and the engine that runs it (not the CLI).
     files = sorted(
         (path.relative_to(root).as_posix(), path)
-        for package in ("world", "experiments")
+        for package in packages
         for path in (root / package).rglob("*.py")
         if not any(part.startswith(".") for part in path.relative_to(root).parts)
     )

@@ -310,7 +310,8 @@ _SUMMARIES = [
     ),
     Metric(
         "owner_sales_per_member_month_median",
-        "median over owners of sales through her links per member-month of her active groups (T7)",
+        "median over owners (with at least one member-month) of sales through her links per "
+        "member-month of her active groups (T7)",
         "RMB/member-month",
         "higher",
         numerator="owner's sales",
@@ -318,8 +319,7 @@ _SUMMARIES = [
     ),
     Metric(
         "owner_sales_per_member_month_p99",
-        "99th percentile of the same (the top 1% of owners), from a zero-inflated lognormal fit"
-        " (steady with few owners)",
+        "99th percentile of the same (the top 1% of owners)",
         "RMB/member-month",
         "higher",
         numerator="owner's sales",
