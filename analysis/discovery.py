@@ -143,12 +143,14 @@ def discover(
     winner: str = "streamer",
     loser: str = "owners",
     min_coverage: float = 0.8,
+    min_wins: int = 1,
 ) -> Discovery:
     """Scenario discovery for one metric: how often ``winner`` beats ``loser``, and the PRIM
-    box of the parameters where it does (:func:`find_box`)."""
+    box of the parameters where it does (:func:`find_box`); no box around fewer than
+    ``min_wins`` wins (or losses): PRIM would fit noise."""
     x, y = cases(means, manifest, metric, winner, loser)
     box = None
-    if len(y) and 0 < y.sum() < len(y) and len(x.columns):
+    if len(y) and min_wins <= y.sum() <= len(y) - min_wins and len(x.columns):
         box = find_box(x, y, min_coverage)
     return Discovery(metric, winner, loser, len(y), int(y.sum()), box)
 
@@ -160,6 +162,8 @@ def describe(d: Discovery) -> str:
         f"({d.share:.0%})"
     )
     if d.box is None:
+        if 0 < d.wins < d.points:
+            return head + ": too few of either to draw a region."
         return head + ": no region to find (everywhere or nowhere)."
     rules = [
         f"`{r.parameter}` in [{r.low:.3g}, {r.high:.3g}]" for r in d.box.restricted.itertuples()

@@ -13,7 +13,7 @@ import base64
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from analysis.stats import (
     channels_present,
     paired_differences,
     scenario_means,
+    wilson_interval,
 )
 from sim.experiments.experiment import Experiment
 from sim.world.channels import ALL
@@ -157,8 +158,9 @@ def channel_duel(
     the direction the metric declares). Each channel is read in the first scenario where it
     sells; with replicates drawn from a posterior, the share is over posterior draws.
 
-    Returns ``metric, better, a_scenario, b_scenario, replicates, win_share`` (empty when a
-    channel sells in no scenario).
+    Returns ``metric, better, a_scenario, b_scenario, replicates, win_share, low, high``
+    (``low``-``high``: the share's 95% Wilson interval; empty when a channel sells in no
+    scenario).
     """
     orders = summary[summary.metric == "orders"].groupby(["scenario", "channel"], sort=False)
     sells = orders.value.sum()
@@ -186,9 +188,32 @@ def channel_duel(
         if both.empty:
             continue  # not measured in this run (e.g. repeat purchase in a short run)
         wins = both[a] > both[b] if better == "higher" else both[a] < both[b]
-        rows.append((metric, better, where[a], where[b], len(both), float(wins.mean())))
-    columns = ["metric", "better", f"{a}_scenario", f"{b}_scenario", "replicates", "win_share"]
+        low, high = wilson_interval(int(wins.sum()), len(both))
+        rows.append(
+            (metric, better, where[a], where[b], len(both), float(wins.mean()), low, high)
+        )
+    columns = [
+        "metric",
+        "better",
+        f"{a}_scenario",
+        f"{b}_scenario",
+        "replicates",
+        "win_share",
+        "low",
+        "high",
+    ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def duel_shares(duel: pd.DataFrame) -> pd.DataFrame:
+    """:func:`channel_duel` for reading: the share and its interval as percentages."""
+    share = [f"{r.win_share:.0%} [{r.low:.0%}, {r.high:.0%}]" for r in duel.itertuples()]
+    return duel.drop(columns=["low", "high"]).assign(win_share=share)
+
+
+def distinct_draws(draws: Sequence[Mapping[str, Any]]) -> int:
+    """How many different parameter sets a list of posterior draws holds."""
+    return len({json.dumps(dict(d), sort_keys=True) for d in draws})
 
 
 def event_days(params: dict[str, Any]) -> dict[str, int]:
@@ -481,11 +506,13 @@ def _posterior_duel(res: Results) -> tuple[str, str]:
     heading = "Owners against the streamer across the posterior"
     text = (
         f"Each of the {len(draws)} replicates drew its uncertain parameters from the "
-        "calibration's posterior (the same draw for every scenario of that replicate), so the "
-        "intervals above include parameter uncertainty. How often the owners' channel beats the "
-        "streamer's, draw by draw:"
+        f"calibration's posterior ({distinct_draws(draws)} distinct particles; the same draw "
+        "for every scenario of that replicate), so the intervals above include parameter "
+        "uncertainty. How often the owners' channel beats the streamer's, draw by draw, with "
+        "the share's 95% interval (each draw is one run: seed noise pulls small differences "
+        "towards half):"
     )
-    shown = duel.assign(win_share=duel.win_share.map(lambda v: f"{v:.0%}"))
+    shown = duel_shares(duel)
     md = f"## {heading}\n\n{text}\n\n{_frame_markdown(shown.set_index('metric'))}\n\n"
     html = f"<h2>{heading}</h2><p>{text}</p>" + shown.to_html(index=False, border=0)
     return md, html

@@ -31,6 +31,22 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     return m, float(m - half), float(m + half)
 
 
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a share ``successes / n`` (Wilson 1927): honest at small
+    ``n`` and at shares of 0 or 1, where the normal interval collapses to a point.
+
+    >>> [round(v, 3) for v in wilson_interval(8, 8)]
+    [0.676, 1.0]
+    """
+    if n == 0:
+        return float("nan"), float("nan")
+    z = stats.norm.ppf(0.5 + level / 2)
+    share = successes / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def scenario_means(summary: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Mean and interval of every (scenario, channel, metric) over replicates."""
     rows = []

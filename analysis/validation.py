@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.discovery import describe, discover
-from analysis.report import channel_duel
+from analysis.report import channel_duel, distinct_draws
 from analysis.sensitivity import STRATEGIES, point_means
 from analysis.sensitivity import load as load_sweep_data
 from analysis.stats import mean_ci
@@ -258,10 +258,17 @@ def calibration_summary(folder: Path) -> tuple[list[dict], list[dict], str]:
     pred = pd.read_csv(folder / "predictive.csv")
     gens = pd.read_csv(folder / "generations.csv")
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    # The calibration's own coverage (a draw that cannot measure a pattern misses it), when
+    # it wrote one; else the same rule here.
+    shares = (
+        pd.read_csv(folder / "coverage.csv").set_index("target").coverage.to_dict()
+        if (folder / "coverage.csv").is_file()
+        else {t.id: float(((pred[t.id] >= t.low) & (pred[t.id] <= t.high)).mean()) for t in targets}
+    )
     coverage = []
     for t in targets:
         v = pred[t.id].dropna()
-        share = float(((v >= t.low) & (v <= t.high)).mean())
+        share = shares[t.id]
         coverage.append(
             {
                 "id": t.id,
@@ -292,14 +299,17 @@ def calibration_summary(folder: Path) -> tuple[list[dict], list[dict], str]:
             f"{manifest['population']}"
         )
     )
+    simulated = manifest.get("simulations") or int(gens.samples.sum())
     line = (
         f"ABC-SMC, {len(gens)} generations of {manifest['population']} particles "
-        f"({int(gens.samples.sum()):,} simulated, {manifest['replicates']} replicates each, "
+        f"({simulated:,} simulated, {manifest['replicates']} replicates each, "
         f"{manifest['world']['consumers']:,} consumers, {manifest['world']['days']} days), "
         f"final tolerance {gens.epsilon.iloc[-1]:.2f}{ess}"
     )
     return coverage, scale, line
 
+
+MIN_WINS = 10  # PRIM draws no box around fewer of the streamer's wins than this
 
 VERDICT_METRICS = (
     "reach_share",
@@ -318,22 +328,24 @@ VERDICT_METRICS = (
 
 def verdict_across_posterior(
     size: Size, samples: pd.DataFrame | None, workers: int = 1
-) -> list[dict]:
+) -> tuple[list[dict], int]:
     """Owners against the streamer (the shipped scenarios at this size) with every replicate's
-    uncertain parameters drawn from the posterior (:func:`run_experiment`'s ``posterior``):
-    how often the owners come out ahead, draw by draw."""
+    uncertain parameters drawn from the posterior (:func:`run_experiment`'s ``posterior``;
+    without one, at the defaults): how often the owners come out ahead, draw by draw, with
+    the share's 95% Wilson interval. Also returns how many distinct particles were drawn."""
     scenarios = [load(name, smaller_world(size.consumers, size.days)) for name in STRATEGIES]
     exp = run_experiment(scenarios, replicates=size.replicates, workers=workers, posterior=samples)
     duel = channel_duel(exp.summary, VERDICT_METRICS)
-    return [
+    rows = [
         {
             "metric": r.metric,
             "better": r.better,
             "draws": r.replicates,
-            "owners ahead": f"{r.win_share:.0%}",
+            "owners ahead": f"{r.win_share:.0%} [{r.low:.0%}, {r.high:.0%}]",
         }
         for r in duel.itertuples()
     ]
+    return rows, distinct_draws(exp.draws) if exp.draws else 0
 
 
 def discovery(size: Size, workers: int = 1) -> tuple[list[str], str]:
@@ -350,7 +362,7 @@ def discovery(size: Size, workers: int = 1) -> tuple[list[str], str]:
         data, manifest = load_sweep_data(tmp)
         means = point_means(data, manifest)
         found = [
-            discover(means, manifest, m)
+            discover(means, manifest, m, min_wins=MIN_WINS)
             for m in sweep.metrics
             if METRICS[m].better in ("higher", "lower")
         ]
@@ -391,12 +403,17 @@ def write_report(
     folder = Path(calibration) if calibration is not None else docs_folder()
     has_posterior = (folder / "posterior_samples.csv").is_file()
     shown = "docs/calibration" if folder.resolve() == docs_folder() else folder.as_posix()
+    calibrated_consumers = (
+        json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["world"]["consumers"]
+        if has_posterior and (folder / "manifest.json").is_file()
+        else 0
+    )
     dock = docking(size)
     dirs = directions(size)
     pats, _ = patterns(size)
     coverage, scale, line = calibration_summary(folder) if has_posterior else ([], [], "")
     samples = load_posterior_samples(folder / "posterior_samples.csv") if has_posterior else None
-    verdict = verdict_across_posterior(size, samples, workers)
+    verdict, distinct = verdict_across_posterior(size, samples, workers)
     boxes, sweep_line = discovery(size, workers)
     passed = sum(r["passed"] for r in dock + dirs)
     total = len(dock) + len(dirs)
@@ -422,6 +439,20 @@ The posterior median at the calibration size and at the shipped scenarios' 100,0
 {_table(scale)}"""
         if has_posterior
         else f"No calibration in {shown}: run `fishschool calibrate`."
+    )
+    verdict_text = (
+        f"""The shipped `owners` and `streamer` scenarios at {size.consumers:,} consumers (the
+posterior was fitted at {calibrated_consumers:,}); each replicate draws its uncertain parameters
+from the posterior by weight ({size.replicates} draws, {distinct} distinct particles; both
+scenarios share the draw), so the spread includes what the calibration leaves uncertain, not only
+Monte Carlo noise (`fishschool compare owners streamer --posterior
+{shown}/posterior_samples.csv`). "owners ahead": the share of draws in which the owners beat
+the streamer, in the metric's better direction, with its 95% Wilson interval; each draw is one
+run, so seed noise pulls small differences towards half."""
+        if has_posterior
+        else f"""The shipped `owners` and `streamer` scenarios at {size.consumers:,} consumers, at
+the defaults (no posterior in {shown}): {size.replicates} replicates; "owners ahead" is the
+share of replicates in which the owners beat the streamer, with its 95% Wilson interval."""
     )
     text = f"""{HEADING}
 
@@ -457,23 +488,21 @@ return rate has no target: the article only claims it, so it is reported, not ca
 
 ## 5. The owners-versus-streamer verdict under parameter uncertainty
 
-The shipped `owners` and `streamer` scenarios at {size.consumers:,} consumers; each replicate
-draws its uncertain parameters from the posterior by weight (both scenarios share the draw), so
-the spread includes what the calibration leaves uncertain, not only Monte Carlo noise
-(`fishschool compare owners streamer --posterior {shown}/posterior_samples.csv`).
-"owners ahead": the share of draws in which the owners beat the streamer, in the metric's
-better direction.
+{verdict_text}
 
 {_table(verdict)}
 
 ## 6. Where does the streamer beat the owners? (scenario discovery)
 
-PRIM (Friedman & Fisher 1999; EMA Workbench) on the shipped verdict sweep, {sweep_line}: the
-per-channel constants that remain declared levers and uncertainties (hype by format, initial
-trust, desk capacities, vetting, the brands' loss tolerance, margins) over their ranges. For
-each metric: how often the streamer comes out ahead, and the box of parameters holding most of
-those points (coverage: the share of her wins inside the box; density: the share of the box's
-points she wins).
+PRIM (Friedman & Fisher 1999; EMA Workbench) on the shipped verdict sweep, {sweep_line}: both
+channels in the same market (the `hybrid` scenario at the defaults), the owners' hype and the
+platform's desk as levers, and over their ranges the per-channel constants that remain declared
+uncertainties (initial trust, the brands' desks, the brands' loss tolerance and margins) and two
+calibrated parameters over their priors (the streamer's vetting capacity, the spread of brand
+quality). For each metric: how often the streamer comes out ahead, and the box of parameters
+holding most of those points (coverage: the share of her wins inside the box; density: the
+share of the box's points she wins). One run per point and no holdout: a box is a lead to
+test, not a finding; none is drawn for fewer than {MIN_WINS} wins.
 
 {chr(10).join(f"- {b}" for b in boxes)}
 """

@@ -411,7 +411,14 @@ def _run_and_write(
     """Check the destination and the memory, run the experiment (and, for ``compare
     --explain``, the explanations of ``explain``), then write the results folder atomically."""
     from analysis.explain import explain_plan, format_explanation
-    from analysis.report import TABLE_METRICS, channel_duel, comparison_table, write_results
+    from analysis.report import (
+        TABLE_METRICS,
+        channel_duel,
+        comparison_table,
+        distinct_draws,
+        duel_shares,
+        write_results,
+    )
     from sim.experiments.experiment import run_experiment
     from sim.experiments.output import check_destination
     from sim.world.metrics import SUMMARY_METRICS
@@ -471,10 +478,9 @@ def _run_and_write(
             duel = channel_duel(exp.summary, shown)
             if not duel.empty:
                 print(
-                    f"\nAcross {len(exp.seeds)} posterior draws, owners beat the streamer in:\n"
-                    + duel.assign(win_share=duel.win_share.map("{:.0%}".format)).to_string(
-                        index=False
-                    )
+                    f"\nAcross {len(exp.seeds)} posterior draws ({distinct_draws(exp.draws or [])} "
+                    "distinct particles), owners beat the streamer in (share, 95% interval):\n"
+                    + duel_shares(duel).to_string(index=False)
                 )
         for _, expl in explanations:
             print("\n" + format_explanation(expl))

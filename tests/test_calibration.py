@@ -4,6 +4,7 @@ loop recovering known parameters of a simulated target set, resuming, and the re
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -153,9 +154,11 @@ def test_compare_with_a_posterior_draws_per_replicate_and_reports_the_verdict(tm
     args = ["compare", "owners", "streamer", *tiny, "--workers", "1", "--out", str(out)]
     assert main([*args, "--posterior", str(path)]) == 0
     printed = capsys.readouterr().out
-    assert "Across 4 posterior draws, owners beat the streamer in:" in printed
     manifest = json.loads((out / "manifest.json").read_text())
     draws = manifest["posterior_draws"]
+    distinct = len({d["returns.intercept"] for d in draws})
+    assert f"Across 4 posterior draws ({distinct} distinct particles), owners beat" in printed
+    assert re.search(r"return_rate .* \d+% \[\d+%, \d+%\]", printed)  # share, interval
     assert len(draws) == 4 and all(d["returns.intercept"] in (-2.6, -4.8) for d in draws)
     assert "Owners against the streamer across the posterior" in (out / "report.md").read_text()
     # each replicate ran with its draw: higher returns where the draw raised the intercept
@@ -190,19 +193,32 @@ def test_a_run_too_short_to_measure_a_pattern_counts_it_as_far_not_as_an_error()
 
 
 def test_tensions_name_the_target_a_missed_one_drags_out_of_range():
-    """T1 below its range and tied to T2 (rho 1): T1 needs to move up, T2 moves up with it,
-    and T2's room is measured from its median to its upper bound in widths; T3 is unrelated."""
+    """T1 below its range and tied to T2 (T2 = 0.2 x T1 + 0.1): moving T1's median up to 0.30
+    moves T2 up by 0.2 x the shift; in widths of T2's range that exceeds T2's room, a
+    conflict. T3 is unrelated; T7b shares T7's metric and is never paired with it."""
     setup = cal.default_setup()
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, 200)
-    pred = pd.DataFrame({t.id: (t.low + t.high) / 2 + 0 * x for t in setup.targets})
+    pred = pd.DataFrame({t.id: np.full(200, (t.low + t.high) / 2) for t in setup.targets})
     pred["T1"] = 0.10 + 0.1 * x  # below 0.30-0.50
-    pred["T2"] = 0.12 + 0.02 * x  # inside 0.10-0.15: room (0.15 - median) / 0.05
+    pred["T2"] = 0.1 + 0.2 * pred["T1"]  # inside 0.10-0.15
     pred["T3"] = rng.uniform(0.01, 0.04, 200)
-    coverage = {t.id: 1.0 for t in setup.targets} | {"T1": 0.0}
+    pred["T7"] = 50 + 20 * x  # below 120-300
+    pred["T7b"] = 0.1 + 0.05 * x
+    coverage = {t.id: 1.0 for t in setup.targets} | {"T1": 0.0, "T7": 0.0}
     t = cal.tensions(pred, coverage, setup)
-    assert t.missed.unique().tolist() == ["T1"] and t.needs.iloc[0] == "up"
-    row = t.set_index("partner").loc["T2"]
-    assert row.rho > 0.99 and row.partner_moves == "up"
+    row = t[(t.missed == "T1") & (t.partner == "T2")].iloc[0]
+    shift = 0.30 - pred.T1.median()
+    assert row.needs == "up" and row.rho > 0.99
+    assert row.implied == pytest.approx(0.2 * shift / 0.05)
     assert row.room == pytest.approx((0.15 - pred.T2.median()) / 0.05)
-    assert "T3" not in set(t.partner)
+    assert row.conflict == (row.implied > row.room)
+    assert "T3" not in set(t[t.missed == "T1"].partner)
+    assert "T7b" not in set(t[t.missed == "T7"].partner)  # a shared metric: arithmetic
+
+
+def test_systematic_resampling_follows_the_weights():
+    w = np.array([0.5, 0.3, 0.2, 0.0])
+    picks = cal.systematic_resample(w, 100, np.random.default_rng(1))
+    counts = np.bincount(picks, minlength=4)
+    assert (np.abs(counts - 100 * w) <= 1).all() and counts[3] == 0

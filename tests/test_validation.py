@@ -40,7 +40,7 @@ def test_validation_report_small(tmp_path, capsys):
     assert text.count("| T1 |") == 3  # patterns, predictive coverage, scale check
     # the verdict across posterior draws: a share for every verdict metric
     for metric in ("return_rate", "brand_profit", "satisfaction"):
-        assert re.search(rf"\| {metric} \| (higher|lower) \| 3 \| \d+% \|", text), metric
+        assert re.search(rf"\| {metric} \| (higher|lower) \| 3 \| \d+% \[\d+%, \d+%\] \|", text)
     # a PRIM paragraph for each of the sweep's metrics
     assert text.count("the streamer beats the owners at") == 4
 

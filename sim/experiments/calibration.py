@@ -309,6 +309,22 @@ class Calibration:
     coverage: dict[str, float]  # target id -> share of predictive draws inside the range
     scale: pd.DataFrame  # target, value at the calibration size and at 100,000, ratio
     median: dict[str, float | int]  # the posterior median, typed
+    simulations: int = 0  # every particle simulated, the prior sample that set epsilon included
+
+
+def systematic_resample(weights: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` indices drawn by weight with one uniform offset (systematic resampling): each
+    particle appears ``floor(size x weight)`` or one more times, so a draw of 100 from a
+    posterior reflects its weights with far less noise than 100 independent draws.
+
+    >>> systematic_resample(np.array([0.5, 0.25, 0.25]), 4, np.random.default_rng(0)).tolist()
+    [0, 0, 1, 2]
+    """
+    w = np.asarray(weights, dtype=float)
+    edges = np.cumsum(w / w.sum())
+    edges[-1] = 1.0
+    positions = (rng.random() + np.arange(size)) / size
+    return np.searchsorted(edges, positions, side="right")
 
 
 def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
@@ -344,7 +360,6 @@ def _identity(setup: Setup, base: Scenario, replicates: int, seed: int, populati
             "seed": seed,
             "population": population,
             "kernel_scaling": KERNEL_SCALING,
-            "model": model_digest(("world",)),  # particles of another model are not resumed
         },
         sort_keys=True,
     )
@@ -440,22 +455,32 @@ def calibrate(
     identity = _identity(setup, base, replicates, seed, population)
     manifest_path = out / "manifest.json"
     db = out / "abc.db"
+    code = model_digest(("world",))  # the code the particles' numbers come from
     resume = False
     if manifest_path.is_file() and db.is_file():
         old = json.loads(manifest_path.read_text(encoding="utf-8"))
-        stored = pyabc.History(f"sqlite:///{db}").max_t + 1
-        # Another model's or setting's particles are never mixed into a run; a finished one
-        # may redo its checks and report with today's code (nothing is added to abc.db).
-        if old.get("identity") != identity and stored < generations:
+        if old.get("identity") != identity:
             raise CalibrationError(
-                f"{out}: holds a calibration with other targets, priors, world, replicates, seed, "
-                "population or model code: choose another --out (or remove it)"
+                f"{out}: holds a calibration with other targets, priors, world, replicates, seed "
+                "or population: choose another --out (or remove it)"
             )
+        stored = pyabc.History(f"sqlite:///{db}").max_t + 1
+        if old.get("model") != code:
+            # Particles of another version of the model are never mixed into one posterior;
+            # a finished calibration may redo its checks and report with today's code.
+            if stored < generations:
+                raise CalibrationError(
+                    f"{out}: its particles were simulated by another version of the model "
+                    f"(sim/world changed): finish it with that version, or choose another --out"
+                )
+            log("the particles come from another version of sim/world: only the checks rerun")
         resume = True
     manifest = {
         "tool": "fishschool",
         "content": "calibration",
         "identity": identity,
+        "model": old.get("model") if resume else code,
+        "checked_with_model": code,
         "targets_file": setup.text,
         "world": {"consumers": consumers, "days": days},
         "population": population,
@@ -522,8 +547,8 @@ def calibrate(
     names = list(setup.priors)
     weights = samples.weight.to_numpy()
 
-    def quantile(q: float) -> list[float]:
-        return [weighted_quantile(samples[n].to_numpy(), weights, q) for n in names]
+    def quantile(q: float) -> list[float | int]:  # whole-number parameters as the model ran
+        return [typed(n, weighted_quantile(samples[n].to_numpy(), weights, q)) for n in names]
 
     posterior = pd.DataFrame(
         {
@@ -543,20 +568,22 @@ def calibrate(
     ]
 
     log(f"posterior predictive check: {predictive} draws")
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(samples), size=predictive, p=samples.weight.to_numpy())
+    # Each draw as the particles were fitted (the mean of ``replicates`` runs), on fresh seeds;
+    # systematic resampling keeps the draws true to the weights.
+    picks = systematic_resample(samples.weight.to_numpy(), predictive, np.random.default_rng(seed))
     calls = [
         functools.partial(
             simulate,
             samples.loc[i, names].to_dict(),
             base=base.params.to_dict(),
             setup=setup,
-            replicates=1,
+            replicates=replicates,
             seed=seed + 1 + k,  # fresh seeds: not the worlds the particle was fitted in
         )
         for k, i in enumerate(picks)
     ]
-    pred = pd.DataFrame(_map(executor, calls))
+    pred = pd.DataFrame(_map(executor, calls)).assign(particle=picks)
+    # A draw that cannot measure a pattern misses it (as the distance counts it).
     coverage = {
         t.id: float(((pred[t.id] >= t.low) & (pred[t.id] <= t.high)).mean()) for t in setup.targets
     }
@@ -566,8 +593,11 @@ def calibrate(
         scale = scale_check(
             setup, median, (consumers, scale_consumers), days, scale_replicates, seed, executor
         )
-    res = Calibration(samples, posterior, gens, pred, coverage, scale, median)
+    res = Calibration(
+        samples, posterior, gens, pred, coverage, scale, median, int(history.total_nr_simulations)
+    )
     write(out, res, setup, base)
+    manifest["simulations"] = res.simulations
     manifest["finished"] = now()
     atomic.write_text(manifest_path, json.dumps(manifest, indent=2, default=str))
     return res
@@ -641,6 +671,9 @@ def write(out: Path, res: Calibration, setup: Setup, base: Scenario) -> None:
     res.posterior.to_csv(out / "posterior.csv", index=False)
     res.generations.to_csv(out / "generations.csv", index=False)
     res.predictive.to_csv(out / "predictive.csv", index=False)
+    pd.DataFrame(
+        {"target": list(res.coverage), "coverage": list(res.coverage.values())}
+    ).to_csv(out / "coverage.csv", index=False)
     res.scale.to_csv(out / "scale.csv", index=False)
     lines = ["# The posterior median (ABC-SMC; fishschool calibrate)", "", "[uncertainties]"]
     lines += [f"{k} = {v}" for k, v in res.median.items()]
@@ -654,11 +687,15 @@ def write(out: Path, res: Calibration, setup: Setup, base: Scenario) -> None:
     fig.savefig(out / "predictive.png")
     plt.close(fig)
 
+    ess = effective_sample_size(res.samples.weight)
+    rough = ess < 0.2 * len(res.samples)  # a few particles carry the weight: no notes
     post = ["| parameter | prior | 5% | median | 95% | note |", "|---|---|---|---|---|---|"]
     for r in res.posterior.itertuples(index=False):
         span = r.prior_high - r.prior_low
         note = ""
-        if r.median - r.prior_low < 0.05 * span or r.prior_high - r.median < 0.05 * span:
+        if rough:
+            pass
+        elif r.median - r.prior_low < 0.05 * span or r.prior_high - r.median < 0.05 * span:
             note = "median at a prior bound: the prior limits the fit"
         elif (r.q95 - r.q05) > 0.8 * span:
             note = "barely narrowed: the targets say little about it"
@@ -693,10 +730,8 @@ def write(out: Path, res: Calibration, setup: Setup, base: Scenario) -> None:
     for r in res.scale.itertuples(index=False):
         scale.append(f"| {r.target} | {r.small:.3g} | {r.large:.3g} | {r.ratio:.2f} |")
     g = res.generations
-    ess = effective_sample_size(res.samples.weight)
-    rough = ""
-    if ess < 0.2 * len(res.samples):
-        rough = ": few particles carry the posterior, so its quantiles are rough"
+    caveat = ": few particles carry the posterior, so its quantiles are rough" if rough else ""
+    distinct = res.predictive.particle.nunique() if "particle" in res.predictive else 0
     steps = [
         f"- generation {int(r.t) + 1}: epsilon {r.epsilon:.3g}, {int(r.samples)} simulated for "
         f"{int(r.particles)} accepted, effective sample size {r.effective_sample_size:.0f}"
@@ -708,12 +743,12 @@ def write(out: Path, res: Calibration, setup: Setup, base: Scenario) -> None:
         if tens.empty
         else "\n".join(
             [
-                "| missed | needs to move | with | rho | which moves | room (widths) |",
-                "|---|---|---|---|---|---|",
+                "| missed | needs to move | with | rho | its implied shift | its room | conflict |",
+                "|---|---|---|---|---|---|---|",
             ]
             + [
-                f"| {r.missed} | {r.needs} | {r.partner} | {r.rho:+.2f} | {r.partner_moves} | "
-                f"{r.room:+.2f} |"
+                f"| {r.missed} | {r.needs} | {r.partner} | {r.rho:+.2f} | {r.implied:+.2f} | "
+                f"{r.room:+.2f} | {'**yes**' if r.conflict else 'no'} |"
                 for r in tens.itertuples()
             ]
         )
@@ -724,10 +759,12 @@ def write(out: Path, res: Calibration, setup: Setup, base: Scenario) -> None:
 
 ABC-SMC (pyabc) over {len(names)} uncertain parameters with uniform priors
 (`docs/calibration/targets.toml`): {len(g)} generations of {int(g.particles.iloc[-1])} particles,
-{int(g.samples.sum()):,} simulated particles in all, each the mean of its replicates on fresh
-seeds ({p.world.consumers:,} consumers, {p.owners.count:,} owners, {p.world.days} days);
-final tolerance epsilon = {g.epsilon.iloc[-1]:.3g}. The last generation's weights have an
-effective sample size of {ess:.1f} particles (Kish: 1 / sum of squared weights){rough}.
+{res.simulations:,} particles simulated in all (the prior sample that set the first tolerance
+included), each the mean of its replicates on seeds of its own ({p.world.consumers:,} consumers,
+{p.owners.count:,} owners, {p.world.days} days); final tolerance epsilon = {g.epsilon.iloc[-1]:.3g}.
+The last generation's weights have an effective sample size of {ess:.1f} particles (Kish: 1 / sum
+of squared weights){caveat}. With several processes pyabc seeds its workers itself, so a rerun
+gives another sample of the same posterior, not the same particles: `abc.db` is the record.
 
 ## Posterior (weighted quantiles of the last generation)
 
@@ -735,7 +772,11 @@ effective sample size of {ess:.1f} particles (Kish: 1 / sum of squared weights){
 
 ![pairs](pairs.png)
 
-## Posterior predictive check ({len(res.predictive)} draws by weight, one run each)
+## Posterior predictive check
+
+{len(res.predictive)} draws by weight (systematic resampling; {distinct} distinct particles), each
+the mean of as many runs as a particle's fit, on fresh seeds; a draw that cannot measure a
+pattern misses it.
 
 {chr(10).join(pred)}
 
@@ -743,10 +784,11 @@ effective sample size of {ess:.1f} particles (Kish: 1 / sum of squared weights){
 
 ## Tensions: what moves with a missed target
 
-For each missed target, the targets whose values move with it across the predictive draws
-(Spearman's rho), which way they would move if it moved into its range, and their room there
-(widths of their range from their predictive median to the bound; negative: already outside).
-Little or negative room: the two patterns pull the parameters apart.
+For each missed target, the targets that tend to move with it across the predictive draws
+(Spearman's rho; targets sharing a metric left out), the shift that would come with bringing its
+median to its range (least-squares slope) and the room they have for it, both in widths of their
+own range. A conflict (shift beyond the room) hints that the two patterns pull the parameters
+apart; a correlation across draws mixes parameter trade-offs with seed noise.
 
 {tension_text}
 
@@ -764,29 +806,36 @@ Little or negative room: the two patterns pull the parameters apart.
 def tensions(
     predictive: pd.DataFrame, coverage: Mapping[str, float], setup: Setup, min_rho: float = 0.3
 ) -> pd.DataFrame:
-    """Why a target is missed: the targets that move with it across the posterior predictive.
+    """Why a target is missed: the targets that tend to move with it across the posterior
+    predictive draws.
 
-    For each target met in less than half the draws, the direction it must move (``up`` when
-    the predictive median is below its range), and for every other target whose values
-    correlate with it (Spearman's rho at least ``min_rho`` in size) the direction that target
-    would move with it and the room it has there, in widths of its range from its predictive
-    median to the bound (negative: already outside). Little room means the two patterns pull
-    the parameters apart: the model cannot meet both by moving along the posterior.
+    For each target met in less than half the draws whose predictive median lies outside its
+    range, the shift that would bring the median to the range's nearest bound; for every other
+    target correlated with it (Spearman's rho at least ``min_rho`` in size; targets built on a
+    common metric are left out: their correlation is arithmetic), the shift that would come
+    with it (the least-squares slope across draws times that shift) and the room the partner
+    has in that direction (from its predictive median to its bound), both in widths of the
+    partner's range. ``conflict``: the implied shift exceeds the room. A correlation across
+    draws is a hint, not a proof: it mixes parameter trade-offs with seed noise.
 
-    Returns ``missed, needs, partner, rho, partner_moves, room`` (one row per pair).
+    Returns ``missed, needs, partner, rho, implied, room, conflict`` (one row per pair).
     """
     rows = []
     values = predictive.replace([np.inf, -np.inf], np.nan)
     by_id = {t.id: t for t in setup.targets}
+
+    def measures(t: Target) -> set[tuple[str, str]]:
+        return {(t.channel, m) for m in setup.derived.get(t.metric, (t.metric,))}
+
     for t in setup.targets:
         if coverage.get(t.id, 0.0) >= 0.5 or values[t.id].dropna().empty:
             continue
         med = values[t.id].median()
-        needs = 1 if med < t.low else -1 if med > t.high else 0
-        if needs == 0:
+        shift = t.low - med if med < t.low else t.high - med if med > t.high else 0.0
+        if shift == 0.0:
             continue
         for other in setup.targets:
-            if other.id == t.id:
+            if other.id == t.id or measures(t) & measures(other):
                 continue
             both = values[[t.id, other.id]].dropna()
             if len(both) < 10 or both[other.id].nunique() < 2 or both[t.id].nunique() < 2:
@@ -794,21 +843,23 @@ def tensions(
             rho = float(both[t.id].rank().corr(both[other.id].rank()))
             if abs(rho) < min_rho:
                 continue
-            moves = needs * (1 if rho > 0 else -1)
+            slope = float(np.polyfit(both[t.id], both[other.id], 1)[0])
             o, omed = by_id[other.id], both[other.id].median()
             width = o.high - o.low
-            room = (o.high - omed) / width if moves > 0 else (omed - o.low) / width
+            implied = slope * shift / width
+            room = (o.high - omed) / width if implied > 0 else (omed - o.low) / width
             rows.append(
                 (
                     t.id,
-                    "up" if needs > 0 else "down",
+                    "up" if shift > 0 else "down",
                     other.id,
                     rho,
-                    "up" if moves > 0 else "down",
+                    implied,
                     room,
+                    bool(abs(implied) > room),
                 )
             )
-    columns = ["missed", "needs", "partner", "rho", "partner_moves", "room"]
+    columns = ["missed", "needs", "partner", "rho", "implied", "room", "conflict"]
     return pd.DataFrame(rows, columns=columns)
 
 
