@@ -193,13 +193,13 @@ def docking(size: Size) -> list[dict]:
     return rows
 
 
-def directions(size: Size) -> list[dict]:
+def directions(size: Size, workers: int = 1) -> list[dict]:
     rows = []
     for what, lever, low, high, channel, metric, sign in DIRECTIONS:
         values = []
         for v in (low, high):
             s = default(_world(size, f"{lever}={v}"))
-            exp = run_experiment([s], workers=1)
+            exp = run_experiment([s], workers=workers)
             values.append(direction_value(exp.summary, exp.timeseries, channel, metric))
         ok = (values[1] - values[0]) * sign > 0
         rows.append(
@@ -210,15 +210,15 @@ def directions(size: Size) -> list[dict]:
                 "passed": bool(ok),
             }
         )
-    rows.append(_removal_check(size))
+    rows.append(_removal_check(size, workers))
     return rows
 
 
-def _removal_check(size: Size) -> dict:
+def _removal_check(size: Size, workers: int = 1) -> dict:
     """Removing the streamer drops her channel's orders to zero from that day on (T8)."""
     day = size.days // 3
     s = default(_world(size, f"events.streamer_removed_day={day}"))
-    ts = run_experiment([s], workers=1).timeseries
+    ts = run_experiment([s], workers=workers).timeseries
     streamer = ts[ts.channel == "streamer"]
     before = streamer[streamer.day < day].orders.sum()
     after = streamer[streamer.day >= day].orders.sum()
@@ -230,9 +230,9 @@ def _removal_check(size: Size) -> dict:
     }
 
 
-def patterns(size: Size) -> tuple[list[dict], pd.DataFrame]:
+def patterns(size: Size, workers: int = 1) -> tuple[list[dict], pd.DataFrame]:
     s = default(_world(size))
-    exp = run_experiment([s], workers=1)
+    exp = run_experiment([s], workers=workers)
     summary = exp.summary
     values = pattern_values(summary.assign(point_id=summary.replicate))
     rows = []
@@ -409,8 +409,8 @@ def write_report(
         else 0
     )
     dock = docking(size)
-    dirs = directions(size)
-    pats, _ = patterns(size)
+    dirs = directions(size, workers)
+    pats, _ = patterns(size, workers)
     coverage, scale, line = calibration_summary(folder) if has_posterior else ([], [], "")
     samples = load_posterior_samples(folder / "posterior_samples.csv") if has_posterior else None
     verdict, distinct = verdict_across_posterior(size, samples, workers)
