@@ -63,9 +63,11 @@ class Consumers:
         self.last_kept_order = np.full(n, -1, dtype=np.int64)
 
     def _set_preferences(self, prefs: np.ndarray) -> None:
+        """Preferences and fit from freshly drawn ``prefs`` (n x C float64; divided in place)."""
         self.preference = prefs.astype(np.float32)
         # Fit of a category = preference relative to her favourite: 1 for the favourite.
-        self.fit = (prefs / prefs.max(axis=1, keepdims=True)).astype(np.float32)
+        prefs /= prefs.max(axis=1, keepdims=True)
+        self.fit = prefs.astype(np.float32)
 
     @staticmethod
     def draw_preferences(
@@ -93,7 +95,12 @@ class Consumers:
         # every attribute drawn after it) does not depend on the homophily value.
         region = regions(adj, int(round(adj.shape[0] / region_size)), rng)
         taste = rng.dirichlet(np.full(categories, concentration), int(region.max()) + 1)
-        return (1 - homophily) * own + homophily * taste[region]
+        # (1 - h) x own + h x taste, computed in place: two fewer (n x C) temporaries.
+        own *= 1 - homophily
+        blend = taste[region]
+        blend *= homophily
+        blend += own
+        return blend
 
     def engagement(self, base_rate: np.ndarray | float, who: np.ndarray, source: int) -> np.ndarray:
         """Chance each consumer in ``who`` engages with a source today (opens her owner's posts,

@@ -23,12 +23,14 @@ for triadic closure as the source of clustering.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from sim.world.params import GraphParams, ParameterError
+from sim.world.ragged import starts
 
 
 def from_edges(src: np.ndarray, dst: np.ndarray, n: int) -> sp.csr_array:
@@ -38,21 +40,54 @@ def from_edges(src: np.ndarray, dst: np.ndarray, n: int) -> sp.csr_array:
     >>> a.indptr.tolist(), a.indices.tolist()
     ([0, 1, 3, 4], [1, 0, 2, 1])
     """
+    return _adjacency(_upper_triangle(src, dst, n))
+
+
+def _index_dtype(*sizes: int) -> type[np.signedinteger]:
+    """int32 for sparse indices where every size fits (half the memory traffic), else int64."""
+    return np.int32 if max(sizes, default=0) < np.iinfo(np.int32).max else np.int64
+
+
+def _upper_triangle(src: np.ndarray, dst: np.ndarray, n: int) -> sp.csr_array:
+    """The distinct undirected edges, self-loops dropped, as the upper triangle (row < column)
+    of the adjacency: a canonical boolean CSR.
+
+    One entry per undirected edge is half the work of both directions; COO to CSR is a
+    counting sort by row, then only each row's few columns are sorted, which is several times
+    faster than sorting all edges (or np.unique's hashing).
+    """
+    src, dst = np.asarray(src), np.asarray(dst)
     keep = src != dst
     src, dst = src[keep], dst[keep]
-    rows = np.concatenate([src, dst]).astype(np.int32, copy=False)
-    cols = np.concatenate([dst, src]).astype(np.int32, copy=False)
-    # Deduplicate by a combined 64-bit key: much faster than COO sum_duplicates at 10M entries.
-    # (np.unique hashes, which is several times slower than a sort at this size.)
-    key = rows.astype(np.int64) * n + cols
-    key.sort()
-    key = key[np.r_[True, key[1:] != key[:-1]]]
-    rows = (key // n).astype(np.int32)
-    cols = (key % n).astype(np.int32)
+    index = _index_dtype(n, src.size)
+    lo = np.minimum(src, dst).astype(index)
+    hi = np.maximum(src, dst).astype(index)
+    upper = sp.coo_array((np.ones(lo.size, dtype=bool), (lo, hi)), shape=(n, n)).tocsr()
+    upper.sum_duplicates()  # (a no-op if tocsr already did it)
+    return upper
+
+
+def _adjacency(upper: sp.csr_array) -> sp.csr_array:
+    """Symmetric 0/1 CSR adjacency (int8 data, int64 indices, sorted columns) from its upper
+    triangle (:func:`_upper_triangle`).
+
+    Row ``r`` holds its lower neighbours, then its higher ones, each ascending, so it is sorted
+    without a sort: the higher ones are the upper triangle's row; the lower ones its transpose,
+    a counting sort (CSR to CSC).
+    """
+    n, m = upper.shape[0], upper.nnz
+    lower = upper.tocsc()
+    n_upper, n_lower = np.diff(upper.indptr), np.diff(lower.indptr)
     indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
-    data = np.ones(cols.size, dtype=np.int8)
-    return sp.csr_array((data, cols, indptr), shape=(n, n))
+    np.cumsum(n_upper + n_lower, out=indptr[1:])
+    # Each row's slots: first its lower neighbours, then its higher ones. (int64 columns, as
+    # the CSR holds them: int32 would be copied.)
+    slots = np.column_stack([n_lower, n_upper]).ravel()
+    is_lower = np.repeat(np.tile(np.array([True, False]), n), slots)
+    cols = np.empty(2 * m, dtype=np.int64)
+    cols[is_lower] = lower.indices
+    cols[~is_lower] = upper.indices
+    return sp.csr_array((np.ones(2 * m, dtype=np.int8), cols, indptr), shape=(n, n))
 
 
 def community_graph(
@@ -111,52 +146,119 @@ def community_graph(
     m_total = n * mean_degree / 2.0
     m_base = int(round(m_total * (1.0 - closure)))
 
-    # Nodes sorted by community, with cumulative theta, so "proportional to theta within the
-    # community of u" is one searchsorted over a slice of the cumulative sum.
-    order = np.argsort(community, kind="stable")
+    # Nodes sorted by community (ascending within: a counting sort, CSR to CSC), with
+    # cumulative theta, so "proportional to theta within the community of u" is one search over
+    # a slice of the cumulative sum.
+    index = _index_dtype(n)
+    by_community = sp.csr_array(
+        (np.ones(n, dtype=bool), community.astype(index), np.arange(n + 1, dtype=index)), (n, k)
+    ).tocsc()
+    order = by_community.indices.astype(np.int64)
     cum = np.cumsum(theta[order])
-    comm_sorted = community[order]
-    first = np.searchsorted(comm_sorted, np.arange(k), side="left")
-    last = np.searchsorted(comm_sorted, np.arange(k), side="right")
+    search = _right_search(cum)
+    first, last = by_community.indptr[:-1], by_community.indptr[1:]
     cum0 = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0.0)
-    cum1 = cum[last - 1]
+    span = cum[last - 1] - cum0
+
+    def draw_node(x: np.ndarray) -> np.ndarray:
+        """The node at each cumulative-theta position ``x``."""
+        at = search(x)
+        np.minimum(at, n - 1, out=at)
+        return order[at]
 
     def base_edges(m: int) -> tuple[np.ndarray, np.ndarray]:
         """m Chung-Lu edges, the second end inside the first end's community unless mixing."""
-        u = order[np.searchsorted(cum, rng.random(m) * cum[-1], side="right").clip(0, n - 1)]
+        # (In place where the arithmetic allows: fresh memory is slow to come by.)
+        x = rng.random(m)
+        x *= cum[-1]
+        u = draw_node(x)
         local = rng.random(m) >= mixing
         v = np.empty(m, dtype=np.int64)
         cu = community[u[local]]
-        r = cum0[cu] + rng.random(cu.size) * (cum1[cu] - cum0[cu])
-        v[local] = order[np.searchsorted(cum, r, side="right").clip(0, n - 1)]
-        v[~local] = order[
-            np.searchsorted(cum, rng.random(int((~local).sum())) * cum[-1], side="right").clip(
-                0, n - 1
-            )
-        ]
+        r = rng.random(cu.size)
+        r *= span[cu]
+        r += cum0[cu]
+        v[local] = draw_node(r)
+        x = rng.random(int((~local).sum()))
+        x *= cum[-1]
+        v[~local] = draw_node(x)
         return u, v
 
-    src, dst = base_edges(m_base)
-    adj = from_edges(src, dst, n)
+    # The edge set is kept as its upper triangle, merged as edges are added; the adjacency is
+    # built once, at the end.
+    upper = _upper_triangle(*base_edges(m_base), n)
 
     m_close = int(round(m_total * closure))
     if m_close > 0:
-        deg = np.diff(adj.indptr)
+        lower = upper.tocsc()  # each node's lower neighbours (the transpose)
+        n_lower = np.diff(lower.indptr)
+        deg = (np.diff(upper.indptr) + n_lower).astype(np.int64)
         hubs = np.flatnonzero(deg >= 2)
         if hubs.size:
             w = hubs[rng.integers(0, hubs.size, m_close)]
             d = deg[w]
             i = rng.integers(0, d)
             j = (i + 1 + rng.integers(0, d - 1)) % d  # a different neighbour
-            src = np.concatenate([src, adj.indices[adj.indptr[w] + i]])
-            dst = np.concatenate([dst, adj.indices[adj.indptr[w] + j]])
-            adj = from_edges(src, dst, n)
+
+            # w's k-th neighbour in the adjacency's (sorted) order: lower ones first.
+            n_low = n_lower[w]
+            low_at, high_at = lower.indptr[w], upper.indptr[w] - n_low
+            last_slot = upper.nnz - 1
+
+            def friend(k: np.ndarray) -> np.ndarray:
+                low = lower.indices[np.minimum(low_at + k, last_slot)]
+                high = upper.indices[np.clip(high_at + k, 0, last_slot)]
+                return np.where(k < n_low, low, high)
+
+            upper = upper + _upper_triangle(friend(i), friend(j), n)
     # Duplicates and self-loops were dropped: top the base edges up once towards the target.
-    missing = int(m_total - adj.nnz / 2)
+    missing = int(m_total - upper.nnz)
     if missing > 0:
-        extra_src, extra_dst = base_edges(missing)
-        adj = from_edges(np.concatenate([src, extra_src]), np.concatenate([dst, extra_dst]), n)
-    return adj, community
+        upper = upper + _upper_triangle(*base_edges(missing), n)
+    return _adjacency(upper), community
+
+
+def _right_search(cum: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``x -> np.searchsorted(cum, x, side="right")`` for a non-decreasing ``cum`` of
+    non-negative values, exactly, several times faster for millions of queries.
+
+    np.searchsorted's binary search is slow on random queries (about 20 unpredictable branches
+    each). A guide table on the value axis does most of it: bucket ``f(x) = floor(x * scale)``
+    is monotone, so every element in a lower bucket than x is <= x and every one in a higher
+    bucket is > x; only the elements of x's own bucket are compared, by a branch-free binary
+    search of a few vectorised steps.
+    """
+    n = cum.size
+    buckets = max(n, 1)
+    scale = buckets / cum[-1] if n and cum[-1] > 0 else 0.0
+
+    def bucket(x: np.ndarray) -> np.ndarray:
+        return np.minimum((x * scale).astype(np.int64), buckets - 1)
+
+    count = np.bincount(bucket(cum), minlength=buckets)
+    begin = np.cumsum(count) - count  # elements in the buckets below
+    width = 1 << int(count.max(initial=0)).bit_length()  # a power of two > any bucket's count
+    # Past x's bucket every element is > x, so the search may run on into the next buckets (or
+    # the +inf padding) without a bounds check.
+    padded = np.concatenate([cum, np.full(width, np.inf)])
+
+    def search(x: np.ndarray) -> np.ndarray:
+        # bucket(x), keeping its buffers for the steps: fresh memory is slow to come by.
+        value = np.multiply(x, scale)
+        probe = value.astype(np.int64)
+        np.minimum(probe, buckets - 1, out=probe)
+        lo = begin[probe]
+        below = np.empty(x.size, dtype=bool)
+        step = width
+        while step > 1:
+            step //= 2
+            np.add(lo, step - 1, out=probe)
+            np.take(padded, probe, out=value)
+            np.less_equal(value, x, out=below)
+            np.add(lo, step, out=lo, where=below)
+        return lo
+
+    return search
 
 
 def load_edgelist(path: str | Path) -> tuple[sp.csr_array, np.ndarray]:
@@ -207,7 +309,8 @@ def regions(adj: sp.csr_array, n_regions: int, rng: np.random.Generator) -> np.n
 
     ``n_regions`` random seed nodes each start a region; regions grow one hop at a time, a node
     joining the region of a random already-assigned friend. Nodes no seed reaches (other
-    components) join a random region.
+    components) join a random region. ``adj`` is symmetric with sorted columns, as
+    :func:`from_edges` builds it.
 
     >>> path = from_edges(np.arange(5), np.arange(1, 6), 6)
     >>> r = regions(path, 2, np.random.default_rng(0))
@@ -215,45 +318,106 @@ def regions(adj: sp.csr_array, n_regions: int, rng: np.random.Generator) -> np.n
     (2, True)
     """
     n = adj.shape[0]
+    index = _index_dtype(adj.nnz, n)
+    degree = np.diff(adj.indptr)
     label = np.full(n, -1, dtype=np.int64)
     seeds = rng.choice(n, size=min(max(n_regions, 1), n), replace=False)
     label[seeds] = np.arange(seeds.size)
-    row = np.repeat(np.arange(n), np.diff(adj.indptr))
+    newest = np.sort(seeds)
     while True:
-        open_edge = (label[row] < 0) & (label[adj.indices] >= 0)
-        if not open_edge.any():
+        # The open edges (unassigned node -> assigned friend). Every unassigned node with an
+        # assigned friend joins a region each round, so (the graph being symmetric) such
+        # friends were all assigned in the last round: the open edges are the newest nodes'
+        # edges to unassigned friends, not a scan of every edge each round.
+        count = degree[newest]
+        friend = adj.indices[_row_slots(adj.indptr, newest)]
+        open_edge = label[friend] < 0
+        open_before = np.zeros(friend.size + 1, dtype=index)
+        np.cumsum(open_edge, out=open_before[1:])
+        first_slot = np.zeros(newest.size + 1, dtype=index)
+        np.cumsum(count, out=first_slot[1:])
+        # Rows: the newest nodes; columns: their unassigned friends. Transposed (a counting
+        # sort, CSR to CSC), these are the open edges in the adjacency's order (by unassigned
+        # node, friends ascending: the adjacency's columns are sorted).
+        found = sp.csr_array(
+            (np.ones(int(open_before[-1]), dtype=bool), friend[open_edge], open_before[first_slot]),
+            shape=(newest.size, n),
+        ).tocsc()
+        if found.nnz == 0:
             break
-        # Each unassigned node adopts the label of one random assigned neighbour.
-        rows, labels = row[open_edge], label[adj.indices[open_edge]]
-        order = rng.permutation(rows.size)
-        _, first = np.unique(rows[order], return_index=True)
-        label[rows[order][first]] = labels[order][first]
+        joining = np.flatnonzero(np.diff(found.indptr))
+        labels = label[newest[found.indices]]
+        # Each unassigned node adopts the label of one random assigned neighbour: the open
+        # edge of hers that comes first in a random permutation (least rank), found per node
+        # with a segmented minimum over her (contiguous) open edges instead of np.unique's sort.
+        order = rng.permutation(found.nnz)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        first = order[np.minimum.reduceat(rank, found.indptr[joining])]
+        newest = joining
+        label[newest] = labels[first]
     rest = label < 0
     label[rest] = rng.integers(0, seeds.size, int(rest.sum()))
     return label
 
 
+def _row_slots(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Positions in a CSR's ``indices`` of the entries of ``rows``, row after row.
+
+    A cumulative sum of steps: 1 within a row, a jump to the row's beginning at its first slot
+    (one array, where repeat + arange + add make three).
+    """
+    begin = indptr[rows]
+    count = indptr[rows + 1] - begin
+    nonempty = count > 0
+    begin, end = begin[nonempty], begin[nonempty] + count[nonempty]
+    slots = np.ones(int(count.sum()), dtype=indptr.dtype)
+    if slots.size:
+        slots[starts(count[nonempty])] = begin - np.r_[1, end[:-1]] + 1
+        np.cumsum(slots, out=slots)
+    return slots
+
+
 def neighbourhood(adj: sp.csr_array, sources: np.ndarray, hops: int) -> sp.csr_array:
     """Rows: sources; columns: nodes within ``hops`` steps (sources themselves excluded).
 
-    The stored value is the hop distance, so callers can prefer near nodes.
+    The stored value is the hop distance, so callers can prefer near nodes. Columns are sorted;
+    indices are int32 where they fit.
     """
     n = adj.shape[0]
     m = sources.size
-    a = adj.astype(np.float32)
-    seen = sp.csr_array((np.ones(m, dtype=np.float32), (np.arange(m), sources)), shape=(m, n))
-    frontier = seen
-    dist = sp.csr_array((m, n), dtype=np.float32)
+    # Boolean pattern: the product then sums by logical or, so a reach needs no 0/1 conversion.
+    # int32 indices where they fit: half the memory of int64 (scipy widens a product that
+    # would not fit).
+    index = _index_dtype(adj.nnz, n, m)
+    a = sp.csr_array(
+        (adj.data != 0, adj.indices.astype(index), adj.indptr.astype(index)), adj.shape
+    )
+    sources = sources.astype(index)
+    one_per_row = np.arange(m + 1, dtype=index)
+    frontier = sp.csr_array((np.ones(m, dtype=bool), sources, one_per_row), shape=(m, n))
+    # Nodes seen so far, coded 2 * (distance + 1) (even, sources 2): adding a reach (coded 1)
+    # marks in one merge what is new (1), seen before (even) and both (odd).
+    seen = sp.csr_array((np.full(m, 2, dtype=np.int8), sources, one_per_row), shape=(m, n))
     for h in range(1, hops + 1):
-        reach = (frontier @ a).astype(bool).astype(np.float32)
-        new = reach - reach.multiply(seen.astype(bool))
-        new.eliminate_zeros()
-        new = new.astype(bool).astype(np.float32)
-        dist = dist + new * h
-        seen = seen + new
-        frontier = new
-    dist.eliminate_zeros()
-    return dist.tocsr()
+        reach = frontier @ a
+        reach.sort_indices()  # the merge below needs sorted columns
+        seen = seen + sp.csr_array((reach.data.view(np.int8), reach.indices, reach.indptr), (m, n))
+        code = seen.data
+        new = code == 1
+        code &= -2  # drop the "reached" bit
+        code[new] = 2 * (h + 1)
+        if h < hops:
+            frontier = _sub_csr(seen, new, np.ones(int(new.sum()), dtype=bool))
+    far = seen.data > 2  # the sources themselves are excluded
+    return _sub_csr(seen, far, (seen.data[far] // 2 - 1).astype(np.float32))
+
+
+def _sub_csr(a: sp.csr_array, keep: np.ndarray, data: np.ndarray) -> sp.csr_array:
+    """The entries of a canonical CSR where ``keep`` holds, with new ``data``."""
+    kept_before = np.zeros(keep.size + 1, dtype=a.indptr.dtype)
+    np.cumsum(keep, out=kept_before[1:])
+    return sp.csr_array((data, a.indices[keep], kept_before[a.indptr]), shape=a.shape)
 
 
 def random_neighbour(

@@ -92,19 +92,21 @@ def recruit_groups(
 
     if adj is not None and p.local_share > 0:
         local_seats = np.round(seats * p.local_share).astype(np.int64)
-        near = neighbourhood(adj, owner_nodes, p.neighbourhood_hops).tocoo()
-        rows, cols = near.row.astype(np.int64), near.col.astype(np.int64)
-        prio = near.data + rng.random(rows.size)  # nearer first, ties at random
+        near = neighbourhood(adj, owner_nodes, p.neighbourhood_hops)
+        # The (owner ``rows``, consumer ``cols``) pairs in the order neighbourhood lists them.
+        rows = np.repeat(np.arange(m, dtype=near.indices.dtype), np.diff(near.indptr))
+        cols = near.indices
+        prio = rng.random(near.nnz)
+        prio += near.data  # nearer first, ties at random
         # Rounds of "each free consumer goes to her nearest owner with seats left; owners keep
         # their nearest up to their quota"; a consumer turned away tries her next owner.
         for _ in range(RECRUITMENT_ROUNDS):
-            open_pair = ~taken[cols] & (filled[rows] < local_seats[rows])
+            open_pair = (~taken)[cols] & (filled < local_seats)[rows]
             rows, cols, prio = rows[open_pair], cols[open_pair], prio[open_pair]
             if rows.size == 0:
                 break
+            cand = _nearest_owner(cols, prio, n)  # each consumer's nearest owner
             # One float sort key instead of lexsort (several times faster); prio < 8.
-            by_consumer = np.argsort(cols * 8.0 + prio)
-            cand = by_consumer[run_starts(cols[by_consumer])]  # each consumer's nearest owner
             cand = cand[np.argsort(rows[cand] * 8.0 + prio[cand])]
             r = rows[cand]
             ok = rank_in_run(r) < (local_seats[r] - filled[r])
@@ -125,8 +127,10 @@ def recruit_groups(
 
     # Split each owner's members into her groups: her first group's seats first, by consumer id.
     members = np.flatnonzero(member_owner >= 0)
-    members = members[np.argsort(member_owner[members], kind="stable")]
-    mo = member_owner[members]
+    # Grouped by owner, ascending within: one sort of (owner, consumer) keys is faster than a
+    # stable argsort by owner.
+    key = np.sort(member_owner[members] * n + members)
+    mo, members = np.divmod(key, n)
     group_first = np.r_[0, np.cumsum(n_groups)[:-1]]
     rank = rank_in_run(mo)
     cum = np.cumsum(sizes)  # group seat boundaries, laid out owner by owner
@@ -134,6 +138,27 @@ def recruit_groups(
     g = np.searchsorted(cum, owner_seat_start[mo] + rank, side="right")
     group_of[members] = g.astype(np.int32)
     return group_owner, group_of
+
+
+def _nearest_owner(cols: np.ndarray, prio: np.ndarray, n: int) -> np.ndarray:
+    """Each consumer's pair with the least key ``cols * 8 + prio`` (her nearest owner), one per
+    consumer, consumers ascending; ``cols``: each pair's consumer (of ``n``).
+
+    A scattered minimum finds it without sorting every pair. Two pairs of one consumer can have
+    equal keys (float rounding); then the one an (unstable) argsort of the keys puts first
+    wins, so that rare case is done exactly that way.
+    """
+    key = cols * 8.0 + prio
+    least = np.full(n, np.inf)
+    np.minimum.at(least, cols, key)  # (1-D ufunc.at is fast; a sort of the pairs is not)
+    at_least = np.flatnonzero(key == least[cols])
+    pair_of = np.full(n, -1, dtype=np.int64)
+    pair_of[cols[at_least]] = at_least
+    cand = pair_of[pair_of >= 0]
+    if cand.size == at_least.size:  # one least pair per consumer: no tie
+        return cand
+    by_consumer = np.argsort(key)
+    return by_consumer[run_starts(cols[by_consumer])]
 
 
 class Owners:
@@ -374,8 +399,10 @@ def _mean_member_preference(
     if m == 0:
         return np.zeros((0, c))
     owner = group_owner[group[members]]
-    total = np.zeros((m, c))
-    np.add.at(total, owner, preference[members])
+    # Sums per (owner, category) by one bincount over flat cells instead of np.add.at (slow):
+    # the same additions in the same order, so the same sums.
+    cell = (owner.astype(np.int64)[:, None] * c + np.arange(c)).ravel()
+    total = np.bincount(cell, weights=preference[members].ravel(), minlength=m * c).reshape(m, c)
     count = np.bincount(owner, minlength=m)[:, None]
     return np.where(count > 0, total / np.maximum(count, 1), 1.0 / c)
 
