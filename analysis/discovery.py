@@ -143,7 +143,7 @@ def discover(
     winner: str = "streamer",
     loser: str = "owners",
     min_coverage: float = 0.8,
-    min_wins: int = 1,
+    min_wins: int = 10,
 ) -> Discovery:
     """Scenario discovery for one metric: how often ``winner`` beats ``loser``, and the PRIM
     box of the parameters where it does (:func:`find_box`); no box around fewer than

@@ -189,9 +189,7 @@ def channel_duel(
             continue  # not measured in this run (e.g. repeat purchase in a short run)
         wins = both[a] > both[b] if better == "higher" else both[a] < both[b]
         low, high = wilson_interval(int(wins.sum()), len(both))
-        rows.append(
-            (metric, better, where[a], where[b], len(both), float(wins.mean()), low, high)
-        )
+        rows.append((metric, better, where[a], where[b], len(both), float(wins.mean()), low, high))
     columns = [
         "metric",
         "better",

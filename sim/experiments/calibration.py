@@ -671,9 +671,9 @@ def write(out: Path, res: Calibration, setup: Setup, base: Scenario) -> None:
     res.posterior.to_csv(out / "posterior.csv", index=False)
     res.generations.to_csv(out / "generations.csv", index=False)
     res.predictive.to_csv(out / "predictive.csv", index=False)
-    pd.DataFrame(
-        {"target": list(res.coverage), "coverage": list(res.coverage.values())}
-    ).to_csv(out / "coverage.csv", index=False)
+    pd.DataFrame({"target": list(res.coverage), "coverage": list(res.coverage.values())}).to_csv(
+        out / "coverage.csv", index=False
+    )
     res.scale.to_csv(out / "scale.csv", index=False)
     lines = ["# The posterior median (ABC-SMC; fishschool calibrate)", "", "[uncertainties]"]
     lines += [f"{k} = {v}" for k, v in res.median.items()]

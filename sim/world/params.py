@@ -173,11 +173,11 @@ class ConsumerParams:
         0.3, 0, 1, unit="mean", doc="Mean impulsiveness (Beta across consumers)."
     )
     need_rate: float = param(
-        0.0703,
+        0.044176,
         0,
         1,
         unit="probability/day",
-        source="calibrated: ABC, docs/calibration",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
         doc="Mean daily chance a new need arrives (Beta across consumers), in a category "
         "drawn from her preferences; a purchase in that category, through any channel, fills it.",
     )
@@ -295,19 +295,19 @@ class OwnerParams:
         kind="lever",
     )
     activity_sigma: float = param(
-        1.7568,
+        1.381824,
         0,
         3,
         unit="log-sd",
-        source="calibrated: ABC, docs/calibration",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
         doc="Spread of owners' posting activity (lognormal, mean 1): large is a heavier tail.",
     )
     open_rate: float = param(
-        0.555,
+        0.442062,
         0,
         1,
         unit="probability/day",
-        source="calibrated: ABC, docs/calibration",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
         doc="Chance a member opens the group's posts on a day.",
     )
     skill: float = param(
@@ -445,23 +445,22 @@ class StreamerParams:
         kind="lever",
     )
     products_seen: int = param(
-        9,
+        6,
         1,
         1000,
         unit="products",
-        source="calibrated: ABC, docs/calibration",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
         doc="Products a viewer watches in one session.",
     )
     attention_rate: float = param(
         0.2, 0, 1, unit="probability/session", doc="Chance a follower watches a session."
     )
     vetting_capacity: float = param(
-        100.0,
+        150.616176,
         0,
         1e6,
         unit="products/week",
-        source="brief: 'selection cannot keep up' (a team of dozens for 26-279 products a "
-        "session); to calibrate on T1",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
         doc="Products her team can check properly a week, shared over the week's sessions; the "
         "rest go on air at their brand's unscreened quality.",
         kind="uncertainty",
@@ -622,11 +621,11 @@ class BrandParams:
         doc="Mean brand quality: the chance an item is free of defects (Beta across brands).",
     )
     quality_concentration: float = param(
-        10.0,
+        23.580917,
         0.1,
         1e4,
         unit="Beta a+b",
-        source="to calibrate on T1-T2 (return rates); wide enough that screening matters",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
         doc="Concentration of brand quality around its mean (lower: a wider spread of brands).",
     )
     product_quality_concentration: float = param(
@@ -771,39 +770,39 @@ class AfterSalesParams:
 @dataclass(frozen=True)
 class PurchaseParams:
     intercept: float = param(
-        -11.0,
+        -10.998443,
         -50,
         50,
         unit="log-odds",
         doc="Baseline log-odds of buying.",
-        source="set by hand with purchase.need for shared demand (issue 9); to recalibrate",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
     )
     fit: float = param(2.0, 0, 50, unit="log-odds per unit fit", doc="Weight of expected fit.")
     trust: float = param(
-        1.8784,
+        1.840208,
         0,
         50,
         unit="log-odds per unit trust",
-        source="calibrated: ABC, docs/calibration",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
         doc="Weight of trust in the source.",
     )
     hype: float = param(
-        0.9775,
+        1.79884,
         0,
         50,
         unit="log-odds per unit hype x impulsiveness",
-        source="calibrated: ABC, docs/calibration",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
         doc="Weight of hype.",
     )
     price: float = param(
         1.0, 0, 50, unit="log-odds per log price", doc="Weight of log(paid / median price)."
     )
     need: float = param(
-        5.0,
+        4.516635,
         0,
         50,
         unit="log-odds",
-        source="set by hand: most purchases fill a need (issue 9); to recalibrate",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
         doc="Extra log-odds when the consumer has an open need in the product's category.",
     )
     hype_expectation: float = param(
@@ -826,36 +825,36 @@ class DeliveryParams:
 @dataclass(frozen=True)
 class ReturnParams:
     intercept: float = param(
-        -4.1403,
+        -3.510505,
         -50,
         50,
         unit="log-odds",
         doc="Baseline log-odds of returning.",
-        source="calibrated: ABC, docs/calibration",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
     )
     defect: float = param(3.5, 0, 50, unit="log-odds", doc="Extra log-odds for a defective item.")
     misfit: float = param(
-        3.6581,
+        2.862549,
         0,
         50,
         unit="log-odds",
         doc="Extra log-odds for a misfit.",
-        source="calibrated: ABC, docs/calibration",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
     )
     gap: float = param(
-        1.7789,
+        2.484049,
         0,
         50,
         unit="log-odds per unit gap",
-        source="calibrated: ABC, docs/calibration",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
         doc="Weight of the expectation gap.",
     )
     impulse: float = param(
-        2.1312,
+        2.284521,
         0,
         50,
         unit="log-odds per unit hype x impulsiveness",
-        source="calibrated: ABC, docs/calibration",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
         doc="Weight of impulse.",
     )
     misfit_threshold: float = param(
