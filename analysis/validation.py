@@ -39,6 +39,7 @@ from sim.experiments import atomic
 from sim.experiments.calibration import (
     default_setup,
     docs_folder,
+    inside,
     load_posterior_samples,
     pattern_values,
     smaller_world,
@@ -264,7 +265,7 @@ def calibration_summary(folder: Path) -> tuple[list[dict], list[dict], str]:
     shares = (
         pd.read_csv(folder / "coverage.csv").set_index("target").coverage.to_dict()
         if (folder / "coverage.csv").is_file()
-        else {t.id: float(((pred[t.id] >= t.low) & (pred[t.id] <= t.high)).mean()) for t in targets}
+        else inside(pred).mean().to_dict()
     )
     coverage = []
     for t in targets:

@@ -24,8 +24,9 @@ The calibration (:func:`calibrate`):
    executor (local processes or a Dask cluster, as sweeps). Each finished generation is stored
    in ``abc.db`` (SQLite); a killed calibration resumes from its last finished generation.
 4. **Checks the posterior**: a posterior predictive check (``predictive`` particles drawn by
-   weight, each run once on a fresh seed: the share of draws inside each target's range is its
-   coverage) and a scale check (the posterior median at the calibration size and at the
+   weight with systematic resampling, each the mean of ``replicates`` runs on fresh seeds: the
+   share of draws inside each target's range is its coverage; :func:`tensions` says what moves
+   with a missed target) and a scale check (the posterior median at the calibration size and at the
    shipped scenarios' 100,000 consumers: does each pattern keep its value?).
 
 Outputs in ``out``: ``posterior_samples.csv`` (the last generation: parameters and weight),
@@ -251,6 +252,8 @@ def distance(values: pd.DataFrame, setup: Setup | None = None) -> pd.Series:
 
 
 def inside(values: pd.DataFrame, setup: Setup | None = None) -> pd.DataFrame:
+    """Per row and target: is the value inside the target's range (a missing value is not)?
+    Its column means are the predictive coverage."""
     setup = setup or default_setup()
     return pd.DataFrame(
         {t.id: (values[t.id] >= t.low) & (values[t.id] <= t.high) for t in setup.targets}
@@ -584,9 +587,7 @@ def calibrate(
     ]
     pred = pd.DataFrame(_map(executor, calls)).assign(particle=picks)
     # A draw that cannot measure a pattern misses it (as the distance counts it).
-    coverage = {
-        t.id: float(((pred[t.id] >= t.low) & (pred[t.id] <= t.high)).mean()) for t in setup.targets
-    }
+    coverage = {k: float(v) for k, v in inside(pred, setup).mean().items()}
     scale = pd.DataFrame()
     if scale_consumers:
         log(f"scale check: the posterior median at {consumers:,} and {scale_consumers:,} consumers")
