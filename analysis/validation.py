@@ -287,9 +287,12 @@ def calibration_summary(folder: Path) -> tuple[list[dict], list[dict], str]:
         scale = [
             {
                 "id": r.target,
-                "calibration size": f"{r.small:.3g}",
-                "100,000 consumers": f"{r.large:.3g}",
+                "calibration size": f"{r.small:.3g}"
+                + (f" +/- {r.small_se:.2g}" if "small_se" in r._fields else ""),
+                "100,000 consumers": f"{r.large:.3g}"
+                + (f" +/- {r.large_se:.2g}" if "large_se" in r._fields else ""),
                 "ratio": f"{r.ratio:.2f}",
+                "agrees": ("yes" if r.agrees else "**no**") if "agrees" in r._fields else "",
             }
             for r in pd.read_csv(folder / "scale.csv").itertuples()
         ]
@@ -450,7 +453,9 @@ draws.
 ### Scale check
 
 The posterior median at the calibration size and at the shipped scenarios' 100,000 consumers
-(owners in the same proportion).
+(owners in the same proportion; the smaller world runs as many more replicates as it is
+smaller, so both observe about as many owners). A target agrees when the two differ by at most
+10% or two standard errors of the difference.
 
 {_table(scale)}"""
         if has_posterior

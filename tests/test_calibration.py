@@ -48,7 +48,7 @@ def simulated_setup(tmp_path_factory) -> cal.Setup:
 def test_the_shipped_targets_file_loads():
     setup = cal.default_setup()
     assert [t.id for t in setup.targets][:3] == ["T1", "T2", "T3"]
-    assert setup.priors["purchase.trust"] == (0.5, 3.5) and len(setup.priors) == 14
+    assert setup.priors["purchase.trust"] == (0.5, 3.5) and len(setup.priors) == 15
     assert "owner_sales_per_member_month_median" in setup.metrics  # from [derived]
 
 
@@ -222,3 +222,33 @@ def test_systematic_resampling_follows_the_weights():
     picks = cal.systematic_resample(w, 100, np.random.default_rng(1))
     counts = np.bincount(picks, minlength=4)
     assert (np.abs(counts - 100 * w) <= 1).all() and counts[3] == 0
+
+
+def test_the_scale_check_runs_the_smaller_world_more_often_and_judges_agreement(simulated_setup):
+    # 2,500 against 10,000 consumers: the smaller world runs 4x the replicates, so both observe
+    # as many consumers; the standard errors are those of the runs, and a target agrees when
+    # the sizes differ by at most 10% or two standard errors of the difference (conversion
+    # does; at 2,500 consumers over 30 days returns read ~15% higher than at 10,000).
+    table = cal.scale_check(simulated_setup, TRUE, (2500, 10_000), 30, 2, seed=5)
+    assert list(table.columns) == [
+        "target",
+        "small",
+        "small_se",
+        "large",
+        "large_se",
+        "ratio",
+        "agrees",
+    ]
+    assert (table.small_se > 0).all() and (table.large_se > 0).all()
+    assert np.allclose(table.ratio, table.large / table.small)
+    noise = 2 * np.hypot(table.small_se, table.large_se)
+    rule = (table.ratio.sub(1).abs() <= 0.1) | ((table.large - table.small).abs() <= noise)
+    assert table.agrees.tolist() == rule.tolist() and table.agrees.any()
+    runs = cal.pattern_runs(
+        TRUE,
+        base=cal.calibration_world(2500, 30).params.to_dict(),
+        setup=simulated_setup,
+        replicates=8,
+        seed=5,
+    )
+    assert len(runs) == 8 and np.isclose(runs.R.std(ddof=1) / np.sqrt(8), table.small_se.iloc[0])

@@ -129,3 +129,31 @@ def test_weekly_occurrences_are_spread_evenly():
         days = [occurs_on(d, per_week) for d in range(70)]
         assert sum(days) == int(per_week * 10)
     assert not any(occurs_on(d, 0) for d in range(30))
+
+
+def test_tail_quantile_reads_a_far_quantile_of_a_few_dozen_owners_without_the_empirical_bias():
+    # 70 owners (a calibration world) drawn from a lognormal whose 99th percentile is known:
+    # over 2,000 samples the empirical percentile is biased low by more than 8%, the tail
+    # estimate by less than 8% either way; with 700 owners the two agree within 5%.
+    from scipy import stats
+
+    from sim.world.recorder import tail_quantile
+
+    rng = np.random.default_rng(7)
+    truth = float(stats.lognorm(1.2, scale=3.0).ppf(0.99))
+    small = rng.lognormal(np.log(3.0), 1.2, (2000, 70))
+    empirical = np.quantile(small, 0.99, axis=1).mean() / truth
+    estimate = np.mean([tail_quantile(x, 0.99) for x in small]) / truth
+    assert empirical < 0.92 and abs(estimate - 1) < 0.08
+    large = rng.lognormal(np.log(3.0), 1.2, (200, 700))
+    estimate = np.mean([tail_quantile(x, 0.99) for x in large])
+    assert abs(estimate / np.quantile(large, 0.99, axis=1).mean() - 1) < 0.05
+
+
+def test_tail_quantile_falls_back_to_the_empirical_quantile_where_no_tail_can_be_read():
+    from sim.world.recorder import tail_quantile
+
+    assert tail_quantile(np.array([1.0, 2.0]), 0.99) == np.quantile([1.0, 2.0], 0.99)
+    mostly_zero = np.r_[np.zeros(95), np.arange(1.0, 6.0)]  # the value below the top 5% is 0
+    assert tail_quantile(mostly_zero, 0.99) == np.quantile(mostly_zero, 0.99)
+    assert np.isnan(tail_quantile(np.array([]), 0.99))

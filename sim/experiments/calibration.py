@@ -276,6 +276,21 @@ def simulate(
 ) -> dict[str, float]:
     """The pattern values of one particle: the mean over ``replicates`` runs of the world
     ``base`` (a Params dict) with the particle's parameters, on the particle's own seeds."""
+    values = pattern_runs(theta, base=base, setup=setup, replicates=replicates, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a pattern missing in every replicate
+        return {t.id: float(np.nanmean(values[t.id])) for t in setup.targets}
+
+
+def pattern_runs(
+    theta: Mapping[str, float],
+    *,
+    base: Mapping[str, Any],
+    setup: Setup,
+    replicates: int,
+    seed: int,
+) -> pd.DataFrame:
+    """The pattern values of each of a particle's ``replicates`` runs: one row per run."""
     point = {name: typed(name, float(v)) for name, v in theta.items()}
     frames = []
     for r, s in enumerate(replicate_seeds(particle_seed(theta, seed), replicates)):
@@ -288,10 +303,7 @@ def simulate(
             "tags": {"point_id": r},
         }
         frames.append(run_one(task)["summary"])
-    values = pattern_values(pd.concat(frames, ignore_index=True), setup)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a pattern missing in every replicate
-        return {t.id: float(np.nanmean(values[t.id])) for t in setup.targets}
+    return pattern_values(pd.concat(frames, ignore_index=True), setup)
 
 
 def particle_distance(x: Mapping[str, float], x0: Mapping[str, float], setup: Setup) -> float:
@@ -310,7 +322,7 @@ class Calibration:
     generations: pd.DataFrame  # t, epsilon, particles, samples (simulations)
     predictive: pd.DataFrame  # one row per predictive draw: the pattern values
     coverage: dict[str, float]  # target id -> share of predictive draws inside the range
-    scale: pd.DataFrame  # target, value at the calibration size and at 100,000, ratio
+    scale: pd.DataFrame  # target, small, small_se, large, large_se, ratio, agrees
     median: dict[str, float | int]  # the posterior median, typed
     simulations: int = 0  # every particle simulated, the prior sample that set epsilon included
 
@@ -638,27 +650,45 @@ def scale_check(
     seed: int,
     executor: Executor | None = None,
 ) -> pd.DataFrame:
-    """Each pattern at two world sizes (owners in proportion), the same parameters and seeds:
-    ``target, small, large, ratio`` with the replicate means."""
+    """Each pattern at two world sizes (owners in proportion), the same parameters.
+
+    The large world runs ``replicates`` times and the small one as many times more as it is
+    smaller (at most 10x), so both sizes observe about as many owners and consumers and a
+    difference is the model's, not the sample's. Returns ``target, small, small_se, large,
+    large_se, ratio, agrees``: replicate means, their standard errors, large over small, and
+    whether the two agree within 10% or two standard errors of the difference.
+    """
+    small_n, large_n = sizes
+    runs = (replicates * min(10, max(1, round(large_n / small_n))), replicates)
     calls = [
         functools.partial(
-            simulate,
+            pattern_runs,
             dict(point),
             base=calibration_world(consumers, days).params.to_dict(),
             setup=setup,
-            replicates=replicates,
+            replicates=n_runs,
             seed=seed,
         )
-        for consumers in sizes
+        for consumers, n_runs in zip(sizes, runs, strict=True)
     ]
     small, large = _map(executor, calls)
-    return pd.DataFrame(
+    ids = [t.id for t in setup.targets]
+
+    def se(values: pd.DataFrame) -> list[float]:
+        return [float(values[i].std(ddof=1) / np.sqrt(values[i].notna().sum())) for i in ids]
+
+    table = pd.DataFrame(
         {
-            "target": [t.id for t in setup.targets],
-            "small": [small[t.id] for t in setup.targets],
-            "large": [large[t.id] for t in setup.targets],
+            "target": ids,
+            "small": [float(small[i].mean()) for i in ids],
+            "small_se": se(small),
+            "large": [float(large[i].mean()) for i in ids],
+            "large_se": se(large),
         }
     ).assign(ratio=lambda d: d.large / d.small)
+    gap = (table.large - table.small).abs()
+    noise = 2 * np.hypot(table.small_se, table.large_se)
+    return table.assign(agrees=(table.ratio.sub(1).abs() <= 0.1) | (gap <= noise))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -727,9 +757,15 @@ def write(out: Path, res: Calibration, setup: Setup, base: Scenario) -> None:
             f"| {t.id} | {t.pattern} | {t.low:g}-{t.high:g} | {q05:.3g}-{q95:.3g} | {med:.3g} | "
             f"{cov:.0%} | {reading} |"
         )
-    scale = ["| id | calibration size | 100,000 consumers | ratio |", "|---|---|---|---|"]
+    scale = [
+        "| id | calibration size (+/- se) | 100,000 consumers (+/- se) | ratio | agrees |",
+        "|---|---|---|---|---|",
+    ]
     for r in res.scale.itertuples(index=False):
-        scale.append(f"| {r.target} | {r.small:.3g} | {r.large:.3g} | {r.ratio:.2f} |")
+        scale.append(
+            f"| {r.target} | {r.small:.3g} +/- {r.small_se:.2g} | {r.large:.3g} +/- "
+            f"{r.large_se:.2g} | {r.ratio:.2f} | {'yes' if r.agrees else '**no**'} |"
+        )
     g = res.generations
     caveat = ": few particles carry the posterior, so its quantiles are rough" if rough else ""
     distinct = res.predictive.particle.nunique() if "particle" in res.predictive else 0

@@ -319,7 +319,8 @@ _SUMMARIES = [
     ),
     Metric(
         "owner_sales_per_member_month_p99",
-        "99th percentile of the same (the top 1% of owners)",
+        "99th percentile of the same (the top 1% of owners), read from the top 5% by "
+        "Weissman's tail estimate (recorder.tail_quantile)",
         "RMB/member-month",
         "higher",
         numerator="owner's sales",
