@@ -15,6 +15,7 @@ import numpy as np
 from sim.world.channels import Channel, Source
 from sim.world.money import charge
 from sim.world.purchases import offer
+from sim.world.ragged import run_starts
 
 if TYPE_CHECKING:
     from sim.world.model import CommerceModel
@@ -43,7 +44,8 @@ def sell_through_search(model: CommerceModel) -> None:
     ok = product >= 0
     consumer, product = consumer[ok], product[ok]
     # A search that found nothing stocked (every brand of the category left) is no visit.
-    model.recorder.add("visits", Channel.CONVENTIONAL, np.unique(consumer).size)
+    # consumer is sorted (searchers are; repeat and masks keep order): count its runs.
+    model.recorder.add("visits", Channel.CONVENTIONAL, int(run_starts(consumer).sum()))
     brand = model.catalogue.brand[product]
     charge(model.recorder, model.accounts, "ads", Channel.CONVENTIONAL, brand, c.ad_cost)
     offer(model, consumer, product, Channel.CONVENTIONAL, Source.SEARCH)
