@@ -166,6 +166,10 @@ def test_needs_are_filled_once_and_returns_reopen_them():
     assert (same > 1).mean() < 0.05
     # Spending never exceeds the month's budget.
     assert (d.spent <= d.budget + 1e-3).all()
+    # Each consumer's latest open day is kept equal to her row of needs through arrivals,
+    # purchases and returns, so "who has a need" reads it alone.
+    assert np.array_equal(d.latest, d.need_until.max(axis=1))
+    assert np.array_equal(d.has_need(model.day), (d.need_until >= model.day).any(axis=1))
 
 
 # -- audience, growth and decay -----------------------------------------------------------------

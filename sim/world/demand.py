@@ -14,7 +14,9 @@ Every channel sells into the same demand, so the channels compete for it:
   for the day.
 
 State is two arrays: ``need_until`` (consumer x category, the last day the need is open, -1 for
-none) and ``spent`` (this month's spending). A day's purchases are resolved together by
+none) and ``spent`` (this month's spending); ``latest`` keeps each consumer's last open day over
+her categories (the row maximum of ``need_until``, updated with it), so "who has a need today"
+reads one number per consumer, not a row. A day's purchases are resolved together by
 :func:`sim.world.funnel.resolve_purchases`, in a random order that no channel controls.
 
 Example
@@ -56,6 +58,7 @@ class Demand:
         self.budget = np.asarray(p.budget * spread, dtype=np.float32)
         self.spent = np.zeros(n, dtype=np.float32)
         self.need_until = np.full((n, c), -1, dtype=np.int32)
+        self.latest = np.full(n, -1, dtype=np.int32)  # need_until's row maxima
         self._pref_cdf = np.cumsum(preference, axis=1, dtype=np.float32)
         self._pref_cdf[:, -1] = 1.0
 
@@ -68,6 +71,7 @@ class Demand:
         life = rng.geometric(1.0 / max(self.p.need_lifetime, 1.0), who.size)
         until = np.minimum(day + life - 1, np.iinfo(np.int32).max).astype(np.int32)
         self.need_until[who, category] = np.maximum(self.need_until[who, category], until)
+        self.latest[who] = np.maximum(self.latest[who], until)  # who holds each consumer once
         return who
 
     def draw_category(self, who: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -82,7 +86,7 @@ class Demand:
 
     def has_need(self, day: int) -> np.ndarray:
         """Per consumer: any open need today?"""
-        return (self.need_until >= day).any(axis=1)
+        return self.latest >= day
 
     def open_category(self, who: np.ndarray, day: int, rng: np.random.Generator) -> np.ndarray:
         """One of each consumer's open needs, at random (-1 for a consumer with none)."""
@@ -94,11 +98,13 @@ class Demand:
     def fill(self, consumer: np.ndarray, category: np.ndarray) -> None:
         """Purchases fill the needs of their category."""
         self.need_until[consumer, category] = -1
+        self.latest[consumer] = self.need_until[consumer].max(axis=1)
 
     def reopen(self, consumer: np.ndarray, category: np.ndarray, day: int) -> None:
         """A returned item leaves its need unmet: open again for ``need_lifetime`` days."""
         until = day + max(int(round(self.p.need_lifetime)), 1) - 1
         self.need_until[consumer, category] = np.maximum(self.need_until[consumer, category], until)
+        self.latest[consumer] = np.maximum(self.latest[consumer], until)
 
     # -- budget ------------------------------------------------------------------------------
     def left(self, consumer: np.ndarray) -> np.ndarray:

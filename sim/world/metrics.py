@@ -407,9 +407,14 @@ class TickRecorder:
             w = np.broadcast_to(values, np.shape(channel)).astype(np.float64)
             row[: len(CHANNELS)] += np.bincount(channel, weights=w, minlength=len(CHANNELS))
 
-    def add_fit(self, channel: np.ndarray, fit: np.ndarray) -> None:
-        self._fit_sum[: len(CHANNELS)] += np.bincount(channel, weights=fit, minlength=len(CHANNELS))
-        self._fit_n[: len(CHANNELS)] += np.bincount(channel, minlength=len(CHANNELS))
+    def add_totals(self, metric: str, per_channel: np.ndarray) -> None:
+        """Add a flow already totalled per channel (in channel order)."""
+        self._today[_INDEX[metric], : len(CHANNELS)] += per_channel
+
+    def add_fit_totals(self, fit_sum: np.ndarray, exposures: np.ndarray) -> None:
+        """Add exposures' fit already totalled per channel, and their number."""
+        self._fit_sum[: len(CHANNELS)] += fit_sum
+        self._fit_n[: len(CHANNELS)] += exposures
 
     def set(self, metric: str, values) -> None:
         """Set a state metric for every column (channels, then all)."""

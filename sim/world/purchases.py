@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.world import funnel
+from sim.world import funnel, kernels
 from sim.world.channels import Channel, Source
 from sim.world.money import book_orders
 from sim.world.orders import PENDING
 
 if TYPE_CHECKING:
     from sim.world.model import CommerceModel
+    from sim.world.params import PurchaseParams
 
 # The process stream a channel's own exposures draw from (see model.PROCESS_STREAMS).
 _CHANNEL_STREAM = {
@@ -70,63 +71,77 @@ def offer(
     size = consumer.size
     if size == 0:
         return None
-    channel_in = channel
-    channel = np.broadcast_to(np.asarray(channel, dtype=np.int8), (size,))
     p, con, cat, rec = model.params, model.consumers, model.catalogue, model.recorder
-    rec.add("exposures", channel)
-    if source == Source.FRIEND:
-        rec.add("wom_exposures", channel)
-    if np.ndim(channel_in) == 0:
-        model.reached[int(channel_in), consumer] = True
-        model.month_reached[int(channel_in), consumer] = True
-    else:
-        model.reached[channel, consumer] = True
-        model.month_reached[channel, consumer] = True
-
-    hype = model.format_hype[channel] if hype is None else hype
+    code = np.asarray(channel, dtype=np.int8).reshape(-1)
+    if hype is None:
+        hype = model.format_hype[code]
     if source == Source.FRIEND:
         hype = hype * p.word_of_mouth.hype_carryover
-    category = cat.category[product]
-    fit = con.fit[consumer, category]
-    rec.add_fit(channel, fit)
-    paid = model.terms.paid(cat.list_price[product], channel)
-    need_open = model.demand.is_open(consumer, category, model.day)
-
-    def probability(i: np.ndarray | slice, need: np.ndarray | float) -> np.ndarray:
-        c = consumer[i]
-        return funnel.purchase_probability(
-            p.purchase,
-            fit[i],
-            con.trust[source, c],
-            hype[i],
-            con.impulsiveness[c],
-            paid[i] / cat.median_price,
-            con.price_sensitivity[c],
-            need,
-        )
-
-    own = _CHANNEL_STREAM[Channel(int(channel[0]))]
+    hype = np.asarray(hype, dtype=np.float64).reshape(-1)
+    own = _CHANNEL_STREAM[Channel(int(code[0]))]
     rng = model.streams["wom" if source == Source.FRIEND else own]
     u = rng.random(size)
-    cand = np.flatnonzero(u < probability(slice(None), need_open))
+    # One compiled pass records the exposures (reach, fit, counts) and makes every draw.
+    fit_sum, exposures = np.zeros(len(Channel)), np.zeros(len(Channel))
+    cand = kernels.purchase_draws(
+        consumer,
+        product,
+        code,
+        hype,
+        u,
+        cat.category,
+        con.fit,
+        con.trust[source],
+        con.impulsiveness,
+        con.price_sensitivity,
+        _log_price(model),
+        model.demand.need_until,
+        model.day,
+        _coefficients(p.purchase),
+        model.reached,
+        model.month_reached,
+        fit_sum,
+        exposures,
+    )
+    rec.add_totals("exposures", exposures)
+    if source == Source.FRIEND:
+        rec.add_totals("wom_exposures", exposures)
+    rec.add_fit_totals(fit_sum, exposures)
     k = cand.size
     if k == 0:
         return None
+    who, item = consumer[cand], product[cand]
+    channel = np.broadcast_to(code, (size,))[cand]
+    category = cat.category[item]
+    fit = con.fit[who, category]
+    hype = np.broadcast_to(hype, (size,))[cand]
+    paid = model.terms.paid(cat.list_price[item], channel)
+    need_open = model.demand.is_open(who, category, model.day)
     # A candidate is sure to buy if its draw is also below the chance without the need.
-    sure = ~need_open[cand] | (u[cand] < probability(cand, 0.0))
+    no_need = funnel.purchase_probability(
+        p.purchase,
+        fit,
+        con.trust[source, who],
+        hype,
+        con.impulsiveness[who],
+        paid / cat.median_price,
+        con.price_sensitivity[who],
+        0.0,
+    )
+    sure = ~need_open | (u[cand] < no_need)
     fate = rng.random((4, k), dtype=np.float32)
     batch = {
         "position": cand,
-        "consumer": consumer[cand],
-        "product": product[cand],
-        "category": category[cand],
-        "channel": channel[cand],
+        "consumer": who,
+        "product": item,
+        "category": category,
+        "channel": channel,
         "source": np.full(k, source, dtype=np.int8),
         "owner": owner[cand] if owner is not None else np.full(k, -1, dtype=np.int32),
-        "paid": paid[cand],
-        "fit": fit[cand],
-        "hype": hype[cand],
-        "need_open": need_open[cand],
+        "paid": paid,
+        "fit": fit,
+        "hype": hype,
+        "need_open": need_open,
         "sure": sure,
         "key": fate[0],
         "u_defect": fate[1],
@@ -137,6 +152,20 @@ def offer(
     }
     model.candidates.append(batch)
     return batch
+
+
+def _coefficients(p: PurchaseParams) -> np.ndarray:
+    """The purchase logit's coefficients in :func:`kernels.purchase_draws`' order."""
+    return np.array([p.intercept, p.fit, p.trust, p.hype, p.price, p.need], dtype=np.float64)
+
+
+def _log_price(model: CommerceModel) -> np.ndarray:
+    """Channel x product: ``log(paid / median price)`` at today's terms (a few thousand
+    logs instead of one per exposure)."""
+    cat = model.catalogue
+    codes = np.arange(len(Channel))
+    paid = model.terms.paid(cat.list_price[None, :], codes[:, None])
+    return np.log(paid / cat.median_price)
 
 
 def settle(model: CommerceModel) -> None:
