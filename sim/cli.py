@@ -8,6 +8,7 @@
     fishschool viz [SCENARIO] [--consumers N] [--port P]
     fishschool explain A B [--channel CH] [--metric M ...] [--replicates N] [same options]
     fishschool explain SCENARIO --channels owners streamer [...]
+    fishschool scale [--sizes N,N,...] [--replicates N] [--days D] [--seed S] [--workers K]
 
 ``run`` and ``compare`` run replicates in parallel processes, print the channels side by side
 with 95% intervals (``compare`` adds paired differences on common random numbers) and write a
@@ -18,7 +19,9 @@ with exact Shapley values (:mod:`analysis.explain`). ``compare --explain`` expla
 comparison, each compared scenario in which owners and the streamer both sell (channel mode,
 ``--channels owners streamer``); if none has both, the first scenario against each other one
 (scenario mode). The explanations go into ``explain/NAME/`` of the results folder and into its
-report ("Why they differ").
+report ("Why they differ"). ``scale`` runs the model's defaults at several world sizes, owners
+scaled with consumers, and reports every rate per size with intervals and whether it depends
+on the size (:mod:`analysis.scale`).
 
 Bad input (a scenario or override that does not validate, a number out of range, a missing or
 damaged file, an output folder that exists or cannot be written, a world too large for the
@@ -99,6 +102,39 @@ def _param_int(dotted: str, name: str, key: str | None) -> Callable[[str], int]:
     return int_in(meta["lo"], meta["hi"], meta["doc"].rstrip("."), name, key)
 
 
+def _scenario_limits(key: str) -> tuple[int, int]:
+    from sim.experiments.scenario import LIMITS
+
+    return LIMITS[key]
+
+
+def sizes_list(text: str) -> list[int]:
+    """An argparse type: world sizes in consumers, comma-separated (10000,100000), each in
+    the range of ``world.consumers``, each once; returned in increasing order."""
+    meta = field_of("world.consumers").metadata
+    lo, hi = meta["lo"], meta["hi"]
+    what = f"consumers per world, comma-separated, each in [{lo}, {hi}]"
+    parts = [p.strip() for p in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"{text} is not a list of sizes ({what})")
+    sizes = []
+    for p in parts:
+        try:
+            n = int(p)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text}: {p} is not a whole number ({what})"
+            ) from None
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(
+                f"{text}: {p} is outside the allowed range [{lo}, {hi}] (consumers per world)"
+            )
+        sizes.append(n)
+    if len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"{text} is not a list of distinct sizes ({what})")
+    return sorted(sizes)
+
+
 def _scenario_int(key: str, what: str) -> Callable[[str], int]:
     """An argparse type with the range of a scenario's top key (replicates, seed)."""
     from sim.experiments.scenario import LIMITS
@@ -114,6 +150,9 @@ consumers_int = _param_int("world.consumers", "consumers_int", "world.consumers"
 owners_int = _param_int("owners.count", "owners_int", "levers.owners.count")
 view_consumers_int = _param_int("world.consumers", "view_consumers_int", None)  # viz: no --set
 port_int = int_in(1, 65535, "a TCP port", "port_int")
+study_replicates_int = int_in(
+    2, _scenario_limits("replicates")[1], "replicates per size; an interval needs two", "reps"
+)
 population_int = int_in(10, 100_000, "particles", "population_int")
 generations_int = int_in(1, 100, "generations", "generations_int")
 
@@ -367,6 +406,58 @@ def _parser() -> argparse.ArgumentParser:
     )
     _sets_option(ex, "a key of every scenario, e.g. streamer.discount=0.2")
     ex.add_argument("--quiet", action="store_true", help="no progress or table")
+
+    sc = sub.add_parser(
+        "scale",
+        help="the defaults at several world sizes: every rate per size, with intervals",
+        description="Run the model's defaults at each size, owners scaled with consumers "
+        "(followers are a share of consumers, members follow the owners' groups), and report "
+        "every rate metric per size and channel with 95% intervals, and whether it depends "
+        "on the size: scale.csv, dependence.csv, runs.csv, scale.png, scale.md, manifest.json.",
+    )
+    sc.add_argument(
+        "--sizes",
+        type=sizes_list,
+        metavar="N,N,...",
+        help="world sizes in consumers (default 10000,100000,1000000,10000000)",
+    )
+    sc.add_argument(
+        "--replicates",
+        type=study_replicates_int,
+        help="replicates at every size (default: 16 up to 10,000 consumers, half as many for "
+        "every tenfold size, at least 2: 16, 8, 4, 2)",
+    )
+    sc.add_argument(
+        "--days",
+        type=days_int,
+        help="simulated days (default 120, the defaults' and the shipped scenarios' length; "
+        "the benchmark's 90 days are too few for repeat purchase, which follows buyers for 90 "
+        "days)",
+    )
+    sc.add_argument(
+        "--seed", type=seed_int, help="base seed; each size's seeds derive from it (default 1)"
+    )
+    sc.add_argument(
+        "--workers",
+        type=positive_int,
+        help="local processes (default: all cores; a size too large to run that many at once "
+        "runs as many as fit in memory)",
+    )
+    sc.add_argument(
+        "--scheduler",
+        type=scheduler_address,
+        help="a Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS, "
+        "else local processes)",
+    )
+    sc.add_argument(
+        "--out", type=Path, default=RESULTS / "scale", help="results folder (default results/scale)"
+    )
+    sc.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing results folder (only one fishschool scale wrote)",
+    )
+    sc.add_argument("--quiet", action="store_true", help="no progress or table")
 
     vz = sub.add_parser("viz", help="watch a run in the browser (Mesa SolaraViz on localhost)")
     vz.add_argument("scenario", nargs="?", help="scenario file or shipped name (default: hybrid)")
@@ -755,6 +846,91 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scale(args: argparse.Namespace) -> int:
+    """Check the sizes, the destination and the memory, run every size's replicates, then
+    write the folder atomically and print the headline verdicts."""
+    from analysis.scale import (
+        DAYS,
+        SEED,
+        SIZES,
+        check_plan,
+        format_verdicts,
+        run_seconds,
+        scale_dependence,
+        scale_runs,
+        summarise_scale,
+        world,
+        write_scale,
+    )
+    from sim.experiments.output import check_destination
+    from sim.experiments.provenance import now
+    from sim.experiments.resources import check_memory
+
+    sizes = args.sizes or list(SIZES)
+    days = args.days or DAYS
+    seed = SEED if args.seed is None else args.seed
+    plan = check_plan(sizes, {n: args.replicates for n in sizes} if args.replicates else None)
+    out = check_destination(args.out, args.force)
+    total = sum(plan.values())
+    scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    workers = min(args.workers or default_workers(), total)
+    at_once: dict[int, int] = {}
+    if not scheduler:  # a cluster's memory is not ours to see
+        for n in plan:
+            fit = check_memory(world(n, days).params, workers, f"a world of {n:,} consumers")
+            if fit < workers:
+                at_once[n] = fit
+                if not args.quiet:
+                    print(
+                        f"fishschool: note: {n:,} consumers: {fit} run(s) at a time fit in the "
+                        f"available memory (not {workers})",
+                        file=sys.stderr,
+                    )
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    started, t0 = now(), time.perf_counter()
+    with executor_for(workers, args.scheduler) as (executor, where):
+        say(
+            "fishschool scale: the defaults at "
+            + ", ".join(f"{n:,} consumers ({r} replicates)" for n, r in plan.items())
+            + f"; {days} days, {total} runs on {where}; into {out}/"
+        )
+        runs = scale_runs(
+            sizes,
+            replicates=plan,
+            seed=seed,
+            days=days,
+            executor=executor,
+            workers=workers,
+            at_once=at_once,
+            progress=Progress("runs", not args.quiet),
+        )
+    table = summarise_scale(runs)
+    dependence = scale_dependence(table)
+    timings = {"wall_s": time.perf_counter() - t0, "runs": total, "workers": workers}
+    timings["run_s_mean"] = run_seconds(runs)
+    command = ["fishschool", *sys.argv[1:]]
+    write_scale(
+        out,
+        table,
+        dependence,
+        runs,
+        plan=plan,
+        seed=seed,
+        days=days,
+        command=command,
+        started=started,
+        timings=timings,
+        force=args.force,
+    )
+    if not args.quiet:
+        print(format_verdicts(dependence))
+        print(
+            f"\n{total} runs in {timings['wall_s']:.1f}s on {where}. Results in {out}/ "
+            "(scale.md, scale.png; every rate in scale.csv and dependence.csv)"
+        )
+    return 0
+
+
 def cmd_viz(args: argparse.Namespace) -> int:
     """Serve the browser view in the foreground until Ctrl-C (or SIGTERM)."""
     try:
@@ -791,6 +967,7 @@ COMMANDS = {
     "validate-model": cmd_validate_model,
     "viz": cmd_viz,
     "explain": cmd_explain,
+    "scale": cmd_scale,
 }
 
 

@@ -51,7 +51,7 @@ class ResultsError(ParameterError):
 TOOL = "fishschool"  # the ``tool`` of every manifest.json this package writes
 # Kinds of folders atomic_folder writes: --force replaces only these, and only when their
 # manifest says so (a sweep's or calibration's folder is a resumable store: never replaced).
-REPLACEABLE = ("experiment", "explanation")
+REPLACEABLE = ("experiment", "explanation", "scale")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,8 +147,8 @@ def check_destination(out: str | Path, force: bool, option: str = "--out") -> Pa
             if content:
                 what = f"{_a(content)} {content} folder"
             raise OutputExistsError(
-                f"{out}: {what} (no manifest.json written by fishschool run, compare or "
-                "explain): --force replaces only those; choose another --out"
+                f"{out}: {what} (no manifest.json written by fishschool run, compare, "
+                "explain or scale): --force replaces only those; choose another --out"
             )
     return out
 
