@@ -92,6 +92,10 @@ def purchase_draws(
             eta = eta + c_need
         else:
             eta = eta + 0.0
+        # The logistic is below 1 / (1 - eta + eta^2 / 2) for eta < 0 (as exp(eta) is): a
+        # draw above that bound is no candidate, and most draws are, so few need the tanh.
+        if eta < 0.0 and u[i] >= 1.0 / (1.0 - eta + 0.5 * eta * eta):
+            continue
         if u[i] < 0.5 * (1.0 + math.tanh(0.5 * eta)):
             out[k] = i
             k += 1
