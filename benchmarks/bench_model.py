@@ -5,8 +5,14 @@ Run with ``.venv/bin/python benchmarks/bench_model.py`` (``make bench``).
 * Scenario A: 100,000 consumers, 500 owners, 50 brands, 30% streamer followers, 90 days.
   Target: the whole run (fresh process, imports, build and simulation) under 10 s.
 * Scenario B: 1,000,000 consumers (mean degree 10), 5,000 owners, 30% followers, 90 days.
-  Target: under 60 s and under 4 GiB peak RSS, on one core. ``--quick`` runs 10 days only
-  (a smoke check); ``--skip-million`` leaves it out.
+  Target: at most 15 s and 2 GiB peak RSS, on one core. ``--quick`` runs B and C 10 days
+  only (a smoke check); ``--skip-million`` leaves B and C out.
+* Scenario C: 10,000,000 consumers, 50,000 owners, 90 days. Target: at most 150 s and 8 GiB.
+  ``--skip-ten-million`` leaves it out.
+* Memory model: what the world of B and C holds per consumer, per edge, per order and per
+  owner (:func:`sim.experiments.resources.resident_bytes`), and what a world of the real
+  system's size (300 million consumers, 2 million owners, the same degree and order rate)
+  would hold.
 * Baseline: one Independent Cascade forwarding step (every node active, p = 0.05) on the
   100k-node graph of :func:`sim.world.graph.community_graph`, written as plain Mesa agents
   with cached
@@ -58,10 +64,22 @@ SCENARIOS = {
         "follower_share": 0.3,
         "mean_degree": 10.0,
         "days": 90,
-        "max_wall_s": 60.0,
-        "max_peak_mib": 4096.0,
+        "max_wall_s": 15.0,
+        "max_peak_mib": 2048.0,
+    },
+    "C": {
+        "label": "C: 10M consumers",
+        "consumers": 10_000_000,
+        "owners": 50_000,
+        "brands": 50,
+        "follower_share": 0.3,
+        "mean_degree": 10.0,
+        "days": 90,
+        "max_wall_s": 150.0,
+        "max_peak_mib": 8192.0,
     },
 }
+REAL = {"consumers": 300_000_000, "owners": 2_000_000}  # the real system, order of magnitude
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +104,7 @@ def run_scenario(spec: dict) -> dict:
     """Build and run one CommerceModel; time build and every tick. Runs in a fresh process."""
     _one_core()
     t_start = time.perf_counter()
+    from sim.experiments.resources import resident_bytes
     from sim.world.model import CommerceModel
     from sim.world.params import Params
 
@@ -123,6 +142,7 @@ def run_scenario(spec: dict) -> dict:
         "tick_max_ms": 1000 * ticks[-1],
         "peak_after_build_mib": peak_after_build,
         "peak_mib": _peak_mib(),
+        "memory": resident_bytes(model),
         "edges": int(model.graph.nnz // 2) if model.graph is not None else 0,
         "followers": int(model.consumers.follows.sum()),
         "orders": len(model.orders),
@@ -283,6 +303,57 @@ def fmt_target(row: dict) -> str:
     return t
 
 
+def memory_model(rows: list[dict]) -> dict | None:
+    """Bytes per consumer, edge, order and owner from the largest world that ran, its peak
+    over what it holds, and the same arithmetic for a world of the real system's size."""
+    done = [r for r in rows if r.get("memory")]
+    if not done:
+        return None
+    r = max(done, key=lambda r: r["consumers"])
+    mem = r["memory"]
+    per = {k: mem[k]["per"] for k in ("consumers", "edges", "orders", "owners", "groups")}
+    held = sum(v["bytes"] for v in mem.values())
+    scale = REAL["consumers"] / r["consumers"]
+    groups_per_owner = mem["groups"]["count"] / max(mem["owners"]["count"], 1)
+    real = (
+        REAL["consumers"] * per["consumers"]
+        + mem["edges"]["count"] * scale * per["edges"]
+        + mem["orders"]["count"] * scale * per["orders"]
+        + REAL["owners"] * (per["owners"] + per["groups"] * groups_per_owner)
+    )
+    peak_over_held = r["peak_mib"] * 2**20 / (held + 150 * 2**20)
+    return {
+        "from": r["label"],
+        "per": per,
+        "held_mib": held / 2**20,
+        "peak_mib": r["peak_mib"],
+        "peak_over_held": peak_over_held,
+        "real": {**REAL, "held_gib": real / 2**30, "peak_gib": real * peak_over_held / 2**30},
+    }
+
+
+def report_memory(model: dict | None) -> None:
+    if model is None:
+        return
+    p = model["per"]
+    print()
+    print(f"Memory model (from {model['from']}; arrays the world holds after the run):")
+    print(
+        f"  {p['consumers']:.0f} B a consumer, {p['edges']:.1f} B an edge, "
+        f"{p['orders']:.0f} B an order, {p['owners']:.0f} B an owner and {p['groups']:.0f} B a "
+        f"group (members are consumers: nothing of their own)"
+    )
+    print(
+        f"  held {model['held_mib']:,.0f} MiB, peak {model['peak_mib']:,.0f} MiB "
+        f"({model['peak_over_held']:.2f}x with the interpreter: the graph build's temporaries)"
+    )
+    real = model["real"]
+    print(
+        f"  the real system ({real['consumers']:,} consumers, {real['owners']:,} owners): "
+        f"~{real['held_gib']:,.0f} GiB held, ~{real['peak_gib']:,.0f} GiB at peak"
+    )
+
+
 def report(rows: list[dict], baseline: dict) -> None:
     head = (
         f"{'scenario':<30} {'wall s':>7} {'build s':>8} {'sim s':>7} {'ms/tick':>8} "
@@ -330,7 +401,8 @@ def report(rows: list[dict], baseline: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="run scenario B for 10 days only")
-    ap.add_argument("--skip-million", action="store_true", help="leave out scenario B")
+    ap.add_argument("--skip-million", action="store_true", help="leave out scenarios B and C")
+    ap.add_argument("--skip-ten-million", action="store_true", help="leave out scenario C")
     ap.add_argument("--out", type=Path, default=RESULTS, help="JSON output path")
     args = ap.parse_args(argv)
 
@@ -339,11 +411,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[var] = "1"
 
     rows = [scenario_row("A", SCENARIOS["A"], quick=False)]
-    if not args.skip_million:
-        spec = dict(SCENARIOS["B"])
+    large = [] if args.skip_million else ["B"] if args.skip_ten_million else ["B", "C"]
+    for key in large:
+        spec = dict(SCENARIOS[key])
         if args.quick:
             spec["days"] = 10
-        rows.append(scenario_row("B", spec, quick=args.quick))
+        rows.append(scenario_row(key, spec, quick=args.quick))
 
     print(f"running baseline: plain Mesa, {BASELINE_TICKS} ticks ...", flush=True)
     plain, _, plain_err = in_fresh_process(run_plain_mesa, BASELINE_N, BASELINE_TICKS)
@@ -360,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     report(rows, baseline)
+    memory = memory_model(rows)
+    report_memory(memory)
 
     from importlib.metadata import version
 
@@ -377,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": SEED,
         "scenarios": rows,
         "baseline": baseline,
+        "memory_model": memory,
         "all_passed": all(r["passed"] for r in rows),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

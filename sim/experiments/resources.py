@@ -31,6 +31,7 @@ very large well-mixed worlds. An edge list is estimated as the default degree.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sim.world.params import ParameterError, Params
 
@@ -125,3 +126,77 @@ def plan_workers(
             f"available; at most {fit} fit side by side (--workers {fit})"
         )
     return fit, f"{fit} runs at a time fit in the available memory (not {wanted})"
+
+
+def resident_bytes(model: Any) -> dict[str, dict[str, float]]:
+    """What a built (or run) world holds, by what its arrays index: the memory model.
+
+    Every numpy array reachable from the model (through its components' attributes, to a
+    depth of four) is counted once, under the entity one of its axes runs over: ``consumers``
+    (an axis of length n: traits, needs, trust, reach flags), ``edges`` (the social graph's
+    sparse matrix: indices, data and row pointers, per undirected edge), ``orders`` (the order
+    book's columns, per order placed; the book grows by doubling, so up to twice that is
+    allocated), ``owners`` (an axis of length m), ``groups``, and ``other`` (catalogue,
+    brands, recorder). Members cost nothing of their own: a member is a consumer whose group
+    index is set.
+
+    Returns ``{entity: {"bytes": total, "count": how many, "per": bytes per one}}``.
+
+    >>> import numpy as np
+    >>> class World: pass
+    >>> w = World(); w.n = 10; w.traits = np.zeros((10, 2), np.float32)
+    >>> resident_bytes(w)["consumers"]["per"]
+    8.0
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    n = int(getattr(model, "n", 0))
+    owners = getattr(model, "owners", None)
+    m = int(getattr(owners, "m", 0))
+    groups = int(getattr(getattr(owners, "group_owner", None), "size", 0))
+    orders = getattr(model, "orders", None)
+    placed = len(orders) if orders is not None else 0
+    total = dict.fromkeys(("consumers", "edges", "orders", "owners", "groups", "other"), 0)
+    seen: set[int] = {id(model)}  # components that point back to the model are not re-entered
+
+    def entity(path: str, shape: tuple[int, ...]) -> str:
+        if ".orders." in path or path.startswith("orders."):
+            return "orders"
+        if n and n in shape:
+            return "consumers"
+        if m and m in shape and ".owners." in f".{path}":
+            return "owners"
+        if groups and groups in shape and ".owners." in f".{path}":
+            return "groups"
+        return "other"
+
+    def walk(obj: Any, path: str, depth: int) -> None:
+        if id(obj) in seen or depth > 4:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            total[entity(path, obj.shape)] += obj.nbytes
+        elif sp.issparse(obj):
+            parts = ("data", "indices", "indptr", "row", "col")
+            total["edges"] += sum(getattr(obj, a).nbytes for a in parts if hasattr(obj, a))
+        elif isinstance(obj, dict):
+            for key, value in obj.items():
+                walk(value, f"{path}.{key}", depth + 1)
+        elif type(obj).__module__.startswith("sim.") and hasattr(obj, "__dict__"):
+            for key, value in vars(obj).items():
+                walk(value, f"{path}.{key}", depth + 1)
+
+    for key, value in vars(model).items():
+        walk(value, key, 1)
+    graph = getattr(model, "graph", None)
+    edges = int(graph.nnz // 2) if graph is not None else 0
+    count = {"consumers": n, "edges": edges, "orders": placed, "owners": m, "groups": groups}
+    return {
+        name: {
+            "bytes": float(b),
+            "count": float(count.get(name, 1)),
+            "per": float(b / count[name]) if count.get(name) else float(b),
+        }
+        for name, b in total.items()
+    }
