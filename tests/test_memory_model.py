@@ -23,4 +23,5 @@ def test_bytes_per_consumer_and_edge_do_not_depend_on_size_and_every_array_is_co
     row = sum(col.itemsize for col in Orders(1)._cols.values())
     assert large["orders"]["bytes"] % row == 0 and large["orders"]["per"] >= row
     assert large["owners"]["count"] > 0 and large["owners"]["per"] > 0
-    assert large["other"]["bytes"] < 0.01 * large["consumers"]["bytes"]  # nothing unassigned
+    # What is left (catalogue, brands, recorder) does not grow with the consumers.
+    assert large["other"]["bytes"] < 1.2 * small["other"]["bytes"]
