@@ -100,3 +100,90 @@ def purchase_draws(
             out[k] = i
             k += 1
     return out[:k]
+
+
+@njit(cache=True, nogil=True)
+def posted_members(group: np.ndarray, group_owner: np.ndarray, posted: np.ndarray) -> int:
+    """How many consumers are members of a group whose owner posted today (``posted`` per
+    owner): the number of open draws :func:`open_posts` needs."""
+    count = 0
+    for i in range(group.size):
+        g = group[i]
+        if g >= 0 and posted[group_owner[g]]:
+            count += 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def open_posts(
+    group: np.ndarray,
+    group_owner: np.ndarray,
+    posted: np.ndarray,
+    logit_base: np.ndarray,
+    trust: np.ndarray,
+    initial_trust: np.float32,
+    engagement_trust: np.float32,
+    u: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which members of posting owners open today's posts, in consumer order.
+
+    The ``j``-th member of a posting owner (consumers in increasing order) opens when
+    ``u[j]`` is below :meth:`sim.world.consumers.Consumers.engagement`'s chance: the logistic
+    of her owner's ``logit_base`` plus ``engagement_trust * (trust - initial_trust)``, the
+    shift in float32 as numpy computes it. Returns the openers and their owners.
+    """
+    openers = np.empty(u.size, dtype=np.int64)
+    owner = np.empty(u.size, dtype=np.int32)
+    j = 0
+    k = 0
+    for i in range(group.size):
+        g = group[i]
+        if g < 0:
+            continue
+        o = group_owner[g]
+        if not posted[o]:
+            continue
+        shift = engagement_trust * (trust[i] - initial_trust)
+        x = logit_base[o] + np.float64(shift)
+        if u[j] < 0.5 * (1.0 + math.tanh(0.5 * x)):
+            openers[k] = i
+            owner[k] = o
+            k += 1
+        j += 1
+    return openers[:k], owner[:k]
+
+
+@njit(cache=True, nogil=True)
+def expand_posts(
+    openers: np.ndarray,
+    owner: np.ndarray,
+    start: np.ndarray,
+    count: np.ndarray,
+    products: np.ndarray,
+    material_until: np.ndarray,
+    day: int,
+    hype_material: float,
+    hype_post: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One exposure per opener and product her owner posted today (``products[start[o] :
+    start[o] + count[o]]``; an unstocked pick, -1, is skipped), with the hype of the owner's
+    2b material while it lasts. Returns consumer, product, owner and hype per exposure."""
+    total = 0
+    for i in range(openers.size):
+        total += count[owner[i]]
+    consumer = np.empty(total, dtype=openers.dtype)
+    product = np.empty(total, dtype=products.dtype)
+    whose = np.empty(total, dtype=owner.dtype)
+    hype = np.empty(total, dtype=np.float64)
+    k = 0
+    for i in range(openers.size):
+        o = owner[i]
+        h = hype_material if material_until[o] >= day else hype_post
+        for j in range(start[o], start[o] + count[o]):
+            if products[j] >= 0:
+                consumer[k] = openers[i]
+                product[k] = products[j]
+                whose[k] = o
+                hype[k] = h
+                k += 1
+    return consumer[:k], product[:k], whose[:k], hype[:k]

@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from sim.world import kernels
 from sim.world.channels import Channel, Source
 from sim.world.distributions import beta_with_mean
 from sim.world.graph import neighbourhood
 from sim.world.params import OwnerParams, PlatformParams
 from sim.world.purchases import offer
-from sim.world.ragged import offsets, rank_in_run, run_starts, starts
+from sim.world.ragged import rank_in_run, run_starts, starts
 
 if TYPE_CHECKING:
     from sim.world.consumers import Consumers
@@ -442,26 +443,29 @@ def sell_through_owners(model: CommerceModel) -> None:
     # An inactive or silent owner's group has nothing to open, nor has one whose picks found
     # no product (every brand of the category left the channel).
     stocked = np.bincount(np.repeat(np.arange(own.m), count)[products >= 0], minlength=own.m)
-    members = np.flatnonzero(con.group >= 0)
-    owner = own.group_owner[con.group[members]]
-    posted = stocked[owner] > 0
-    members, owner = members[posted], owner[posted]
-    base = own.open_rate(model.day, model.params.platform.live_2b_material)[owner]
-    opens = rng.random(members.size) < con.engagement(base, members, Source.OWNER)
-    members, owner = members[opens], owner[opens]
+    # Members of owners who posted a stocked product open with their engagement chance (one
+    # compiled pass over the consumers: sim.world.kernels; Consumers.engagement's rule).
+    posted = stocked > 0
+    base = np.clip(own.open_rate(model.day, model.params.platform.live_2b_material), 1e-9, 1 - 1e-9)
+    u = rng.random(kernels.posted_members(con.group, own.group_owner, posted))
+    members, owner = kernels.open_posts(
+        con.group,
+        own.group_owner,
+        posted,
+        np.log(base / (1 - base)),
+        con.trust[Source.OWNER],
+        con.initial_trust[Source.OWNER],
+        np.float32(con.engagement_trust),
+        u,
+    )
     model.recorder.add("visits", Channel.OWNERS, members.size)
     owners_listen(model, members, owner)
     # Each member who opened sees every product her owner posted today.
-    k = count[owner]
-    consumer = np.repeat(members, k)
-    owner = np.repeat(owner, k)
-    offset = offsets(k)
-    product = products[start[owner] + offset]
-    ok = product >= 0
     h = model.params.hype
-    on_material = own.material_until[owner[ok]] >= model.day
-    hype = np.where(on_material, h.material, h.post)
-    offer(model, consumer[ok], product[ok], Channel.OWNERS, Source.OWNER, owner[ok], hype)
+    consumer, product, owner, hype = kernels.expand_posts(
+        members, owner, start, count, products, own.material_until, model.day, h.material, h.post
+    )
+    offer(model, consumer, product, Channel.OWNERS, Source.OWNER, owner, hype)
 
 
 def owners_listen(model: CommerceModel, openers: np.ndarray, owner: np.ndarray) -> None:
