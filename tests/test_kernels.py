@@ -36,16 +36,38 @@ def test_purchase_draws_are_the_numpy_funnel_to_the_bit(per_exposure):
     paid = list_price[product] * (1.0 - discount[ch])
     need = need_until[consumer, cat] >= day
     prob = funnel.purchase_probability(
-        p, fit[consumer, cat], trust[consumer], np.broadcast_to(hype, (size,)), imp[consumer],
-        paid / median, sens[consumer], need,
+        p,
+        fit[consumer, cat],
+        trust[consumer],
+        np.broadcast_to(hype, (size,)),
+        imp[consumer],
+        paid / median,
+        sens[consumer],
+        need,
     )
     reached, month = np.zeros((3, n), bool), np.zeros((3, n), bool)
     fit_sum, exposures = np.zeros(3), np.zeros(3)
     log_price = np.log(list_price[None, :] * (1.0 - discount[:, None]) / median)
     coef = np.array([p.intercept, p.fit, p.trust, p.hype, p.price, p.need])
     cand = kernels.purchase_draws(
-        consumer, product, channel, hype, u, category, fit, trust, imp, sens, log_price,
-        need_until, day, coef, reached, month, fit_sum, exposures,
+        consumer,
+        product,
+        channel,
+        hype,
+        u,
+        category,
+        fit,
+        trust,
+        imp,
+        sens,
+        log_price,
+        need_until,
+        day,
+        coef,
+        reached,
+        month,
+        fit_sum,
+        exposures,
     )
     expected = np.flatnonzero(u < prob)
     assert 0.05 < expected.size / size < 0.95  # both ways of deciding are exercised
@@ -55,3 +77,43 @@ def test_purchase_draws_are_the_numpy_funnel_to_the_bit(per_exposure):
     mark = np.zeros((3, n), bool)
     mark[ch, consumer] = True
     assert np.array_equal(reached, mark) and np.array_equal(month, mark)
+
+
+def test_open_posts_and_expand_posts_are_the_numpy_steps_they_replace():
+    from sim.world.funnel import sigmoid
+    from sim.world.ragged import offsets, starts
+
+    rng = np.random.default_rng(5)
+    n, m, groups = 20_000, 60, 90
+    group = np.where(rng.random(n) < 0.6, rng.integers(0, groups, n), -1).astype(np.int32)
+    group_owner = rng.integers(0, m, groups).astype(np.int32)
+    posted = rng.random(m) < 0.7
+    base = np.clip(rng.random(m) * 0.6, 1e-9, 1 - 1e-9)
+    trust = rng.random(n, dtype=np.float32)
+    initial, slope = np.float32(0.5), np.float32(2.5)
+    # numpy: members of posting owners, their chance, the draws
+    members = np.flatnonzero(group >= 0)
+    owner = group_owner[group[members]]
+    members, owner = members[posted[owner]], owner[posted[owner]]
+    assert kernels.posted_members(group, group_owner, posted) == members.size
+    u = rng.random(members.size)
+    chance = sigmoid(np.log(base / (1 - base))[owner] + 2.5 * (trust[members] - initial))
+    opens = u < chance
+    got, got_owner = kernels.open_posts(
+        group, group_owner, posted, np.log(base / (1 - base)), trust, initial, slope, u
+    )
+    assert 0.2 < opens.mean() < 0.8
+    assert np.array_equal(got, members[opens]) and np.array_equal(got_owner, owner[opens])
+    # expansion: every product each opener's owner posted, unstocked picks (-1) skipped
+    count = rng.integers(0, 4, m)
+    products = np.where(rng.random(count.sum()) < 0.9, rng.integers(0, 300, count.sum()), -1)
+    start = starts(count)
+    until = rng.integers(0, 10, m)
+    k = count[got_owner]
+    who, whose = np.repeat(got, k), np.repeat(got_owner, k)
+    product = products[start[whose] + offsets(k)]
+    ok = product >= 0
+    hype = np.where(until[whose[ok]] >= 5, 1.0, 0.2)
+    out = kernels.expand_posts(got, got_owner, start, count, products, until, 5, 1.0, 0.2)
+    for a, b in zip(out, (who[ok], product[ok], whose[ok], hype), strict=True):
+        assert np.array_equal(a, b) and a.dtype == b.dtype
