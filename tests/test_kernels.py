@@ -117,3 +117,15 @@ def test_open_posts_and_expand_posts_are_the_numpy_steps_they_replace():
     out = kernels.expand_posts(got, got_owner, start, count, products, until, 5, 1.0, 0.2)
     for a, b in zip(out, (who[ok], product[ok], whose[ok], hype), strict=True):
         assert np.array_equal(a, b) and a.dtype == b.dtype
+
+
+def test_pick_open_need_is_argmax_over_the_open_categories():
+    rng = np.random.default_rng(2)
+    need_until = rng.integers(-1, 6, (3000, 8)).astype(np.int32)
+    who = rng.integers(0, 3000, 5000)
+    score = rng.random((who.size, 8), dtype=np.float32)
+    score[:50] = 0.5  # ties: the first open category wins, as with argmax
+    open_ = need_until[who] >= 3
+    expected = np.where(open_.any(axis=1), np.where(open_, score, -1.0).argmax(axis=1), -1)
+    assert (expected == -1).any() and (expected >= 0).any()
+    assert np.array_equal(kernels.pick_open_need(need_until, who, 3, score), expected)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.world import kernels
 from sim.world.distributions import beta_with_mean
 from sim.world.params import ConsumerParams
 
@@ -90,10 +91,8 @@ class Demand:
 
     def open_category(self, who: np.ndarray, day: int, rng: np.random.Generator) -> np.ndarray:
         """One of each consumer's open needs, at random (-1 for a consumer with none)."""
-        open_ = self.need_until[who] >= day
-        score = np.where(open_, rng.random(open_.shape, dtype=np.float32), -1.0)
-        pick = score.argmax(axis=1)
-        return np.where(open_.any(axis=1), pick, -1)
+        score = rng.random((who.size, self.categories), dtype=np.float32)
+        return kernels.pick_open_need(self.need_until, who, day, score)
 
     def fill(self, consumer: np.ndarray, category: np.ndarray) -> None:
         """Purchases fill the needs of their category."""

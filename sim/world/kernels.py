@@ -187,3 +187,20 @@ def expand_posts(
                 hype[k] = h
                 k += 1
     return consumer[:k], product[:k], whose[:k], hype[:k]
+
+
+@njit(cache=True, nogil=True)
+def pick_open_need(
+    need_until: np.ndarray, who: np.ndarray, day: int, score: np.ndarray
+) -> np.ndarray:
+    """One of each consumer's open needs: the open category with the highest ``score`` (a
+    row of uniforms per consumer; the first on a tie, as ``argmax``), -1 for one with none."""
+    out = np.empty(who.size, dtype=np.int64)
+    for r in range(who.size):
+        best, pick = np.float32(-1.0), -1
+        row = need_until[who[r]]
+        for c in range(row.size):
+            if row[c] >= day and score[r, c] > best:
+                best, pick = score[r, c], c
+        out[r] = pick
+    return out
