@@ -114,8 +114,9 @@ def recruit(model: CommerceModel, recruits: np.ndarray, rng: np.random.Generator
     groups = 1 + rng.binomial(3, (p.groups_mean - 1.0) / 3.0, starters.size)
     own.add(starters, groups, con.preference[starters].astype(np.float64), model.day)
     own.take_over(heirs, heir_group, con.preference[heirs].astype(np.float64), model.day)
-    inherited = np.isin(con.group, heir_group)
-    con.trust[Source.OWNER, inherited] = con.initial_trust[Source.OWNER]
+    if heir_group.size:  # (a scan of every consumer: only on days a group changes hands)
+        inherited = np.isin(con.group, heir_group)
+        con.trust[Source.OWNER, inherited] = con.initial_trust[Source.OWNER]
     new = np.r_[starters, heirs]
     model.is_owner[new] = True
     model.recorder.add("recruited_owners", Channel.OWNERS, new.size)
