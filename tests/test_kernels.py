@@ -129,3 +129,35 @@ def test_pick_open_need_is_argmax_over_the_open_categories():
     expected = np.where(open_.any(axis=1), np.where(open_, score, -1.0).argmax(axis=1), -1)
     assert (expected == -1).any() and (expected >= 0).any()
     assert np.array_equal(kernels.pick_open_need(need_until, who, 3, score), expected)
+
+
+def test_recruitment_and_invitation_passes_are_the_numpy_steps_they_replace():
+    from sim.world.ragged import run_starts
+
+    rng = np.random.default_rng(9)
+    n, m, groups = 30_000, 80, 120
+    group = np.where(rng.random(n) < 0.5, rng.integers(0, groups, n), -1).astype(np.int32)
+    group_owner = rng.integers(0, m, groups).astype(np.int32)
+    active = rng.random(m) < 0.8
+    trust = (rng.integers(0, 20, n) / 20).astype(np.float32)  # many exactly at the bar
+    bar = np.float32(0.7)
+    # numpy: the pool, each unit's member with the lowest key, members' invitations
+    in_group = np.flatnonzero(group >= 0)
+    g = group[in_group]
+    owner = group_owner[g]
+    live = active[owner]
+    eligible = trust[in_group] >= 0.7
+    unit = np.where(live, owner, m + g)[eligible]
+    pool = in_group[eligible]
+    counted = kernels.count_recruitment(group, group_owner, active, trust, bar, m)
+    assert counted == (pool.size, np.unique(unit).size, int(live.sum()))
+    key = np.floor(rng.random(pool.size) * 50) / 50  # ties: the first in consumer order wins
+    by_unit = np.lexsort((key, unit))
+    expected = pool[by_unit][run_starts(unit[by_unit])]
+    got = kernels.recruitment_in_view(group, group_owner, active, trust, bar, m, key, counted[1])
+    assert np.array_equal(got, expected)
+    u = rng.random(counted[2])
+    invites = u < 0.3 * trust[in_group[live]]
+    who, where = kernels.member_invitations(group, group_owner, active, trust, np.float32(0.3), u)
+    assert np.array_equal(who, in_group[live][invites])
+    assert np.array_equal(where, g[live][invites]) and where.dtype == g.dtype

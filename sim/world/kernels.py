@@ -204,3 +204,96 @@ def pick_open_need(
                 best, pick = score[r, c], c
         out[r] = pick
     return out
+
+
+@njit(cache=True, nogil=True)
+def count_recruitment(
+    group: np.ndarray,
+    group_owner: np.ndarray,
+    active: np.ndarray,
+    trust: np.ndarray,
+    recruit_trust: np.float32,
+    m: int,
+) -> tuple[int, int, int]:
+    """The sizes of :func:`sim.world.growth.grow_network`'s draws: members trusting their
+    owner enough to be recruited (the pool), the units they fall in (an active owner, or a
+    group of an owner who quit, coded ``m + group``), and members of active owners."""
+    seen = np.zeros(m + group_owner.size, dtype=np.bool_)
+    pool, units, live = 0, 0, 0
+    for i in range(group.size):
+        g = group[i]
+        if g < 0:
+            continue
+        o = group_owner[g]
+        if active[o]:
+            live += 1
+        if trust[i] >= recruit_trust:
+            pool += 1
+            u = o if active[o] else m + g
+            if not seen[u]:
+                seen[u] = True
+                units += 1
+    return pool, units, live
+
+
+@njit(cache=True, nogil=True)
+def recruitment_in_view(
+    group: np.ndarray,
+    group_owner: np.ndarray,
+    active: np.ndarray,
+    trust: np.ndarray,
+    recruit_trust: np.float32,
+    m: int,
+    key: np.ndarray,
+    units: int,
+) -> np.ndarray:
+    """Per unit (in increasing order) its pool member with the lowest ``key`` (the ``j``-th
+    pool member, in consumer order, has ``key[j]``; the first on a tie): each unit's one
+    satisfied member in view (:func:`sim.world.growth.grow_network`)."""
+    lowest = np.full(m + group_owner.size, np.inf)
+    pick = np.full(m + group_owner.size, -1, dtype=np.int64)
+    j = 0
+    for i in range(group.size):
+        g = group[i]
+        if g < 0 or not trust[i] >= recruit_trust:
+            continue
+        o = group_owner[g]
+        u = o if active[o] else m + g
+        if key[j] < lowest[u]:
+            lowest[u] = key[j]
+            pick[u] = i
+        j += 1
+    out = np.empty(units, dtype=np.int64)
+    k = 0
+    for u in range(pick.size):
+        if pick[u] >= 0:
+            out[k] = pick[u]
+            k += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def member_invitations(
+    group: np.ndarray,
+    group_owner: np.ndarray,
+    active: np.ndarray,
+    trust: np.ndarray,
+    invite_rate: np.float32,
+    u: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Members of active owners who invite a friend today: the ``j``-th such member (in
+    consumer order) invites when ``u[j] < invite_rate * trust`` (float32, as numpy computes
+    it). Returns the inviters and their groups."""
+    who = np.empty(u.size, dtype=np.int64)
+    where = np.empty(u.size, dtype=group.dtype)
+    j, k = 0, 0
+    for i in range(group.size):
+        g = group[i]
+        if g < 0 or not active[group_owner[g]]:
+            continue
+        if u[j] < invite_rate * trust[i]:
+            who[k] = i
+            where[k] = g
+            k += 1
+        j += 1
+    return who[:k], where[:k]
