@@ -161,3 +161,12 @@ def test_recruitment_and_invitation_passes_are_the_numpy_steps_they_replace():
     who, where = kernels.member_invitations(group, group_owner, active, trust, np.float32(0.3), u)
     assert np.array_equal(who, in_group[live][invites])
     assert np.array_equal(where, g[live][invites]) and where.dtype == g.dtype
+
+
+def test_active_members_is_the_numpy_mask():
+    rng = np.random.default_rng(4)
+    group = np.where(rng.random(5000) < 0.5, rng.integers(0, 40, 5000), -1).astype(np.int32)
+    group_owner = rng.integers(0, 25, 40).astype(np.int32)
+    active = rng.random(25) < 0.6
+    expected = (group >= 0) & active[group_owner[np.maximum(group, 0)]]
+    assert np.array_equal(kernels.active_members(group, group_owner, active), expected)

@@ -297,3 +297,14 @@ def member_invitations(
             k += 1
         j += 1
     return who[:k], where[:k]
+
+
+@njit(cache=True, nogil=True)
+def active_members(group: np.ndarray, group_owner: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Per consumer: is she a member of an active owner's group?"""
+    out = np.zeros(group.size, dtype=np.bool_)
+    for i in range(group.size):
+        g = group[i]
+        if g >= 0 and active[group_owner[g]]:
+            out[i] = True
+    return out

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from sim.world import kernels
 from sim.world.channels import CHANNELS, Channel, Source
 from sim.world.demand import MONTH
 from sim.world.metrics import summarise
@@ -49,9 +50,10 @@ def record_state(model: CommerceModel) -> None:
     who = o["consumer"][today]
     buyers = [np.unique(who[ch == c]).size for c in range(len(CHANNELS))]
     rec.set("buyers", np.r_[buyers, np.unique(who).size])
-    in_group = con.group >= 0
     if model.owners.m:
-        in_group &= model.owners.active[model.owners.group_owner[np.maximum(con.group, 0)]]
+        in_group = kernels.active_members(con.group, model.owners.group_owner, model.owners.active)
+    else:
+        in_group = con.group >= 0
     rec.set(
         "trust",
         [
