@@ -47,7 +47,7 @@ import pandas as pd
 from sim.world import recorder
 from sim.world.brands import Brand, Catalogue
 from sim.world.cascade import word_of_mouth
-from sim.world.channels import CHANNELS
+from sim.world.channels import CHANNELS, Source
 from sim.world.consumers import Consumers
 from sim.world.delivery import deliver
 from sim.world.demand import MONTH
@@ -128,7 +128,18 @@ class CommerceModel(mesa.Model):
         )
 
         # Owners and their groups.
-        self.owners = first_owners(self.graph, self.consumers, p.owners, n, world["owners"])
+        w = p.word_of_mouth
+        self.owners = first_owners(
+            self.graph,
+            self.consumers,
+            p.owners,
+            n,
+            world["owners"],
+            edge_prob=w.edge_prob * self.consumers.trust[Source.FRIEND]
+            if w.trust_weighted
+            else w.edge_prob,
+            community_size=p.graph.community_size,
+        )
         self.is_owner = np.zeros(n, dtype=bool)
         self.is_owner[self.owners.node] = True
         self.members_at_start = self.owners.members()

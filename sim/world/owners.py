@@ -34,10 +34,11 @@ import scipy.sparse as sp
 from sim.world import kernels
 from sim.world.channels import Channel, Source
 from sim.world.distributions import beta_with_mean
-from sim.world.graph import neighbourhood
+from sim.world.graph import neighbourhood, regions
 from sim.world.params import OwnerParams, PlatformParams
 from sim.world.purchases import offer
 from sim.world.ragged import rank_in_run, run_starts, starts
+from sim.world.recruitment import choose_owners
 
 if TYPE_CHECKING:
     from sim.world.consumers import Consumers
@@ -373,13 +374,28 @@ class Owners:
 
 
 def first_owners(
-    adj: sp.csr_array | None, consumers: Consumers, p: OwnerParams, n: int, rng: np.random.Generator
+    adj: sp.csr_array | None,
+    consumers: Consumers,
+    p: OwnerParams,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    edge_prob: np.ndarray | float = 0.0,
+    community_size: float = 150.0,
 ) -> Owners:
-    """The owners a run starts with (ODD 5.5): the first ``owners.count`` of a random
-    permutation of the ``n`` consumers, each with her groups (:func:`recruit_groups`; sets
-    ``consumers.group``) and knowing part of her members' mean preference. Every draw is from
-    ``rng`` (the world's ``owners`` stream)."""
-    owner_nodes = rng.permutation(n)[: p.count]
+    """The owners a run starts with (ODD 5.5): ``owners.count`` consumers chosen by the rule
+    ``owners.recruitment`` (:func:`sim.world.recruitment.choose_owners`; by default the first of
+    a random permutation of the ``n`` consumers), each with her groups
+    (:func:`recruit_groups`; sets ``consumers.group``) and knowing part of her members' mean
+    preference. ``edge_prob`` (per receiver) is the word-of-mouth cascade's, for the
+    ``celf`` rule; the ``communities`` rule splits the graph into regions of about
+    ``community_size`` consumers. Every draw is from ``rng`` (the world's ``owners`` stream)."""
+    community = None
+    if p.recruitment == "communities" and adj is not None:
+        community = regions(adj, int(round(n / community_size)), rng)
+    owner_nodes = choose_owners(
+        p.recruitment, adj, p.count, rng, n=n, community=community, edge_prob=edge_prob
+    )
     group_owner, group_of = recruit_groups(adj, owner_nodes, p, n, rng)
     consumers.group = group_of
     member_mean = _mean_member_preference(

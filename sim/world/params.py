@@ -286,6 +286,15 @@ class OwnerParams:
     neighbourhood_hops: int = param(
         3, 1, 4, unit="hops", doc="How far in the graph an owner recruits members.", kind="world"
     )
+    recruitment: str = param(
+        "random",
+        choices=("random", "degree", "communities", "celf"),
+        doc="Which consumers the platform makes its first owners (sim.world.recruitment): "
+        "'random'; 'degree', the best connected; 'communities', spread over the graph's "
+        "communities in proportion to their sizes; 'celf', greedy influence maximisation on "
+        "the word-of-mouth cascade (CELF, edge probability word_of_mouth.edge_prob x trust).",
+        kind="lever",
+    )
     products_per_day: float = param(
         3.0,
         0,
