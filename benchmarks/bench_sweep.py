@@ -1,21 +1,25 @@
 """Benchmark sweep throughput: serial, two local processes and a two-worker Dask cluster.
 
-Run with ``.venv/bin/python benchmarks/bench_sweep.py`` (``--points N`` changes the size).
+Run with ``.venv/bin/python benchmarks/bench_sweep.py`` (``--points N`` changes the size,
+``--repeat N`` runs the three modes N times, interleaved, and reports medians).
 
 The same sweep (the shipped ``hybrid`` scenario at 20,000 consumers, 100 owners, 30 days; a
 ``random`` design over ``platform.selection_strictness`` and ``purchase.trust``, one replicate)
-runs three ways, each in its own freshly spawned process and into its own fresh output folder:
+runs three ways, each in its own freshly spawned process and into its own fresh output folder,
+as ``fishschool sweep`` runs it (:func:`sim.experiments.engine.make_executor`):
 
 * serial: ``run_sweep(sweep, out, executor=None)``;
-* local: a ``ProcessPoolExecutor`` of 2 ``forkserver`` processes;
+* local: ``make_executor(2, None)``, 2 ``forkserver`` processes;
 * dask: a loopback cluster the benchmark starts and stops as real processes
-  (``dask scheduler`` and ``dask worker --nworkers 2 --nthreads 1``), used through
-  ``Client(address).get_executor(pure=False)``.
+  (``dask scheduler`` and ``dask worker --nworkers 2 --nthreads 1``, nanny and its default
+  ``MALLOC_TRIM_THRESHOLD_`` included), used through ``make_executor(None, address)``.
 
-Throughput is runs per minute of the ``run_sweep`` call (worker start-up inside it counts, as
-does the gathering of ``sweep.parquet``); the time to start the cluster before it is reported
-separately as set-up. The three ``sweep.parquet`` datasets must be identical (exit 1 if not).
-The figures are printed and written to ``results/bench_sweep.json``.
+Throughput is runs per minute of ``make_executor`` and the ``run_sweep`` call together (worker
+start-up and the workers' imports count, as does the gathering of ``sweep.parquet``); the
+time to start the cluster before it is reported separately as set-up. The per-run overhead is
+what the sweep cost beyond the model: (workers x sweep seconds - the runs' seconds in the
+model, build and days) / runs. The ``sweep.parquet`` datasets must all be identical (exit 1 if
+not). The figures are printed and written to ``results/bench_sweep.json``.
 """
 
 from __future__ import annotations
@@ -176,18 +180,31 @@ def run_mode(mode: str, sweep_file: str, out: str, queue) -> None:
         queue.put({"mode": mode, "error": error, "traceback": traceback.format_exc()})
 
 
-def _timed_sweep(sweep, out: Path, executor) -> dict:
+def _timed_sweep(sweep, out: Path, workers: int | None, scheduler: str | None) -> dict:
+    """``make_executor`` (worker start-up, warm-up) and ``run_sweep``, timed together."""
+    from sim.experiments.engine import make_executor
     from sim.experiments.sweep import run_sweep
 
     t0 = time.perf_counter()
-    report = run_sweep(sweep, out, executor)
-    wall = time.perf_counter() - t0
+    executor, close, where = make_executor(workers, scheduler)
+    t1 = time.perf_counter()
+    try:
+        report = run_sweep(sweep, out, executor)
+        wall = time.perf_counter() - t0
+    finally:
+        t2 = time.perf_counter()
+        close()
+        teardown = time.perf_counter() - t2
     return {
+        "where": where,
         "runs": report.total,
         "computed": report.computed,
         "skipped": report.skipped,
         "failures": [f["error"] for f in report.failures],
         "sweep_s": wall,
+        "executor_s": t1 - t0,
+        "model_s": report.model_s,
+        "teardown_s": teardown,
         "dataset": str(report.dataset),
     }
 
@@ -200,20 +217,10 @@ def _run_mode(mode: str, sweep_file: Path, out: Path) -> dict:
     row: dict = {"mode": mode, "label": MODES[mode], "error": None}
     if mode == "serial":
         row["setup_s"] = 0.0
-        row.update(_timed_sweep(sweep, out, None))
-        row["teardown_s"] = 0.0
+        row.update(_timed_sweep(sweep, out, 1, None))
     elif mode == "local":
-        from concurrent.futures import ProcessPoolExecutor
-
-        t0 = time.perf_counter()
-        pool = ProcessPoolExecutor(max_workers=WORKERS, mp_context=mp.get_context("forkserver"))
-        row["setup_s"] = time.perf_counter() - t0  # the processes start on the first submit
-        try:
-            row.update(_timed_sweep(sweep, out, pool))
-        finally:
-            t1 = time.perf_counter()
-            pool.shutdown(wait=True, cancel_futures=True)
-            row["teardown_s"] = time.perf_counter() - t1
+        row["setup_s"] = 0.0  # the processes start inside the timed make_executor and sweep
+        row.update(_timed_sweep(sweep, out, WORKERS, None))
     else:
         row.update(_run_dask(sweep, out))
     row["process_s"] = time.perf_counter() - t_start
@@ -231,38 +238,34 @@ def _run_dask(sweep, out: Path) -> dict:
     worker_cmd.append("--no-dashboard")
     row: dict = {"address": address, "commands": [scheduler_cmd, worker_cmd]}
     procs: dict[str, subprocess.Popen] = {}
-    client = None
     t0 = time.perf_counter()
     try:
         procs["scheduler"] = start(scheduler_cmd, logs / "scheduler.log")
         procs["worker"] = start(worker_cmd, logs / "worker.log")
         from distributed import Client
 
-        client = Client(address, timeout="60s")
-        client.wait_for_workers(WORKERS, timeout=60)
+        with Client(address, timeout="60s") as client:  # only to wait for the workers
+            client.wait_for_workers(WORKERS, timeout=60)
+            row["dask_workers"] = len(client.scheduler_info(n_workers=-1)["workers"])
+            # The nanny sets these in its workers (distributed.nanny.pre-spawn-environ); the
+            # engine undoes what MALLOC_TRIM_THRESHOLD_ does to glibc (engine module doc).
+            row["worker_environ"] = {
+                var: sorted(set(client.run(os.getenv, var).values()), key=str)
+                for var in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
+            }
         row["setup_s"] = time.perf_counter() - t0
-        row["dask_workers"] = len(client.scheduler_info(n_workers=-1)["workers"])
-        # The nanny sets these in its workers (distributed.nanny.pre-spawn-environ); a low
-        # MALLOC_TRIM_THRESHOLD_ slows this allocation-heavy model.
-        row["worker_environ"] = {
-            var: sorted(set(client.run(os.getenv, var).values()), key=str)
-            for var in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
-        }
-        executor = client.get_executor(pure=False)
-        row.update(_timed_sweep(sweep, out, executor))
+        row.update(_timed_sweep(sweep, out, None, address))
     except BaseException as err:
         for name, proc in procs.items():
             err.add_note(f"{name} log ({proc.args[1]}):\n{tail(logs / f'{name}.log')}")
         raise
     finally:
         t1 = time.perf_counter()
-        if client is not None:
-            client.close()
         # Workers first, so they do not retry a vanished scheduler.
         row["shutdown"] = {
             name: stop(procs[name]) for name in ("worker", "scheduler") if name in procs
         }
-        row["teardown_s"] = time.perf_counter() - t1
+        row["teardown_s"] = row.get("teardown_s", 0.0) + time.perf_counter() - t1
     return row
 
 
@@ -293,81 +296,156 @@ def in_fresh_process(mode: str, sweep_file: Path, out: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 # The parent: write the sweep, run the modes, compare, report
 # ---------------------------------------------------------------------------------------------
-def compare(rows: list[dict]) -> tuple[bool, dict[str, str | None]]:
-    """Are the ``sweep.parquet`` datasets of every mode identical to the serial one?"""
+def compare(rows: list[dict], modes: list[str]) -> tuple[bool, dict[str, str | None]]:
+    """Are the ``sweep.parquet`` datasets of every run identical to the first serial one?"""
     import pandas as pd
     from pandas.testing import assert_frame_equal
 
     ref = next((r for r in rows if r["mode"] == "serial" and not r.get("error")), None)
     if ref is None:
-        return False, {r["mode"]: "no serial dataset to compare with" for r in rows}
+        return False, {r["run_id"]: "no serial dataset to compare with" for r in rows}
     expected = pd.read_parquet(ref["dataset"])
     diffs: dict[str, str | None] = {}
     for r in rows:
-        if r["mode"] == "serial":
+        if r is ref:
             continue
         if r.get("error"):
-            diffs[r["mode"]] = "no dataset (the mode failed)"
+            diffs[r["run_id"]] = "no dataset (the mode failed)"
             continue
         try:
             assert_frame_equal(pd.read_parquet(r["dataset"]), expected, check_exact=True)
-            diffs[r["mode"]] = None
+            diffs[r["run_id"]] = None
         except AssertionError as err:
-            diffs[r["mode"]] = str(err)
-    return all(d is None for d in diffs.values()) and len(diffs) == len(MODES) - 1, diffs
+            diffs[r["run_id"]] = str(err)
+    ran = {r["mode"] for r in rows if not r.get("error")}
+    return all(d is None for d in diffs.values()) and ran == set(modes), diffs
 
 
-def report(rows: list[dict], points: int, identical: bool, diffs: dict) -> None:
-    serial = next((r for r in rows if r["mode"] == "serial" and not r.get("error")), None)
+def slots(mode: str) -> int:
+    return 1 if mode == "serial" else WORKERS
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One row per mode: medians over its repeats, speed-up against serial's median, and the
+    range of the paired speed-ups (each repeat's serial sweep over its own)."""
+    import statistics
+
+    for r in rows:
+        if r.get("error"):
+            continue
+        r["runs_per_min"] = 60 * r["runs"] / r["sweep_s"]
+        r["model_ms_per_run"] = 1000 * r["model_s"] / max(1, r["computed"])
+        r["overhead_ms_per_run"] = (
+            1000 * (slots(r["mode"]) * r["sweep_s"] - r["model_s"]) / max(1, r["computed"])
+        )
+    ok = [r for r in rows if not r.get("error")]
+    serial = [r["sweep_s"] for r in ok if r["mode"] == "serial"]
+    serial_median = statistics.median(serial) if serial else None
+    out = []
+    for mode, label in MODES.items():
+        mine = [r for r in ok if r["mode"] == mode]
+        failed = [r for r in rows if r["mode"] == mode and r.get("error")]
+        if not mine:
+            error = failed[0]["error"] if failed else "not run"
+            out.append({"mode": mode, "label": label, "error": error})
+            continue
+        med = {
+            k: statistics.median(r[k] for r in mine)
+            for k in (
+                "setup_s",
+                "executor_s",
+                "sweep_s",
+                "process_s",
+                "model_ms_per_run",
+                "overhead_ms_per_run",
+            )
+        }
+        others = [r["other_cpus"] for r in mine if r.get("other_cpus") is not None]
+        paired = [
+            s["sweep_s"] / r["sweep_s"]
+            for r in mine
+            for s in ok
+            if s["mode"] == "serial" and s["repeat"] == r["repeat"]
+        ]
+        out.append(
+            {
+                "mode": mode,
+                "label": label,
+                "error": None,
+                "repeats": len(mine),
+                "failed_repeats": len(failed),
+                "runs": mine[0]["runs"],
+                **med,
+                "runs_per_min": 60 * mine[0]["runs"] / med["sweep_s"],
+                "runs_per_min_with_setup": 60 * mine[0]["runs"] / (med["setup_s"] + med["sweep_s"]),
+                "speedup": serial_median / med["sweep_s"] if serial_median else None,
+                "paired_speedups": paired,
+                "other_cpus": statistics.median(others) if others else None,
+                "failures": sorted({f for r in mine for f in r["failures"]}),
+            }
+        )
+    return out
+
+
+def report(summary: list[dict], points: int, repeat: int, identical: bool, diffs: dict) -> None:
     print()
     print(
         f"Sweep: hybrid, 20,000 consumers, 100 owners, 30 days; random design, {points} points "
-        f"x 1 replicate; {os.cpu_count()} CPUs"
+        f"x 1 replicate; {os.cpu_count()} CPUs; medians of {repeat} interleaved repeat(s)"
     )
     head = (
         f"{'mode':<24} {'runs':>5} {'setup s':>8} {'sweep s':>8} {'runs/min':>9} "
-        f"{'speed-up':>9} {'process s':>10} {'other CPUs':>11}"
+        f"{'speed-up':>9} {'paired':>11} {'model ms':>9} {'overhead':>9} {'other CPUs':>11}"
     )
     print(head)
     print("-" * len(head))
-    for r in rows:
+    for r in summary:
         if r.get("error"):
             print(f"{r['label']:<24} FAILED: {r['error']}")
             continue
         speedup = f"{r['speedup']:.2f}x" if r.get("speedup") is not None else "-"
+        paired = r["paired_speedups"]
+        span = f"{min(paired):.2f}-{max(paired):.2f}" if len(paired) > 1 else "-"
         other = f"{r['other_cpus']:.2f}" if r.get("other_cpus") is not None else "-"
         print(
             f"{r['label']:<24} {r['runs']:>5} {r['setup_s']:>8.2f} {r['sweep_s']:>8.2f} "
-            f"{r['runs_per_min']:>9.1f} {speedup:>9} {r['wall_s']:>10.2f} {other:>11}"
+            f"{r['runs_per_min']:>9.1f} {speedup:>9} {span:>11} {r['model_ms_per_run']:>9.0f} "
+            f"{r['overhead_ms_per_run']:>9.1f} {other:>11}"
         )
         if r["failures"]:
             print(f"  {len(r['failures'])} failed runs, e.g. {r['failures'][0]}")
     print(
-        "(sweep s = the run_sweep call, worker start-up included; setup s = starting the Dask "
-        "cluster\n before it; process s = the whole fresh process; speed-up = serial sweep s / "
-        "sweep s;\n other CPUs = mean CPUs used by processes outside the benchmark meanwhile)"
+        "(sweep s = make_executor and the run_sweep call, worker start-up and imports included;"
+        "\n setup s = starting the Dask cluster before it; speed-up = serial sweep s / sweep s"
+        " (medians),\n paired = its range over the repeats; model ms = a run's build and days;"
+        "\n overhead = (workers x sweep s - the runs' model seconds) / runs, in ms;\n other "
+        "CPUs = mean CPUs used by processes outside the benchmark meanwhile)"
     )
-    noisy = [r["mode"] for r in rows if (r.get("other_cpus") or 0) > NOISE_CPUS]
+    noisy = [r["mode"] for r in summary if (r.get("other_cpus") or 0) > NOISE_CPUS]
     if noisy:
         print(
             f"WARNING: other work used over {NOISE_CPUS} CPU during {', '.join(noisy)}: "
             "those figures are not clean; rerun on an idle machine"
         )
-    if serial is None:
-        print("no serial run to compare with")
     print(f"identical results: {'yes' if identical else 'no'}")
-    for mode, diff in diffs.items():
+    for run_id, diff in diffs.items():
         if diff is not None:
-            print(f"  {mode} differs from serial: {diff}")
+            print(f"  {run_id} differs from serial: {diff}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=24, help="design points (default 24)")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs of every mode, interleaved (default 1)"
+    )
+    ap.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     ap.add_argument("--out", type=Path, default=RESULTS, help="JSON output path")
     args = ap.parse_args(argv)
-    if args.points < 1:
-        ap.error("--points must be at least 1")
+    if args.points < 1 or args.repeat < 1:
+        ap.error("--points and --repeat must be at least 1")
+    if "serial" not in args.modes:
+        ap.error("--modes must include serial (the reference)")
     if not DASK.is_file():
         ap.error(f"{DASK} not found: the Dask CLI is needed (pip install distributed)")
 
@@ -381,26 +459,22 @@ def main(argv: list[str] | None = None) -> int:
         sweep_file = tmp / "bench_sweep.toml"
         text = SWEEP_TOML.format(base=json.dumps(str(BASE)), points=args.points, seed=SEED)
         sweep_file.write_text(text, encoding="utf-8")
-        for mode, label in MODES.items():
-            out = tmp / f"out-{mode}"  # fresh: nothing is reused between modes
-            print(f"running {label}: {args.points} runs ...", flush=True)
-            row = in_fresh_process(mode, sweep_file, out)
-            row["label"] = label
-            if row.get("error") and row.get("traceback"):
-                print(row["traceback"], file=sys.stderr)
-            rows.append(row)
-        identical, diffs = compare(rows)
+        for i in range(args.repeat):
+            for mode in args.modes:
+                label = MODES[mode]
+                out = tmp / f"out-{mode}-{i}"  # fresh: nothing is reused between runs
+                print(f"running {label}: {args.points} runs (repeat {i + 1}) ...", flush=True)
+                row = in_fresh_process(mode, sweep_file, out)
+                row.update(label=label, repeat=i, run_id=f"{mode}#{i + 1}")
+                if row.get("error") and row.get("traceback"):
+                    print(row["traceback"], file=sys.stderr)
+                rows.append(row)
+        identical, diffs = compare(rows, args.modes)
         for r in rows:
             r.pop("dataset", None)  # temporary, gone after the benchmark
 
-    serial = next((r for r in rows if r["mode"] == "serial" and not r.get("error")), None)
-    for r in rows:
-        if r.get("error"):
-            continue
-        r["runs_per_min"] = 60 * r["runs"] / r["sweep_s"]
-        r["runs_per_min_with_setup"] = 60 * r["runs"] / (r["setup_s"] + r["sweep_s"])
-        r["speedup"] = serial["sweep_s"] / r["sweep_s"] if serial else None
-    report(rows, args.points, identical, diffs)
+    summary = [r for r in summarise(rows) if r["mode"] in args.modes]
+    report(summary, args.points, args.repeat, identical, diffs)
 
     from importlib.metadata import version
 
@@ -417,10 +491,12 @@ def main(argv: list[str] | None = None) -> int:
             "numpy": version("numpy"),
             "pandas": version("pandas"),
         },
-        "noisy_modes": [r["mode"] for r in rows if (r.get("other_cpus") or 0) > NOISE_CPUS],
+        "noisy_modes": [r["mode"] for r in summary if (r.get("other_cpus") or 0) > NOISE_CPUS],
         "sweep": {"base": "scenarios/hybrid.toml", "points": args.points, "text": text},
         "workers": WORKERS,
-        "modes": rows,
+        "repeat": args.repeat,
+        "modes": summary,
+        "runs": rows,
         "identical": identical,
         "differences": diffs,
         "failed_runs": failed_runs,

@@ -211,30 +211,34 @@ def test_local_processes_give_the_same_numbers_as_serial(tmp_path):
     )
 
 
-def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
+@pytest.mark.parametrize("workers", ["1", "2"])  # here, and in batches on local processes
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys, workers):
     # delivery.lag_min above lag_max (5) is invalid: those points fail, the others run.
     sweep = small_sweep(
         tmp_path, "[uncertainties]\ndelivery.lag_min = [0, 9]\n", samples=6, replicates=1
     )
     out = tmp_path / "out"
-    assert main(["sweep", str(sweep.path), "--workers", "1", "--out", str(out), "--quiet"]) == 1
+    assert main(["sweep", str(sweep.path), "--workers", workers, "--out", str(out), "--quiet"]) == 1
     errors = [json.loads(p.read_text()) for p in (out / "runs").glob("*.error.json")]
     bad = [p for p in design_points(sweep) if p["delivery.lag_min"] > 5]
     assert 0 < len(errors) == len(bad)
     assert all("lag_min" in e["error"] and e["point"]["delivery.lag_min"] > 5 for e in errors)
+    assert all(e["error"].startswith("ParameterError: ") for e in errors)
     assert "Traceback" in errors[0]["traceback"]
+    assert "with_overrides" in errors[0]["traceback"]  # where it failed, on a worker too
     data = pd.read_parquet(out / "sweep.parquet")
     assert data.point_id.nunique() == 6 - len(bad)
     assert capsys.readouterr().err.count("run failed") == len(bad)
 
 
-def test_killed_sweep_resumes_without_recomputing(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])  # here, and in batches on local processes
+def test_killed_sweep_resumes_without_recomputing(tmp_path, workers):
     sweep = small_sweep(tmp_path, VARY, samples=12, replicates=2, days=25)
     total = len(plan(sweep))
     out = tmp_path / "out"
     exe = Path(sys.executable).with_name("fishschool")
     proc = subprocess.Popen(
-        [str(exe), "sweep", str(sweep.path), "--workers", "1", "--out", str(out), "--quiet"],
+        [str(exe), "sweep", str(sweep.path), "--workers", workers, "--out", str(out), "--quiet"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -28,12 +28,15 @@ that say how to sample them::
 Each run is a task of the run engine (:func:`sim.experiments.engine.run_one`: scenario
 parameters, point, replicate seed), handed to a ``concurrent.futures.Executor``: local
 processes by default, or a Dask cluster's executor, with identical numbers either way.
-Replicate r of every point uses the same seed (common random numbers across points).
+Replicate r of every point uses the same seed (common random numbers across points). Short
+runs travel in batches of about a second (:func:`sim.experiments.engine.run_many`), the
+scenario's parameters once per batch, and only the summary rows a record keeps come back.
 
 Nothing is lost: each run's result is written atomically and durably
-(:mod:`sim.experiments.atomic`) to ``runs/KEY.json``, where KEY hashes the parameters held
-fixed, the model, the metrics, the source code of the ``sim`` package (:func:`model_digest`: a
-changed model never reuses old runs), the point and the replicate seed; a rerun of the same
+(:mod:`sim.experiments.atomic`) to ``runs/KEY.json`` as soon as its batch is back (a kill
+loses at most the batches in flight), where KEY hashes the parameters held fixed, the model,
+the metrics, the source code of the ``sim`` package (:func:`model_digest`: a changed model
+never reuses old runs), the point and the replicate seed; a rerun of the same
 sweep skips the keys already there, so a sweep killed at any moment resumes without recomputing
 finished runs. Each record is checked when read: a damaged one (empty, truncated, not a record)
 is said on stderr and recomputed. Temporary files left by a killed sweep are removed when it
@@ -69,7 +72,7 @@ import pandas as pd
 
 import sim
 from sim.experiments import atomic
-from sim.experiments.engine import MODELS, run_many
+from sim.experiments.engine import MODELS, ROW_COLUMNS, run_many
 from sim.experiments.provenance import now, provenance
 from sim.experiments.scenario import (
     Scenario,
@@ -95,8 +98,8 @@ from sim.world.params import (
 DESIGNS = ("grid", "random", "lhs", "sobol", "morris")
 MAX_RUNS = 1_000_000  # a larger plan needs allow_large=True (--yes)
 RECORD_KEYS = ("key", "point_id", "replicate", "seed", "point", "rows")
-ROW_COLUMNS = ("channel", "metric", "value")
 LEFTOVER_SUFFIXES = (atomic.TMP_SUFFIX, atomic.PARTIAL_SUFFIX)
+MODEL_TIMINGS = ("build_s", "simulate_s", "collect_s")  # a run's seconds in the model
 
 
 class SweepError(ParameterError):
@@ -473,6 +476,7 @@ class SweepReport:
     failures: list[dict[str, Any]]
     dataset: Path
     wall_s: float
+    model_s: float = 0.0  # seconds the computed runs spent in the model (build, days, tables)
 
 
 def plan(sweep: Sweep, *, allow_large: bool = False) -> list[dict[str, Any]]:
@@ -499,10 +503,11 @@ def plan(sweep: Sweep, *, allow_large: bool = False) -> list[dict[str, Any]]:
                     "replicate": r,
                     "seed": seed,
                     "point": point,
-                    "params": params,
+                    "params": params,  # one dict for every run: sent once per batch
                     "tables": ["summary"],
                     "metrics": metrics,
                     "model": sweep.model,
+                    "form": "rows",  # only the summary rows a record keeps come back
                 }
             )
     return tasks
@@ -723,18 +728,21 @@ def run_sweep(
         progress(done, 0, len(todo))
     writer = _RecordWriter(runs)
 
-    def finish(task: Mapping[str, Any], result: pd.DataFrame | None, error: BaseException | None):
-        nonlocal done
+    model_s = 0.0
+
+    def finish(task: Mapping[str, Any], result: Mapping[str, Any] | None, error):
+        nonlocal done, model_s
         err_path = runs / f"{task['key']}.error.json"
         if error is None:
             assert result is not None
+            model_s += sum(result["timings"].get(k, 0.0) for k in MODEL_TIMINGS)
             record = {
                 "key": task["key"],
                 "point_id": task["point_id"],
                 "replicate": task["replicate"],
                 "seed": task["seed"],
                 "point": task["point"],
-                "rows": result[list(ROW_COLUMNS)].to_dict(orient="list"),
+                "rows": {c: result["rows"][c] for c in ROW_COLUMNS},
             }
             text = json.dumps(record)
             records[task["key"]] = json.loads(text)["rows"]  # as a resumed sweep reads it
@@ -757,14 +765,20 @@ def run_sweep(
     finished = False
     try:
         for task, result, error in run_many(pending, executor):
-            finish(task, None if result is None else result["summary"], error)
+            finish(task, result, error)
         finished = True
     finally:
         writer.close(check=finished)  # on Ctrl-C or SIGTERM too: no finished run is lost
     dataset = gather(out, todo, records)
     _write_manifest(sweep, out, len(todo), started, done=True)
     return SweepReport(
-        len(unique), len(pending), skipped, failures, dataset, time.perf_counter() - t0
+        len(unique),
+        len(pending),
+        skipped,
+        failures,
+        dataset,
+        time.perf_counter() - t0,
+        model_s,
     )
 
 
