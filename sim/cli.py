@@ -9,6 +9,7 @@
     fishschool explain A B [--channel CH] [--metric M ...] [--replicates N] [same options]
     fishschool explain SCENARIO --channels owners streamer [...]
     fishschool scale [--sizes N,N,...] [--replicates N] [--days D] [--seed S] [--workers K]
+    fishschool optimize OPT.toml [--set K=V] [--workers K] [--scheduler ADDR] [--out DIR]
 
 ``run`` and ``compare`` run replicates in parallel processes, print the channels side by side
 with 95% intervals (``compare`` adds paired differences on common random numbers) and write a
@@ -21,7 +22,10 @@ comparison, each compared scenario in which owners and the streamer both sell (c
 (scenario mode). The explanations go into ``explain/NAME/`` of the results folder and into its
 report ("Why they differ"). ``scale`` runs the model's defaults at several world sizes, owners
 scaled with consumers, and reports every rate per size with intervals and whether it depends
-on the size (:mod:`analysis.scale`).
+on the size (:mod:`analysis.scale`). ``optimize`` searches the levers of an optimisation file
+for the mixes that do best across the uncertainty (NSGA-II on common random numbers, resumable
+like a sweep; :mod:`sim.experiments.optimize`) and recommends a robust one
+(:mod:`analysis.optimize`).
 
 Bad input (a scenario or override that does not validate, a number out of range, a missing or
 damaged file, an output folder that exists or cannot be written, a world too large for the
@@ -312,6 +316,33 @@ def _parser() -> argparse.ArgumentParser:
         "--yes", action="store_true", help="run a sweep above the limit of planned runs"
     )
     sw.add_argument("--quiet", action="store_true")
+
+    op = sub.add_parser(
+        "optimize",
+        help="search the levers for robust mixes across the uncertainty (NSGA-II, resumable)",
+        description="Search the levers an optimisation file gives ranges for (NSGA-II), every "
+        "mix run on the same uncertainty samples and seeds; write the Pareto set, the "
+        "recommended robust mix (smallest maximum regret) and what flips it. Running the same "
+        "command again resumes: finished runs are never recomputed.",
+    )
+    op.add_argument("optimization", type=Path, metavar="OPT", help="optimisation file (TOML)")
+    _sets_option(
+        op,
+        "a key held fixed or a setting of the file, e.g. world.consumers=2000, "
+        "search.generations=2, samples.count=4",
+    )
+    op.add_argument("--workers", type=positive_int, help="local processes (default: all cores)")
+    op.add_argument(
+        "--scheduler",
+        type=scheduler_address,
+        help="a Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS, "
+        "else local processes)",
+    )
+    op.add_argument("--out", type=Path, help="optimisation folder (default: results/optimize-NAME)")
+    op.add_argument(
+        "--dry-run", action="store_true", help="check the file and print the plan; run nothing"
+    )
+    op.add_argument("--quiet", action="store_true", help="no progress or report")
 
     ca = sub.add_parser(
         "calibrate", help="fit uncertain parameters to the brief's patterns (ABC-SMC, resumable)"
@@ -714,6 +745,60 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    """Check the file, the folder and the memory, run (or resume) the search, then write the
+    result files together and print the Pareto set and the recommendation."""
+    from analysis.optimize import format_report, write_report
+    from sim.experiments.optimize import (
+        RunFailed,
+        check_out,
+        largest_world,
+        load_optimization,
+        run_optimization,
+        write_results,
+    )
+    from sim.experiments.output import check_writable
+
+    opt = load_optimization(args.optimization, args.sets)
+    out = args.out or RESULTS / f"optimize-{opt.name}"
+    check_out(opt, out)  # this optimisation's folder, or a new or empty one
+    check_writable(out)
+    total = opt.planned_runs
+    plan = (
+        f"{len(opt.levers)} levers, {len(opt.objectives)} objectives, risk {opt.measure}, "
+        f"{opt.samples} samples; NSGA-II population {opt.population} x {opt.generations} "
+        f"generations: at most {total} runs"
+    )
+    if args.dry_run:
+        w = opt.base.params.world
+        print(f"ok  optimize {opt.name}: {plan} ({w.consumers:,} consumers, {w.days} days)")
+        return 0
+    scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    workers = args.workers
+    if not scheduler and opt.model == "fishschool":  # a cluster's memory is not ours to see
+        workers = _plan_workers(args, [largest_world(opt)], total, "a run of the optimisation")
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    progress = Progress("runs", not args.quiet)
+
+    def show_progress(done: int, total: int, reused: int) -> None:
+        progress.reused = reused  # runs found stored: not part of the rate
+        progress(done, total)
+
+    with executor_for(workers, args.scheduler) as (executor, where):
+        say(f"fishschool optimize {opt.name}: {plan}, on {where}; results in {out}/")
+        try:
+            result = run_optimization(opt, out, executor, show_progress, say)
+        except RunFailed as err:
+            print(f"fishschool: {err}", file=sys.stderr)
+            return 1
+    command = ["fishschool", *sys.argv[1:]]
+    write_results(result, out, command, extra=write_report)
+    if not args.quiet:
+        print(format_report(result))
+        print(f"Results in {out}/ (recommendation.md, pareto.png, pareto.csv, evaluations.csv)")
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from sim.experiments.calibration import calibrate, calibration_world, check_out, load_setup
 
@@ -964,6 +1049,7 @@ COMMANDS = {
     "sweep": cmd_sweep,
     "analyze": cmd_analyze,
     "calibrate": cmd_calibrate,
+    "optimize": cmd_optimize,
     "validate-model": cmd_validate_model,
     "viz": cmd_viz,
     "explain": cmd_explain,
