@@ -652,11 +652,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from sim.experiments.optimize import is_optimization_file, load_optimization
     from sim.experiments.scenario import load
 
     status = 0
     for name in args.scenarios:
         try:
+            if is_optimization_file(name):
+                opt = load_optimization(name, args.sets)
+                print(
+                    f"ok  optimisation {opt.name}: {len(opt.levers)} levers, "
+                    f"{len(opt.objectives)} objectives, risk {opt.measure}, {opt.samples} "
+                    f"samples, {opt.population} x {opt.generations} generations"
+                )
+                continue
             if is_sweep_file(name):
                 sw = load_sweep(name, args.sets)
                 print(

@@ -413,3 +413,10 @@ def test_the_command_on_the_model_end_to_end(tmp_path, capsys):
     # Again: everything is stored.
     assert main(["optimize", str(LAUNCH), *sets, "--workers", "1", "--out", str(out)]) == 0
     assert "0 runs computed" in capsys.readouterr().out
+
+
+def test_validate_checks_an_optimisation_file_without_running_it(capsys):
+    from sim.cli import main
+
+    assert main(["validate", "scenarios/optimize/launch.toml"]) == 0
+    assert "ok  optimisation launch: 5 levers, 2 objectives" in capsys.readouterr().out

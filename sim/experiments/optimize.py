@@ -325,6 +325,18 @@ def _opt_override(item: str) -> tuple[str, str, Any] | None:
     return section, rest, value
 
 
+def is_optimization_file(path: str | Path) -> bool:
+    """A readable TOML file with an optimisation's own tables (``objectives``, ``search``)."""
+    from sim.world.params import read_toml
+
+    path = Path(path)
+    try:
+        raw = read_toml(path) if path.is_file() else {}
+    except (ParameterError, OSError):
+        return False
+    return "objectives" in raw or "search" in raw
+
+
 def load_optimization(path: str | Path, overrides: Iterable[str] = ()) -> Optimization:
     """Read and check an optimisation file; ``overrides`` (``--set``) change what it holds
     fixed or its own settings (``search.generations=2``, ``samples.count=4``). Errors are one
