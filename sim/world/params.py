@@ -173,7 +173,7 @@ class ConsumerParams:
         0.3, 0, 1, unit="mean", doc="Mean impulsiveness (Beta across consumers)."
     )
     need_rate: float = param(
-        0.044176,
+        0.040469,
         0,
         1,
         unit="probability/day",
@@ -304,7 +304,7 @@ class OwnerParams:
         kind="lever",
     )
     activity_sigma: float = param(
-        1.381824,
+        1.484548,
         0,
         3,
         unit="log-sd",
@@ -312,7 +312,7 @@ class OwnerParams:
         doc="Spread of owners' posting activity (lognormal, mean 1): large is a heavier tail.",
     )
     open_rate: float = param(
-        0.442062,
+        0.439427,
         0,
         1,
         unit="probability/day",
@@ -454,7 +454,7 @@ class StreamerParams:
         kind="lever",
     )
     products_seen: int = param(
-        6,
+        7,
         1,
         1000,
         unit="products",
@@ -465,7 +465,7 @@ class StreamerParams:
         0.2, 0, 1, unit="probability/session", doc="Chance a follower watches a session."
     )
     vetting_capacity: float = param(
-        150.616176,
+        155.712666,
         0,
         1e6,
         unit="products/week",
@@ -630,7 +630,7 @@ class BrandParams:
         doc="Mean brand quality: the chance an item is free of defects (Beta across brands).",
     )
     quality_concentration: float = param(
-        23.580917,
+        23.802646,
         0.1,
         1e4,
         unit="Beta a+b",
@@ -779,7 +779,7 @@ class AfterSalesParams:
 @dataclass(frozen=True)
 class PurchaseParams:
     intercept: float = param(
-        -10.998443,
+        -10.997031,
         -50,
         50,
         unit="log-odds",
@@ -788,7 +788,7 @@ class PurchaseParams:
     )
     fit: float = param(2.0, 0, 50, unit="log-odds per unit fit", doc="Weight of expected fit.")
     trust: float = param(
-        1.840208,
+        2.136231,
         0,
         50,
         unit="log-odds per unit trust",
@@ -796,7 +796,7 @@ class PurchaseParams:
         doc="Weight of trust in the source.",
     )
     hype: float = param(
-        1.79884,
+        1.738644,
         0,
         50,
         unit="log-odds per unit hype x impulsiveness",
@@ -807,7 +807,7 @@ class PurchaseParams:
         1.0, 0, 50, unit="log-odds per log price", doc="Weight of log(paid / median price)."
     )
     need: float = param(
-        4.516635,
+        4.230863,
         0,
         50,
         unit="log-odds",
@@ -827,14 +827,19 @@ class DeliveryParams:
         0.2, 0, 5, unit="sd of fit", doc="Surprise in realised fit at delivery."
     )
     apparel_fit_noise: float = param(
-        2.0, 1, 10, unit="multiplier", doc="Fit surprise multiplier for apparel-like categories."
+        3.274827,
+        1,
+        10,
+        unit="multiplier",
+        source="calibrated: ABC-SMC posterior median, docs/calibration",
+        doc="Fit surprise multiplier for apparel-like categories.",
     )
 
 
 @dataclass(frozen=True)
 class ReturnParams:
     intercept: float = param(
-        -3.510505,
+        -3.820971,
         -50,
         50,
         unit="log-odds",
@@ -843,7 +848,7 @@ class ReturnParams:
     )
     defect: float = param(3.5, 0, 50, unit="log-odds", doc="Extra log-odds for a defective item.")
     misfit: float = param(
-        2.862549,
+        2.640352,
         0,
         50,
         unit="log-odds",
@@ -851,7 +856,7 @@ class ReturnParams:
         source="calibrated: ABC-SMC posterior median, docs/calibration",
     )
     gap: float = param(
-        2.484049,
+        2.543199,
         0,
         50,
         unit="log-odds per unit gap",
@@ -859,7 +864,7 @@ class ReturnParams:
         doc="Weight of the expectation gap.",
     )
     impulse: float = param(
-        2.284521,
+        2.395767,
         0,
         50,
         unit="log-odds per unit hype x impulsiveness",
