@@ -435,7 +435,7 @@ def report(summary: list[dict], points: int, repeat: int, identical: bool, diffs
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--points", type=int, default=24, help="design points (default 24)")
+    ap.add_argument("--points", type=int, default=96, help="design points (default 96)")
     ap.add_argument(
         "--repeat", type=int, default=1, help="runs of every mode, interleaved (default 1)"
     )
