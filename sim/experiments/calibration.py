@@ -26,8 +26,9 @@ The calibration (:func:`calibrate`):
 4. **Checks the posterior**: a posterior predictive check (``predictive`` particles drawn by
    weight with systematic resampling, each the mean of ``replicates`` runs on fresh seeds: the
    share of draws inside each target's range is its coverage; :func:`tensions` says what moves
-   with a missed target) and a scale check (the posterior median at the calibration size and at the
-   shipped scenarios' 100,000 consumers: does each pattern keep its value?).
+   with a missed target) and a scale check (:func:`scale_check`: the posterior median at the
+   calibration size and at the shipped scenarios' 100,000 consumers, as many owners observed at
+   both: does each pattern keep its value?).
 
 Outputs in ``out``: ``posterior_samples.csv`` (the last generation: parameters and weight),
 ``posterior.csv`` (weighted 5%, 50%, 95% per parameter, with the prior range),

@@ -107,9 +107,8 @@ class Consumers:
         watches the streamer's session): ``base_rate`` at the initial mean trust, moved by her
         trust in the source: ``logit P = logit(base) + engagement_trust x (trust - initial)``.
         The same rule for every channel."""
-        base = np.clip(np.asarray(base_rate, dtype=np.float64), 1e-9, 1 - 1e-9)
         shift = self.engagement_trust * (self.trust[source, who] - self.initial_trust[source])
-        return sigmoid(np.log(base / (1 - base)) + shift)
+        return sigmoid(base_logit(base_rate) + shift)
 
     def update_after_delivery(
         self, who: np.ndarray, source: np.ndarray, sat: np.ndarray, gain: float, loss: float
@@ -128,6 +127,13 @@ class Consumers:
     ) -> None:
         """Trust in one source moves towards each experience (a value in [0, 1]), as above."""
         _smooth(self.trust[source], who, experience, gain, loss)
+
+
+def base_logit(base_rate: np.ndarray | float) -> np.ndarray:
+    """``logit(base_rate)``, the rate clipped to [1e-9, 1 - 1e-9]: where engagement starts
+    (:meth:`Consumers.engagement`, and the owners' compiled pass over their members)."""
+    base = np.clip(np.asarray(base_rate, dtype=np.float64), 1e-9, 1 - 1e-9)
+    return np.log(base / (1 - base))
 
 
 def _smooth(x: np.ndarray, who: np.ndarray, target: np.ndarray, gain: float, loss: float) -> None:

@@ -50,12 +50,10 @@ def grow_network(model: CommerceModel) -> None:
     # with the number of owners, not with the size of their groups. (Compiled passes over
     # the consumers: sim.world.kernels.)
     bar = np.float32(p.recruit_trust)  # compared in float32, as numpy compares trust
-    pool, units, live = kernels.count_recruitment(
-        con.group, own.group_owner, own.active, trust, bar, own.m
-    )
+    pool, live = kernels.count_recruitment(con.group, own.group_owner, own.active, trust, bar)
     key = rng.random(pool)
     in_view = kernels.recruitment_in_view(
-        con.group, own.group_owner, own.active, trust, bar, own.m, key, units
+        con.group, own.group_owner, own.active, trust, bar, own.m, key
     )
     recruits = in_view[rng.random(in_view.size) < p.recruit_rate]
     inviters, groups = kernels.member_invitations(

@@ -4,7 +4,13 @@ A day at a million consumers shows about 1.2 million products; in numpy each exp
 purchase draw (:func:`sim.world.purchases.offer`) walks the batch once per operation (gather
 the fit, the trust, the open need, each term of the logit, the logistic, the comparison) and
 holds a temporary array for each. :func:`purchase_draws` does the same arithmetic in one loop
-with numba, element by element, so the batch is read once.
+with numba, element by element, so the batch is read once. The other loops do the same for the
+day's passes over all consumers: members opening their owners' posts (:func:`posted_members`,
+:func:`open_posts`) and the posts' exposures (:func:`expand_posts`), a searcher's open need
+(:func:`pick_open_need`), recruitment and invitations (:func:`count_recruitment`,
+:func:`recruitment_in_view`, :func:`member_invitations`) and the members of active owners
+(:func:`active_members`). Each is the numpy it replaced, draw for draw (tests/test_kernels.py);
+the random numbers still come from numpy's generators, drawn before the loop.
 
 The arithmetic is :func:`sim.world.funnel.purchase_probability` to the bit: float32 where numpy
 computes in float32 (a float32 attribute times a Python float), float64 from the hype term
@@ -213,27 +219,19 @@ def count_recruitment(
     active: np.ndarray,
     trust: np.ndarray,
     recruit_trust: np.float32,
-    m: int,
-) -> tuple[int, int, int]:
-    """The sizes of :func:`sim.world.growth.grow_network`'s draws: members trusting their
-    owner enough to be recruited (the pool), the units they fall in (an active owner, or a
-    group of an owner who quit, coded ``m + group``), and members of active owners."""
-    seen = np.zeros(m + group_owner.size, dtype=np.bool_)
-    pool, units, live = 0, 0, 0
+) -> tuple[int, int]:
+    """The sizes of :func:`sim.world.growth.grow_network`'s first draws: members trusting
+    their owner enough to be recruited (the pool), and members of active owners."""
+    pool, live = 0, 0
     for i in range(group.size):
         g = group[i]
         if g < 0:
             continue
-        o = group_owner[g]
-        if active[o]:
+        if active[group_owner[g]]:
             live += 1
         if trust[i] >= recruit_trust:
             pool += 1
-            u = o if active[o] else m + g
-            if not seen[u]:
-                seen[u] = True
-                units += 1
-    return pool, units, live
+    return pool, live
 
 
 @njit(cache=True, nogil=True)
@@ -245,11 +243,11 @@ def recruitment_in_view(
     recruit_trust: np.float32,
     m: int,
     key: np.ndarray,
-    units: int,
 ) -> np.ndarray:
-    """Per unit (in increasing order) its pool member with the lowest ``key`` (the ``j``-th
-    pool member, in consumer order, has ``key[j]``; the first on a tie): each unit's one
-    satisfied member in view (:func:`sim.world.growth.grow_network`)."""
+    """Per unit (an active owner, or a group of an owner who quit, coded ``m + group``; in
+    increasing order) its pool member with the lowest ``key`` (the ``j``-th pool member, in
+    consumer order, has ``key[j]``; the first on a tie): each unit's one satisfied member in
+    view (:func:`sim.world.growth.grow_network`)."""
     lowest = np.full(m + group_owner.size, np.inf)
     pick = np.full(m + group_owner.size, -1, dtype=np.int64)
     j = 0
@@ -263,13 +261,7 @@ def recruitment_in_view(
             lowest[u] = key[j]
             pick[u] = i
         j += 1
-    out = np.empty(units, dtype=np.int64)
-    k = 0
-    for u in range(pick.size):
-        if pick[u] >= 0:
-            out[k] = pick[u]
-            k += 1
-    return out
+    return pick[pick >= 0]
 
 
 @njit(cache=True, nogil=True)

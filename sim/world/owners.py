@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from sim.world import kernels
 from sim.world.channels import Channel, Source
+from sim.world.consumers import base_logit
 from sim.world.distributions import beta_with_mean
 from sim.world.graph import neighbourhood, regions
 from sim.world.params import OwnerParams, PlatformParams
@@ -462,13 +463,12 @@ def sell_through_owners(model: CommerceModel) -> None:
     # Members of owners who posted a stocked product open with their engagement chance (one
     # compiled pass over the consumers: sim.world.kernels; Consumers.engagement's rule).
     posted = stocked > 0
-    base = np.clip(own.open_rate(model.day, model.params.platform.live_2b_material), 1e-9, 1 - 1e-9)
     u = rng.random(kernels.posted_members(con.group, own.group_owner, posted))
     members, owner = kernels.open_posts(
         con.group,
         own.group_owner,
         posted,
-        np.log(base / (1 - base)),
+        base_logit(own.open_rate(model.day, model.params.platform.live_2b_material)),
         con.trust[Source.OWNER],
         con.initial_trust[Source.OWNER],
         np.float32(con.engagement_trust),
