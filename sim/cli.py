@@ -1103,11 +1103,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemError) as err:
+        if not _is_interrupt(err):
+            raise
         # The atomic folder, the executor's processes and any partial output are gone by now
         # (their context managers ran on the way out).
         print("fishschool: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_interrupt(err: BaseException | None) -> bool:
+    """Whether ``err`` is Ctrl-C, or an error raised because of it.
+
+    Ctrl-C that lands while numba unpickles a compiled function's constants surfaces as a
+    ``SystemError`` whose cause is the ``KeyboardInterrupt``.
+    """
+    while err is not None:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -748,6 +748,10 @@ def test_runs_side_by_side_are_capped_by_memory(monkeypatch, capsys, tmp_path):
 
 
 # -- Ctrl-C ---------------------------------------------------------------------------------------
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(
     tmp_path: Path, argv: list[str], wait_for: str, ready: Path | None = None
 ) -> subprocess.CompletedProcess:
@@ -762,6 +766,10 @@ def _interrupt(
         text=True,
         cwd=tmp_path,
         start_new_session=True,
+        # A terminal's Ctrl-C reaches a program whose SIGINT is at its default; a shell that
+        # runs the tests in the background (``make test &``) hands them SIGINT ignored, and
+        # Python keeps an inherited "ignore", so the child would never see the key.
+        preexec_fn=_default_sigint,
     )
     err = []
     t0 = time.monotonic()
@@ -816,3 +824,24 @@ def test_ctrl_c_during_a_sweep_keeps_what_is_done(tmp_path):
     assert done.stderr.splitlines()[-1] == "fishschool: interrupted"
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
     assert (out / "manifest.json").is_file()  # resumable: the next run goes on from here
+
+
+def test_ctrl_c_inside_compiled_code_is_still_an_interrupt(monkeypatch, capsys):
+    """numba turns a KeyboardInterrupt during its unpickling into a SystemError caused by it."""
+    import sim.cli
+
+    def interrupted_in_numba(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as err:
+            raise SystemError("_numba_unpickle returned a result with an exception set") from err
+
+    def broken(args):
+        raise SystemError("a real error")
+
+    monkeypatch.setitem(sim.cli.COMMANDS, "list", interrupted_in_numba)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == "fishschool: interrupted"
+    monkeypatch.setitem(sim.cli.COMMANDS, "list", broken)
+    with pytest.raises(SystemError, match="a real error"):
+        main(["list"])
