@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -163,10 +165,72 @@ def test_recruitment_and_invitation_passes_are_the_numpy_steps_they_replace():
     assert np.array_equal(where, g[live][invites]) and where.dtype == g.dtype
 
 
-def test_active_members_is_the_numpy_mask():
+def test_active_member_values_are_the_numpy_masked_values():
     rng = np.random.default_rng(4)
     group = np.where(rng.random(5000) < 0.5, rng.integers(0, 40, 5000), -1).astype(np.int32)
     group_owner = rng.integers(0, 25, 40).astype(np.int32)
     active = rng.random(25) < 0.6
-    expected = (group >= 0) & active[group_owner[np.maximum(group, 0)]]
-    assert np.array_equal(kernels.active_members(group, group_owner, active), expected)
+    trust = rng.random(5000, dtype=np.float32)
+    expected = trust[(group >= 0) & active[group_owner[np.maximum(group, 0)]]]
+    got = kernels.active_member_values(group, group_owner, active, trust)
+    assert 0 < got.size < 5000 and got.dtype == np.float32
+    assert np.array_equal(got, expected)
+
+
+def test_add_rows_is_numpy_add_at_to_the_bit():
+    rng = np.random.default_rng(5)
+    row = rng.integers(0, 30, 4000)
+    values = rng.random((4000, 7), dtype=np.float32) * 1e3
+    expected = np.zeros((30, 7))
+    np.add.at(expected, row, values)
+    total = np.zeros((30, 7))
+    kernels.add_rows(total, row, values)
+    assert np.array_equal(total, expected)
+
+
+def test_draw_from_cdf_is_the_numpy_inverse_cdf_draw():
+    rng = np.random.default_rng(6)
+    pref = rng.dirichlet(np.ones(9), 2000).astype(np.float32)
+    cdf = np.cumsum(pref, axis=1, dtype=np.float32)
+    cdf[:, -1] = 1.0
+    who = rng.integers(0, 2000, 50_000)
+    u = rng.random(who.size, dtype=np.float32)
+    u[:5] = [0.0, 1.0, cdf[who[2], 3], cdf[who[3], 0], np.nextafter(np.float32(1), 0)]
+    expected = np.minimum((cdf[who] < u[:, None]).sum(axis=1), 8)
+    got = kernels.draw_from_cdf(cdf, who, u)
+    assert np.array_equal(got, expected)
+    # the draw follows the preferences: shares by category match the mean preference
+    share = np.bincount(got, minlength=9) / got.size
+    assert np.allclose(share, pref[who].mean(axis=0), atol=0.01)
+
+
+@pytest.mark.parametrize(
+    "x", [-40.0, -8.0, -3.0, -1.0000001, -1.0, -0.99, -0.2, -1e-9, 0.0, 1e-9, 0.5, 1.0, 1.5, 40.0]
+)
+def test_the_bounded_logistic_draw_is_the_tanh_draw(x):
+    # (the compiled tanh, which may differ from numpy's in the last bit: see kernels' doc)
+    exact = 0.5 * (1.0 + math.tanh(0.5 * x))
+    near = [exact, np.nextafter(exact, 0), np.nextafter(exact, 1)]
+    u = np.r_[np.linspace(0.0, 1.0, 20_001), near, [v * (1 + 1e-13) for v in near]]
+    got = np.array([kernels.below_logistic(v, x) for v in u])
+    assert np.array_equal(got, u < exact)
+
+
+def test_compress_is_boolean_indexing():
+    rng = np.random.default_rng(7)
+    value = rng.random(10_001, dtype=np.float32)
+    for share in (0.0, 0.3, 1.0):
+        keep = rng.random(value.size) < share
+        assert np.array_equal(kernels.compress(value, keep), value[keep])
+
+
+def test_reset_in_groups_sets_the_chosen_groups_members_only():
+    rng = np.random.default_rng(8)
+    group = np.where(rng.random(3000) < 0.5, rng.integers(0, 60, 3000), -1).astype(np.int32)
+    chosen = np.zeros(60, dtype=bool)
+    chosen[[3, 17, 59]] = True
+    value = rng.random(3000, dtype=np.float32)
+    expected = value.copy()
+    expected[np.isin(group, [3, 17, 59])] = np.float32(0.25)
+    kernels.reset_in_groups(value, group, chosen, np.float32(0.25))
+    assert np.array_equal(value, expected)

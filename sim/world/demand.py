@@ -78,8 +78,7 @@ class Demand:
     def draw_category(self, who: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A category for each consumer in ``who``, drawn from her preferences."""
         u = rng.random(who.size, dtype=np.float32)
-        cdf = self._pref_cdf[who]
-        return np.minimum((cdf < u[:, None]).sum(axis=1), self.categories - 1)
+        return kernels.draw_from_cdf(self._pref_cdf, who, u)
 
     def is_open(self, consumer: np.ndarray, category: np.ndarray, day: int) -> np.ndarray:
         """Does each consumer have an open need in the category today?"""

@@ -97,8 +97,11 @@ def recruit(model: CommerceModel, recruits: np.ndarray, rng: np.random.Generator
     own.add(starters, groups, con.preference[starters].astype(np.float64), model.day)
     own.take_over(heirs, heir_group, con.preference[heirs].astype(np.float64), model.day)
     if heir_group.size:  # (a scan of every consumer: only on days a group changes hands)
-        inherited = np.isin(con.group, heir_group)
-        con.trust[Source.OWNER, inherited] = con.initial_trust[Source.OWNER]
+        chosen = np.zeros(own.group_owner.size, dtype=bool)
+        chosen[heir_group] = True
+        kernels.reset_in_groups(
+            con.trust[Source.OWNER], con.group, chosen, con.initial_trust[Source.OWNER]
+        )
     new = np.r_[starters, heirs]
     model.is_owner[new] = True
     model.recorder.add("recruited_owners", Channel.OWNERS, new.size)

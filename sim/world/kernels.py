@@ -8,9 +8,17 @@ with numba, element by element, so the batch is read once. The other loops do th
 day's passes over all consumers: members opening their owners' posts (:func:`posted_members`,
 :func:`open_posts`) and the posts' exposures (:func:`expand_posts`), a searcher's open need
 (:func:`pick_open_need`), recruitment and invitations (:func:`count_recruitment`,
-:func:`recruitment_in_view`, :func:`member_invitations`) and the members of active owners
-(:func:`active_members`). Each is the numpy it replaced, draw for draw (tests/test_kernels.py);
-the random numbers still come from numpy's generators, drawn before the loop.
+:func:`recruitment_in_view`, :func:`member_invitations`, :func:`reset_in_groups`), the trust
+of members of active owners and of followers (:func:`active_member_values`,
+:func:`compress`), hearing members out (:func:`add_rows`) and drawing a category of a
+consumer's tastes (:func:`draw_from_cdf`). Each is the numpy it replaced, draw for draw
+(tests/test_kernels.py); the random numbers still come from numpy's generators, drawn before
+the loop.
+
+Two habits make them fast. A logistic draw computes the ``tanh`` only for the few draws
+close to the chance (:func:`below_logistic`). Where half the outcomes are random (who is a
+member, who opens), a loop writes every element and advances its output by the outcome
+instead of branching on it: a branch the CPU cannot guess costs more than the write.
 
 The arithmetic is :func:`sim.world.funnel.purchase_probability` to the bit: float32 where numpy
 computes in float32 (a float32 attribute times a Python float), float64 from the hype term
@@ -25,6 +33,47 @@ import math
 
 import numpy as np
 from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def below_logistic(u: float, x: float) -> bool:
+    """``u < 1 / (1 + exp(-x))``, decided as ``u < (1 + tanh(x / 2)) / 2`` (numpy's
+    :func:`sim.world.funnel.sigmoid`), but computing the ``tanh`` only for draws close to it.
+
+    Near 0 (``|x| <= 1``) the logistic's Taylor series ``1/2 + x/4 - x^3/48 + x^5/480 - ...``
+    alternates with shrinking terms, so it lies within ``|x|^5 / 480`` of ``1/2 + x/4 -
+    x^3/48``. Further out, with ``a = |x|``, Taylor polynomials bound the exponential:
+    ``e^a >= P = 1 + a + ... + a^4/24`` and ``e^-a >= T = 1 - a + ... - a^5/120`` (every
+    dropped remainder is positive), so the logistic of ``-a``, ``1 / (1 + e^a)``, lies in
+    ``[T / (1 + T), 1 / (1 + P)]`` (the lower end where ``T > 0``) and that of ``a`` in
+    ``[P / (1 + P), 1 / (1 + T)]``. Every band is widened by 1e-12, far beyond the last bit
+    of the ``tanh``, so a draw outside it gets the exact test's answer; few draws fall inside
+    (about one in a hundred at ``|x|`` near 1, fewer elsewhere) and compute the ``tanh``.
+    """
+    a = abs(x)
+    if a <= 1.0:
+        centre = 0.5 + 0.25 * x - x * x * x / 48.0
+        off = u - centre
+        if abs(off) > a * a * a * a * a / 480.0 + 1e-12:  # (nearly always: no branch to guess)
+            return off < 0.0
+        return u < 0.5 * (1.0 + math.tanh(0.5 * x))
+    else:
+        a2 = a * a
+        big = 1.0 + a + 0.5 * a2 + a2 * a / 6.0 + a2 * a2 / 24.0  # P <= e^a
+        small = 1.0 - a + 0.5 * a2 - a2 * a / 6.0 + a2 * a2 / 24.0 - a2 * a2 * a / 120.0
+        if x < 0.0:
+            upper = (1.0 + 1e-12) / (1.0 + big)
+            if u >= upper:  # (most purchase draws: a small chance, one division)
+                return False
+            lower = (1.0 - 1e-12) * small / (1.0 + small) if small > 0.0 else 0.0
+        else:
+            lower = (1.0 - 1e-12) * big / (1.0 + big)
+            upper = (1.0 + 1e-12) / (1.0 + small) if small > 0.0 else 1.0
+    if u >= upper:
+        return False
+    if u < lower:
+        return True
+    return u < 0.5 * (1.0 + math.tanh(0.5 * x))
 
 
 @njit(cache=True, nogil=True)
@@ -98,11 +147,7 @@ def purchase_draws(
             eta = eta + c_need
         else:
             eta = eta + 0.0
-        # The logistic is below 1 / (1 - eta + eta^2 / 2) for eta < 0 (as exp(eta) is): a
-        # draw above that bound is no candidate, and most draws are, so few need the tanh.
-        if eta < 0.0 and u[i] >= 1.0 / (1.0 - eta + 0.5 * eta * eta):
-            continue
-        if u[i] < 0.5 * (1.0 + math.tanh(0.5 * eta)):
+        if below_logistic(u[i], eta):
             out[k] = i
             k += 1
     return out[:k]
@@ -151,10 +196,11 @@ def open_posts(
             continue
         shift = engagement_trust * (trust[i] - initial_trust)
         x = logit_base[o] + np.float64(shift)
-        if u[j] < 0.5 * (1.0 + math.tanh(0.5 * x)):
-            openers[k] = i
-            owner[k] = o
-            k += 1
+        # Write, then keep the entry only if she opens: half of them do, at random, and a
+        # branch on it would be mispredicted half the time (k <= j, so the write fits).
+        openers[k] = i
+        owner[k] = o
+        k += below_logistic(u[j], x)
         j += 1
     return openers[:k], owner[:k]
 
@@ -224,13 +270,12 @@ def count_recruitment(
     their owner enough to be recruited (the pool), and members of active owners."""
     pool, live = 0, 0
     for i in range(group.size):
+        # Without branches: who is a member follows no pattern a CPU could guess (a
+        # non-member's group, -1, reads the last owner and counts nothing).
         g = group[i]
-        if g < 0:
-            continue
-        if active[group_owner[g]]:
-            live += 1
-        if trust[i] >= recruit_trust:
-            pool += 1
+        member = g >= 0
+        live += member & active[group_owner[g]]
+        pool += member & (trust[i] >= recruit_trust)
     return pool, live
 
 
@@ -292,11 +337,61 @@ def member_invitations(
 
 
 @njit(cache=True, nogil=True)
-def active_members(group: np.ndarray, group_owner: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """Per consumer: is she a member of an active owner's group?"""
-    out = np.zeros(group.size, dtype=np.bool_)
+def active_member_values(
+    group: np.ndarray, group_owner: np.ndarray, active: np.ndarray, value: np.ndarray
+) -> np.ndarray:
+    """``value`` of each member of an active owner's group, in consumer order: the values
+    a mask of the members of active owners would pick, in one pass."""
+    out = np.empty(group.size, dtype=value.dtype)
+    k = 0
+    for i in range(group.size):
+        g = group[i]  # (no branches, as in count_recruitment; k <= i, so the write fits)
+        out[k] = value[i]
+        k += (g >= 0) & active[group_owner[g]]
+    return out[:k]
+
+
+@njit(cache=True, nogil=True)
+def compress(value: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``value[keep]`` for a boolean ``keep``, without a branch per element."""
+    out = np.empty(value.size, dtype=value.dtype)
+    k = 0
+    for i in range(value.size):
+        out[k] = value[i]
+        k += keep[i]
+    return out[:k]
+
+
+@njit(cache=True, nogil=True)
+def reset_in_groups(value: np.ndarray, group: np.ndarray, chosen: np.ndarray, to: float) -> None:
+    """``value[i] = to`` for every consumer ``i`` whose group is ``chosen`` (per group)."""
     for i in range(group.size):
         g = group[i]
-        if g >= 0 and active[group_owner[g]]:
-            out[i] = True
+        if g >= 0 and chosen[g]:
+            value[i] = to
+
+
+@njit(cache=True, nogil=True)
+def add_rows(total: np.ndarray, row: np.ndarray, values: np.ndarray) -> None:
+    """``total[row[r]] += values[r]`` for each r in turn (float64 sums, in order, as
+    ``np.add.at`` adds them), for a matrix of values."""
+    for r in range(row.size):
+        t = row[r]
+        for c in range(values.shape[1]):
+            total[t, c] += np.float64(values[r, c])
+
+
+@njit(cache=True, nogil=True)
+def draw_from_cdf(cdf: np.ndarray, who: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Per consumer ``who[r]``: how many entries of her row of ``cdf`` are below ``u[r]``
+    (capped at the last column): an inverse-CDF draw, as ``(cdf[who] < u[:, None]).sum(1)``."""
+    out = np.empty(who.size, dtype=np.int64)
+    last = cdf.shape[1] - 1
+    for r in range(who.size):
+        row = cdf[who[r]]
+        count = 0
+        for c in range(row.size):
+            if row[c] < u[r]:
+                count += 1
+        out[r] = min(count, last)
     return out

@@ -327,7 +327,7 @@ class Owners:
         if owner.size == 0:
             return
         heard = np.zeros_like(self.knowledge)
-        np.add.at(heard, owner, preference)
+        kernels.add_rows(heard, owner, preference)
         count = np.bincount(owner, minlength=self.m)[:, None]
         step = 1.0 - (1.0 - self.p.learning_rate * self.skill[:, None]) ** count
         mean = np.divide(heard, count, out=np.zeros_like(heard), where=count > 0)

@@ -51,14 +51,17 @@ def record_state(model: CommerceModel) -> None:
     buyers = [np.unique(who[ch == c]).size for c in range(len(CHANNELS))]
     rec.set("buyers", np.r_[buyers, np.unique(who).size])
     if model.owners.m:
-        in_group = kernels.active_members(con.group, model.owners.group_owner, model.owners.active)
+        own = model.owners
+        members_trust = kernels.active_member_values(
+            con.group, own.group_owner, own.active, con.trust[Source.OWNER]
+        )
     else:
-        in_group = con.group >= 0
+        members_trust = con.trust[Source.OWNER][con.group >= 0]
     rec.set(
         "trust",
         [
-            _mean(con.trust[Source.OWNER][in_group]),
-            _mean(con.trust[Source.STREAMER][con.follows]),
+            _mean(members_trust),
+            _mean(kernels.compress(con.trust[Source.STREAMER], con.follows)),
             _mean(con.trust[Source.SEARCH]),
             _mean(con.trust[Source.FRIEND]),
         ],
