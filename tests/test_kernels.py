@@ -234,3 +234,20 @@ def test_reset_in_groups_sets_the_chosen_groups_members_only():
     expected[np.isin(group, [3, 17, 59])] = np.float32(0.25)
     kernels.reset_in_groups(value, group, chosen, np.float32(0.25))
     assert np.array_equal(value, expected)
+
+
+def test_leaving_members_is_the_numpy_leave_draw():
+    rng = np.random.default_rng(9)
+    group = np.where(rng.random(8000) < 0.4, rng.integers(0, 50, 8000), -1).astype(np.int32)
+    trust = rng.random(8000, dtype=np.float32)
+    members = np.flatnonzero(group >= 0)
+    u = rng.random(members.size)
+    expected = members[(trust[members] < 0.3) & (u < 0.5)]
+    got = kernels.leaving_members(group, trust, np.float32(0.3), 0.5, u)
+    assert 0 < got.size and np.array_equal(got, expected)
+    none = np.full(100, -1, dtype=np.int32)
+    assert kernels.leaving_members(none, trust[:100], np.float32(0.3), 0.5, u[:0]).size == 0
+    who, where = kernels.member_invitations(
+        none, np.zeros(1, np.int32), np.ones(1, bool), trust[:100], np.float32(0.3), u[:0]
+    )
+    assert who.size == where.size == 0

@@ -137,12 +137,12 @@ def churn_and_unfollow(model: CommerceModel) -> None:
         own.book_earnings(model.day)
         quit = own.churn(model.day, model.streams["churn"])
         model.recorder.add("quit_owners", Channel.OWNERS, quit.size)
-        members = np.flatnonzero(con.group >= 0)
-        unhappy = con.trust[Source.OWNER, members] < model.params.owners.leave_threshold
-        leave = unhappy & (
-            model.streams["leave"].random(members.size) < model.params.owners.leave_rate
+        po = model.params.owners
+        u = model.streams["leave"].random(np.count_nonzero(con.group >= 0))
+        leavers = kernels.leaving_members(
+            con.group, con.trust[Source.OWNER], np.float32(po.leave_threshold), po.leave_rate, u
         )
-        move_to_group(con, own, members[leave], np.full(int(leave.sum()), -1))
+        move_to_group(con, own, leavers, np.full(leavers.size, -1))
     fans = np.flatnonzero(con.follows)
     unhappy = con.trust[Source.STREAMER, fans] < model.params.streamer.unfollow_threshold
     con.follows[

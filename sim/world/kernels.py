@@ -159,9 +159,8 @@ def posted_members(group: np.ndarray, group_owner: np.ndarray, posted: np.ndarra
     owner): the number of open draws :func:`open_posts` needs."""
     count = 0
     for i in range(group.size):
-        g = group[i]
-        if g >= 0 and posted[group_owner[g]]:
-            count += 1
+        g = group[i]  # (no branch: see count_recruitment)
+        count += (g >= 0) & posted[group_owner[g]]
     return count
 
 
@@ -321,18 +320,21 @@ def member_invitations(
     """Members of active owners who invite a friend today: the ``j``-th such member (in
     consumer order) invites when ``u[j] < invite_rate * trust`` (float32, as numpy computes
     it). Returns the inviters and their groups."""
-    who = np.empty(u.size, dtype=np.int64)
-    where = np.empty(u.size, dtype=group.dtype)
+    who = np.empty(u.size + 1, dtype=np.int64)
+    where = np.empty(u.size + 1, dtype=group.dtype)
+    if u.size == 0:  # (no member of an active owner: nothing to read a draw from)
+        return who[:0], where[:0]
+    last = u.size - 1
     j, k = 0, 0
     for i in range(group.size):
+        # No branches (see count_recruitment): j counts members of active owners, k inviters;
+        # k <= j <= u.size, so the writes fit, and a non-member reads a draw but moves nothing.
         g = group[i]
-        if g < 0 or not active[group_owner[g]]:
-            continue
-        if u[j] < invite_rate * trust[i]:
-            who[k] = i
-            where[k] = g
-            k += 1
-        j += 1
+        live = (g >= 0) & active[group_owner[g]]
+        who[k] = i
+        where[k] = g
+        k += live & (u[min(j, last)] < invite_rate * trust[i])
+        j += live
     return who[:k], where[:k]
 
 
@@ -348,6 +350,26 @@ def active_member_values(
         g = group[i]  # (no branches, as in count_recruitment; k <= i, so the write fits)
         out[k] = value[i]
         k += (g >= 0) & active[group_owner[g]]
+    return out[:k]
+
+
+@njit(cache=True, nogil=True)
+def leaving_members(
+    group: np.ndarray, trust: np.ndarray, threshold: np.float32, rate: float, u: np.ndarray
+) -> np.ndarray:
+    """Members who leave their group today: the ``j``-th member (in consumer order) leaves
+    when her ``trust`` is below ``threshold`` (float32, as numpy compares) and ``u[j] <
+    rate`` (:func:`sim.world.growth.churn_and_unfollow`)."""
+    out = np.empty(u.size + 1, dtype=np.int64)
+    if u.size == 0:
+        return out[:0]
+    last = u.size - 1
+    j, k = 0, 0
+    for i in range(group.size):
+        member = group[i] >= 0  # (no branches: see member_invitations)
+        out[k] = i
+        k += member & (trust[i] < threshold) & (u[min(j, last)] < rate)
+        j += member
     return out[:k]
 
 
