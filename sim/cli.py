@@ -10,6 +10,7 @@
     fishschool explain SCENARIO --channels owners streamer [...]
     fishschool scale [--sizes N,N,...] [--replicates N] [--days D] [--seed S] [--workers K]
     fishschool optimize OPT.toml [--set K=V] [--workers K] [--scheduler ADDR] [--out DIR]
+    fishschool recruit [SCENARIO] [--rules R ...] [--replicates N] [--wave-day D] [--out DIR]
 
 ``run`` and ``compare`` run replicates in parallel processes, print the channels side by side
 with 95% intervals (``compare`` adds paired differences on common random numbers) and write a
@@ -25,7 +26,9 @@ scaled with consumers, and reports every rate per size with intervals and whethe
 on the size (:mod:`analysis.scale`). ``optimize`` searches the levers of an optimisation file
 for the mixes that do best across the uncertainty (NSGA-II on common random numbers, resumable
 like a sweep; :mod:`sim.experiments.optimize`) and recommends a robust one
-(:mod:`analysis.optimize`).
+(:mod:`analysis.optimize`). ``recruit`` compares the recruitment rules (which consumers become
+the first owners) on the same graph, budget of owners and seeds, with and without an owner
+churn wave (:mod:`analysis.recruitment`).
 
 Bad input (a scenario or override that does not validate, a number out of range, a missing or
 damaged file, an output folder that exists or cannot be written, a world too large for the
@@ -157,8 +160,31 @@ port_int = int_in(1, 65535, "a TCP port", "port_int")
 study_replicates_int = int_in(
     2, _scenario_limits("replicates")[1], "replicates per size; an interval needs two", "reps"
 )
+wave_day_int = _param_int("events.churn_wave_day", "wave_day_int", "events.churn_wave_day")
+paired_replicates_int = int_in(
+    2, _scenario_limits("replicates")[1], "replicates; an interval needs two", "paired_reps"
+)
 population_int = int_in(10, 100_000, "particles", "population_int")
 generations_int = int_in(1, 100, "generations", "generations_int")
+
+
+def share_float(what: str, name: str) -> Callable[[str], float]:
+    """An argparse type: a share in (0, 1]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text} is not a number ({what})") from None
+        if not 0.0 < value <= 1.0:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"{text} is outside the allowed range (0, 1] ({what})")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+wave_share_float = share_float("share of active owners quitting in the wave", "wave_share_float")
 
 
 def scheduler_address(text: str) -> str:
@@ -489,6 +515,70 @@ def _parser() -> argparse.ArgumentParser:
         help="replace an existing results folder (only one fishschool scale wrote)",
     )
     sc.add_argument("--quiet", action="store_true", help="no progress or table")
+
+    rc = sub.add_parser(
+        "recruit",
+        help="compare the recruitment rules on the same graph, owners and seeds",
+        description="Run each recruitment rule (owners.recruitment: which consumers become the "
+        "first owners) on the same world, budget of owners and replicate seeds, each with and "
+        "without an owner churn wave, and report per rule with 95% intervals: the owners' "
+        "reach share, orders per owner, the first owners' earnings Gini and what the wave "
+        "costs; paired differences against the first rule. Writes recruitment.csv, runs.csv, "
+        "daily.csv, recruitment.png, recruitment.md and manifest.json.",
+    )
+    rc.add_argument(
+        "scenario",
+        nargs="?",
+        help="scenario file or shipped name (default: the calibration's world, the defaults "
+        "at 10,000 consumers, 50 owners, 120 days)",
+    )
+    rc.add_argument(
+        "--consumers",
+        type=consumers_int,
+        help="consumers (without SCENARIO, owners scale with them, one per 200; with one, "
+        "shorthand for --set world.consumers=N)",
+    )
+    rc.add_argument(
+        "--owners", type=owners_int, help="the budget of owners (--set levers.owners.count=N)"
+    )
+    rc.add_argument("--days", type=days_int, help="simulated days (default: 120 or the file's)")
+    rc.add_argument(
+        "--rules",
+        nargs="+",
+        metavar="RULE",
+        help="rules to compare, the first the baseline of the differences (default: random "
+        "degree communities celf)",
+    )
+    rc.add_argument(
+        "--replicates",
+        type=paired_replicates_int,
+        help="replicates, on seeds every rule and arm shares (default 16)",
+    )
+    rc.add_argument(
+        "--seed", type=seed_int, help="base seed (default: the file's, or 1 without a file)"
+    )
+    rc.add_argument(
+        "--wave-day",
+        type=wave_day_int,
+        help="day of the owner churn wave (default: the file's, else 30)",
+    )
+    rc.add_argument(
+        "--wave-share",
+        type=wave_share_float,
+        help="share of active owners quitting in the wave (default: the file's, else 0.5)",
+    )
+    _sets_option(rc, "a key of the study's world, e.g. owners.commission=0.2")
+    rc.add_argument("--workers", type=positive_int, help="local processes (default: all cores)")
+    rc.add_argument(
+        "--scheduler",
+        type=scheduler_address,
+        help="a Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS, "
+        "else local processes)",
+    )
+    rc.add_argument(
+        "--out", type=Path, help="results folder, must not exist (default: results/recruit-TIME)"
+    )
+    rc.add_argument("--quiet", action="store_true", help="no progress or table")
 
     vz = sub.add_parser("viz", help="watch a run in the browser (Mesa SolaraViz on localhost)")
     vz.add_argument("scenario", nargs="?", help="scenario file or shipped name (default: hybrid)")
@@ -1025,6 +1115,76 @@ def cmd_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recruit(args: argparse.Namespace) -> int:
+    """Check the world, the rules, the wave, the destination and the memory; run every rule
+    with and without the wave on shared seeds; write the folder atomically; print the table."""
+    from analysis.recruitment import (
+        CONSUMERS,
+        DAYS,
+        REPLICATES,
+        SEED,
+        format_table,
+        plan_study,
+        recruitment_study,
+        study_world,
+        write_study,
+    )
+    from sim.experiments.output import OutputExistsError, check_destination
+    from sim.experiments.scenario import load
+    from sim.world.recruitment import RULES
+
+    if args.scenario:
+        base = load(args.scenario, _size_sets(args))
+        seed = base.seed if args.seed is None else args.seed
+    else:
+        sets = list(args.sets)
+        if args.owners is not None:
+            sets.append(f"levers.owners.count={args.owners}")
+        base = study_world(args.consumers or CONSUMERS, args.days or DAYS, sets)
+        seed = SEED if args.seed is None else args.seed
+    plan = plan_study(
+        base,
+        rules=args.rules or RULES,
+        replicates=args.replicates or REPLICATES,
+        seed=seed,
+        wave_day=args.wave_day,
+        wave_share=args.wave_share,
+    )
+    out = args.out or _default_out(f"recruit-{base.name}")
+    if out.exists() or out.is_symlink():
+        raise OutputExistsError(
+            f"--out {out} exists: choose another folder (recruit never replaces one)"
+        )
+    out = check_destination(out, False)
+    scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    workers = args.workers
+    if not scheduler:  # a cluster's memory is not ours to see
+        workers = _plan_workers(args, [base.params], plan.runs, "a run")
+    w = base.params.world
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    with executor_for(workers, args.scheduler) as (executor, where):
+        say(
+            f"fishschool recruit: rules {', '.join(plan.rules)}, each without and with a churn "
+            f"wave ({plan.wave_share:.0%} of active owners on day {plan.wave_day}), "
+            f"{plan.replicates} replicates: {plan.runs} runs of {w.consumers:,} consumers, "
+            f"{plan.budget:,} owners, {w.days} days, on {where}; into {out}/"
+        )
+        result = recruitment_study(
+            plan,
+            executor=executor,
+            workers=workers,
+            progress=Progress("runs", not args.quiet),
+        )
+    write_study(out, result, ["fishschool", *sys.argv[1:]])
+    if not args.quiet:
+        print(format_table(result))
+        print(
+            f"\n{plan.runs} runs in {result.timings['wall_s']:.1f}s on {where}. Results in "
+            f"{out}/ (recruitment.md, recruitment.png; every measure in recruitment.csv)"
+        )
+    return 0
+
+
 def cmd_viz(args: argparse.Namespace) -> int:
     """Serve the browser view in the foreground until Ctrl-C (or SIGTERM)."""
     try:
@@ -1063,6 +1223,7 @@ COMMANDS = {
     "viz": cmd_viz,
     "explain": cmd_explain,
     "scale": cmd_scale,
+    "recruit": cmd_recruit,
 }
 
 

@@ -391,12 +391,20 @@ def first_owners(
     preference. ``edge_prob`` (per receiver) is the word-of-mouth cascade's, for the
     ``celf`` rule; the ``communities`` rule splits the graph into regions of about
     ``community_size`` consumers. Every draw is from ``rng`` (the world's ``owners`` stream)."""
-    community = None
-    if p.recruitment == "communities" and adj is not None:
-        community = regions(adj, int(round(n / community_size)), rng)
-    owner_nodes = choose_owners(
-        p.recruitment, adj, p.count, rng, n=n, community=community, edge_prob=edge_prob
-    )
+    if p.recruitment == "random":
+        owner_nodes = choose_owners("random", adj, p.count, rng, n=n)
+    else:
+        # The rule's own draws come from a child stream, and this stream moves on as the
+        # random rule moves it (one permutation), so the groups, skills and activity drawn
+        # below are the same draws whatever the rule (common random numbers across rules).
+        own = rng.spawn(1)[0]
+        rng.permutation(n)
+        community = None
+        if p.recruitment == "communities" and adj is not None:
+            community = regions(adj, int(round(n / community_size)), own)
+        owner_nodes = choose_owners(
+            p.recruitment, adj, p.count, own, n=n, community=community, edge_prob=edge_prob
+        )
     group_owner, group_of = recruit_groups(adj, owner_nodes, p, n, rng)
     consumers.group = group_of
     member_mean = _mean_member_preference(
