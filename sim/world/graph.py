@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from numba import njit
 
 from sim.world.params import GraphParams, ParameterError
+from sim.world.ragged import starts
 
 
 def from_edges(src: np.ndarray, dst: np.ndarray, n: int) -> sp.csr_array:
@@ -319,28 +320,42 @@ def regions(adj: sp.csr_array, n_regions: int, rng: np.random.Generator) -> np.n
     (2, True)
     """
     n = adj.shape[0]
+    index = _index_dtype(adj.nnz, n)
+    degree = np.diff(adj.indptr)
     label = np.full(n, -1, dtype=np.int64)
     seeds = rng.choice(n, size=min(max(n_regions, 1), n), replace=False)
     label[seeds] = np.arange(seeds.size)
     newest = np.sort(seeds)
-    count = np.zeros(n, dtype=np.int64)  # scratch for _open_edges, zero between rounds
     while True:
         # The open edges (unassigned node -> assigned friend). Every unassigned node with an
         # assigned friend joins a region each round, so (the graph being symmetric) such
         # friends were all assigned in the last round: the open edges are the newest nodes'
-        # edges to unassigned friends, not a scan of every edge each round. They come by
-        # unassigned node, friends ascending (the adjacency's columns are sorted).
-        joining, first_edge, friend = _open_edges(adj.indptr, adj.indices, newest, label, count)
-        if friend.size == 0:
+        # edges to unassigned friends, not a scan of every edge each round.
+        count = degree[newest]
+        friend = adj.indices[_row_slots(adj.indptr, newest)]
+        open_edge = label[friend] < 0
+        open_before = np.zeros(friend.size + 1, dtype=index)
+        np.cumsum(open_edge, out=open_before[1:])
+        first_slot = np.zeros(newest.size + 1, dtype=index)
+        np.cumsum(count, out=first_slot[1:])
+        # Rows: the newest nodes; columns: their unassigned friends. Transposed (a counting
+        # sort, CSR to CSC), these are the open edges in the adjacency's order (by unassigned
+        # node, friends ascending: the adjacency's columns are sorted).
+        found = sp.csr_array(
+            (np.ones(int(open_before[-1]), dtype=bool), friend[open_edge], open_before[first_slot]),
+            shape=(newest.size, n),
+        ).tocsc()
+        if found.nnz == 0:
             break
-        labels = label[newest[friend]]
+        joining = np.flatnonzero(np.diff(found.indptr))
+        labels = label[newest[found.indices]]
         # Each unassigned node adopts the label of one random assigned neighbour: the open
         # edge of hers that comes first in a random permutation (least rank), found per node
         # with a segmented minimum over her (contiguous) open edges instead of np.unique's sort.
-        order = rng.permutation(friend.size)
+        order = rng.permutation(found.nnz)
         rank = np.empty_like(order)
         rank[order] = np.arange(order.size)
-        first = order[np.minimum.reduceat(rank, first_edge)]
+        first = order[np.minimum.reduceat(rank, found.indptr[joining])]
         newest = joining
         label[newest] = labels[first]
     rest = label < 0
@@ -348,57 +363,21 @@ def regions(adj: sp.csr_array, n_regions: int, rng: np.random.Generator) -> np.n
     return label
 
 
-@njit(cache=True, nogil=True)
-def _open_edges(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    newest: np.ndarray,
-    label: np.ndarray,
-    count: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The edges from the ``newest`` nodes (ascending) to nodes still unlabelled (``label <
-    0``), grouped by unlabelled node in increasing order, each group in the order of
-    ``newest``: the transpose of the (newest x unlabelled) edge matrix, by a counting sort
-    over the nodes touched only. Returns the unlabelled nodes, the first edge of each, and
-    each edge's position in ``newest``. ``count`` (one per node, all zero) is scratch, left
-    zero."""
-    touched = np.empty(16, dtype=np.int64)
-    t = 0
-    total = 0
-    for r in range(newest.size):
-        v = newest[r]
-        for e in range(indptr[v], indptr[v + 1]):
-            w = indices[e]
-            if label[w] >= 0:
-                continue
-            if count[w] == 0:
-                if t == touched.size:
-                    grown = np.empty(2 * t, dtype=np.int64)
-                    grown[:t] = touched
-                    touched = grown
-                touched[t] = w
-                t += 1
-            count[w] += 1
-            total += 1
-    joining = np.sort(touched[:t])
-    first = np.empty(t, dtype=np.int64)
-    at = 0
-    for k in range(t):  # count becomes each node's next free slot
-        w = joining[k]
-        first[k] = at
-        at += count[w]
-        count[w] = first[k]
-    friend = np.empty(total, dtype=np.int64)
-    for r in range(newest.size):
-        v = newest[r]
-        for e in range(indptr[v], indptr[v + 1]):
-            w = indices[e]
-            if label[w] < 0:
-                friend[count[w]] = r
-                count[w] += 1
-    for k in range(t):
-        count[joining[k]] = 0
-    return joining, first, friend
+def _row_slots(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Positions in a CSR's ``indices`` of the entries of ``rows``, row after row.
+
+    A cumulative sum of steps: 1 within a row, a jump to the row's beginning at its first slot
+    (one array, where repeat + arange + add make three).
+    """
+    begin = indptr[rows]
+    count = indptr[rows + 1] - begin
+    nonempty = count > 0
+    begin, end = begin[nonempty], begin[nonempty] + count[nonempty]
+    slots = np.ones(int(count.sum()), dtype=indptr.dtype)
+    if slots.size:
+        slots[starts(count[nonempty])] = begin - np.r_[1, end[:-1]] + 1
+        np.cumsum(slots, out=slots)
+    return slots
 
 
 def neighbourhood(adj: sp.csr_array, sources: np.ndarray, hops: int) -> sp.csr_array:
