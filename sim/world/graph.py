@@ -224,43 +224,42 @@ def _right_search(cum: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     non-negative values, exactly, several times faster for millions of queries.
 
     np.searchsorted's binary search is slow on random queries (about 20 unpredictable branches
-    and cache misses each). A guide table on the value axis does most of it: bucket ``f(x) =
-    floor(x * scale)`` is monotone, so every element in a lower bucket than x is <= x and
-    every one in a higher bucket is > x; only the elements of x's own bucket (one on average)
-    are searched (:func:`_bucket_search`, compiled).
+    each). A guide table on the value axis does most of it: bucket ``f(x) = floor(x * scale)``
+    is monotone, so every element in a lower bucket than x is <= x and every one in a higher
+    bucket is > x; only the elements of x's own bucket are compared, by a branch-free binary
+    search of a few vectorised steps.
     """
     n = cum.size
     buckets = max(n, 1)
     scale = buckets / cum[-1] if n and cum[-1] > 0 else 0.0
-    key = np.minimum((cum * scale).astype(np.int64), buckets - 1)
-    count = np.bincount(key, minlength=buckets)
-    begin = np.zeros(buckets + 1, dtype=np.int64)  # elements in the buckets below
-    np.cumsum(count, out=begin[1:])
+
+    def bucket(x: np.ndarray) -> np.ndarray:
+        return np.minimum((x * scale).astype(np.int64), buckets - 1)
+
+    count = np.bincount(bucket(cum), minlength=buckets)
+    begin = np.cumsum(count) - count  # elements in the buckets below
+    width = 1 << int(count.max(initial=0)).bit_length()  # a power of two > any bucket's count
+    # Past x's bucket every element is > x, so the search may run on into the next buckets (or
+    # the +inf padding) without a bounds check.
+    padded = np.concatenate([cum, np.full(width, np.inf)])
 
     def search(x: np.ndarray) -> np.ndarray:
-        return _bucket_search(cum, begin, float(scale), x)
+        # bucket(x), keeping its buffers for the steps: fresh memory is slow to come by.
+        value = np.multiply(x, scale)
+        probe = value.astype(np.int64)
+        np.minimum(probe, buckets - 1, out=probe)
+        lo = begin[probe]
+        below = np.empty(x.size, dtype=bool)
+        step = width
+        while step > 1:
+            step //= 2
+            np.add(lo, step - 1, out=probe)
+            np.take(padded, probe, out=value)
+            np.less_equal(value, x, out=below)
+            np.add(lo, step, out=lo, where=below)
+        return lo
 
     return search
-
-
-@njit(cache=True, nogil=True)
-def _bucket_search(cum: np.ndarray, begin: np.ndarray, scale: float, x: np.ndarray) -> np.ndarray:
-    """Per query: how many elements of ``cum`` are <= it, searching only its bucket
-    (``begin[b] : begin[b + 1]`` are bucket ``b``'s elements; see :func:`_right_search`)."""
-    buckets = begin.size - 1
-    out = np.empty(x.size, dtype=np.int64)
-    for q in range(x.size):
-        v = x[q]
-        b = min(np.int64(v * scale), buckets - 1)
-        lo, hi = begin[b], begin[b + 1]
-        while lo < hi:  # the first element of the bucket above v
-            mid = (lo + hi) // 2
-            if cum[mid] <= v:
-                lo = mid + 1
-            else:
-                hi = mid
-        out[q] = lo
-    return out
 
 
 def load_edgelist(path: str | Path) -> tuple[sp.csr_array, np.ndarray]:
