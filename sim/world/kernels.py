@@ -294,17 +294,23 @@ def recruitment_in_view(
     view (:func:`sim.world.growth.grow_network`)."""
     lowest = np.full(m + group_owner.size, np.inf)
     pick = np.full(m + group_owner.size, -1, dtype=np.int64)
+    if key.size == 0:
+        return pick[:0]
+    last = key.size - 1
     j = 0
     for i in range(group.size):
+        # Who is in the pool follows no pattern a CPU could guess, so it is not branched on
+        # (see count_recruitment): a consumer outside it reads a unit and a key but keeps
+        # neither; only the rare new lowest key is a branch.
         g = group[i]
-        if g < 0 or not trust[i] >= recruit_trust:
-            continue
         o = group_owner[g]
         u = o if active[o] else m + g
-        if key[j] < lowest[u]:
-            lowest[u] = key[j]
+        in_pool = (g >= 0) & (trust[i] >= recruit_trust)
+        k = key[min(j, last)]
+        if in_pool & (k < lowest[u]):
+            lowest[u] = k
             pick[u] = i
-        j += 1
+        j += in_pool
     return pick[pick >= 0]
 
 
