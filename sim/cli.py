@@ -1279,9 +1279,11 @@ def _is_interrupt(err: BaseException | None) -> bool:
     Ctrl-C that lands while numba unpickles a compiled function's constants surfaces as a
     ``SystemError`` whose cause is the ``KeyboardInterrupt``.
     """
-    while err is not None:
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
         if isinstance(err, KeyboardInterrupt):
             return True
+        seen.add(id(err))
         err = err.__cause__ or err.__context__
     return False
 

@@ -748,10 +748,6 @@ def test_runs_side_by_side_are_capped_by_memory(monkeypatch, capsys, tmp_path):
 
 
 # -- Ctrl-C ---------------------------------------------------------------------------------------
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _interrupt(
     tmp_path: Path, argv: list[str], wait_for: str, ready: Path | None = None
 ) -> subprocess.CompletedProcess:
@@ -759,18 +755,22 @@ def _interrupt(
     ``ready`` exists, if given), then press Ctrl-C (SIGINT to the whole group, as a terminal
     does)."""
     exe = Path(sys.executable).with_name("fishschool")
-    proc = subprocess.Popen(
-        [str(exe), *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        start_new_session=True,
-        # A terminal's Ctrl-C reaches a program whose SIGINT is at its default; a shell that
-        # runs the tests in the background (``make test &``) hands them SIGINT ignored, and
-        # Python keeps an inherited "ignore", so the child would never see the key.
-        preexec_fn=_default_sigint,
-    )
+    # A terminal's Ctrl-C reaches a program whose SIGINT is at its default; a shell that runs
+    # the tests in the background (``make test &``) hands them SIGINT ignored, and Python
+    # keeps an inherited "ignore". A handled signal is reset to its default at exec, so the
+    # child starts with the default whatever this process was given.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [str(exe), *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     err = []
     t0 = time.monotonic()
     while time.monotonic() - t0 < 60:

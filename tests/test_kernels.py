@@ -251,3 +251,26 @@ def test_leaving_members_is_the_numpy_leave_draw():
         none, np.zeros(1, np.int32), np.ones(1, bool), trust[:100], np.float32(0.3), u[:0]
     )
     assert who.size == where.size == 0
+
+
+def test_the_member_passes_with_no_group_at_all():
+    # Branch-free passes read a non-member's owner at index -1: with no group there is none.
+    group = np.full(50, -1, dtype=np.int32)
+    none = np.zeros(0, dtype=np.int32)
+    trust = np.ones(50, dtype=np.float32)
+    active = np.zeros(0, dtype=bool)
+    assert kernels.count_recruitment(group, none, active, trust, np.float32(0.5)) == (0, 0)
+    assert kernels.posted_members(group, none, active) == 0
+    assert kernels.active_member_values(group, none, active, trust).size == 0
+
+
+def test_the_bounded_logistic_draw_at_its_threshold_for_many_chances():
+    # Draws one and two ulps either side of the exact chance, for chances across the range.
+    rng = np.random.default_rng(10)
+    xs = np.r_[rng.normal(0, 3, 1500), rng.uniform(-1, 1, 500), [-1.0, 1.0, -0.0, 1e-300]]
+    for x in xs:
+        exact = 0.5 * (1.0 + math.tanh(0.5 * x))
+        below = [np.nextafter(exact, 0), np.nextafter(np.nextafter(exact, 0), 0)]
+        above = [exact, np.nextafter(exact, 1), np.nextafter(np.nextafter(exact, 1), 1)]
+        assert all(kernels.below_logistic(u, x) for u in below), x
+        assert not any(kernels.below_logistic(u, x) for u in above if u < 1.0), x

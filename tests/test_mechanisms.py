@@ -159,13 +159,15 @@ def _search_resolution_at_her_brands(overrides: dict, seed: int) -> float:
     """Share of search buyers' problems resolved, among orders of the brands that hold the
     streamer's contract (no review inside WORLD's 29 days, so they hold it all run)."""
     model = CommerceModel(params({**overrides, "seed": seed}))
+    hers = model.accounts.contracts[:, Channel.STREAMER].copy()
     for _ in range(model.params.world.days):
         model.step()
-    hers = model.accounts.contracts[:, Channel.STREAMER]
+    assert np.array_equal(model.accounts.contracts[:, Channel.STREAMER], hers)
     o, n = model.orders, len(model.orders)
     delivered = o["status"][:n] != PENDING
     problem = (o["defect"][:n] | o["misfit"][:n]) & delivered
     mine = problem & (o["channel"][:n] == Channel.CONVENTIONAL) & hers[o["brand"][:n]]
+    assert mine.sum() >= 50  # enough problems for a rate
     return float(o["resolved"][:n][mine].mean())
 
 

@@ -212,13 +212,14 @@ def test_rules_share_the_graph_the_consumers_and_the_budget(plan):
         assert model.owners.m == plan.budget == np.unique(model.owners.node).size
     degree = np.diff(ref.graph.indptr)
     assert degree[worlds["degree"].owners.node].min() >= np.sort(degree)[-plan.budget]
-    # Common random numbers: a rule's own draws come from a child stream, so each first
-    # owner, whoever she is, gets the same number of groups. (Later draws, skill among them,
-    # follow a number of draws that depends on the size of her neighbourhood.)
+    # Common random numbers: a rule's own draws come from a stream of its own, so the k-th
+    # first owner, whoever she is, gets the same groups, skill and posting activity.
     for rule, model in worlds.items():
         if rule != "random":
             assert not np.array_equal(model.owners.node, ref.owners.node), rule
         assert np.array_equal(model.owners.group_owner, ref.owners.group_owner), rule
+        assert np.array_equal(model.owners.skill0, ref.owners.skill0), rule
+        assert np.array_equal(model.owners.activity, ref.owners.activity), rule
 
 
 def test_arms_are_the_same_run_until_the_wave(result):

@@ -393,10 +393,12 @@ def neighbourhood(adj: sp.csr_array, sources: np.ndarray, hops: int) -> sp.csr_a
     """
     n = adj.shape[0]
     m = sources.size
-    index = _index_dtype(adj.nnz, n, m)
+    if not 0 <= hops < 16:
+        raise ValueError(f"hops = {hops}: from 0 to 15 (a ball's entries code the hop in 4 bits)")
     # (int32 node ids where they fit: the search is random reads, half the bytes is faster)
     nodes = adj.indices.astype(_index_dtype(n), copy=False)
     indptr, indices, dist = _hop_balls(adj.indptr, nodes, adj.data != 0, sources, hops, n)
+    index = _index_dtype(n, m, int(indptr[-1]))  # int32 only where the balls' total fits
     return sp.csr_array((dist, indices.astype(index), indptr.astype(index)), shape=(m, n))
 
 

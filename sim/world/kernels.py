@@ -158,6 +158,8 @@ def posted_members(group: np.ndarray, group_owner: np.ndarray, posted: np.ndarra
     """How many consumers are members of a group whose owner posted today (``posted`` per
     owner): the number of open draws :func:`open_posts` needs."""
     count = 0
+    if group_owner.size == 0:
+        return count
     for i in range(group.size):
         g = group[i]  # (no branch: see count_recruitment)
         count += (g >= 0) & posted[group_owner[g]]
@@ -268,6 +270,8 @@ def count_recruitment(
     """The sizes of :func:`sim.world.growth.grow_network`'s first draws: members trusting
     their owner enough to be recruited (the pool), and members of active owners."""
     pool, live = 0, 0
+    if group_owner.size == 0:  # (no group: nothing to read for a non-member's -1 below)
+        return pool, live
     for i in range(group.size):
         # Without branches: who is a member follows no pattern a CPU could guess (a
         # non-member's group, -1, reads the last owner and counts nothing).
@@ -352,6 +356,8 @@ def active_member_values(
     a mask of the members of active owners would pick, in one pass."""
     out = np.empty(group.size, dtype=value.dtype)
     k = 0
+    if group_owner.size == 0:
+        return out[:0]
     for i in range(group.size):
         g = group[i]  # (no branches, as in count_recruitment; k <= i, so the write fits)
         out[k] = value[i]

@@ -394,10 +394,10 @@ def first_owners(
     if p.recruitment == "random":
         owner_nodes = choose_owners("random", adj, p.count, rng, n=n)
     else:
-        # The rule's own draws come from a child stream, and this stream moves on as the
+        # The rule's own draws come from a stream of its own, and this stream moves on as the
         # random rule moves it (one permutation), so the groups, skills and activity drawn
         # below are the same draws whatever the rule (common random numbers across rules).
-        own = rng.spawn(1)[0]
+        own = _side_stream(rng)
         rng.permutation(n)
         community = None
         if p.recruitment == "communities" and adj is not None:
@@ -412,6 +412,20 @@ def first_owners(
     )
     group_size = np.bincount(group_of[group_of >= 0], minlength=group_owner.size)
     return Owners(p, owner_nodes, group_owner, group_size, member_mean, rng)
+
+
+def _side_stream(rng: np.random.Generator) -> np.random.Generator:
+    """A stream independent of ``rng`` that leaves it exactly as it was.
+
+    ``rng.spawn`` would do, but it counts its children, so the owners' own children (skill,
+    knowledge, activity: :class:`Owners`) would then be others than under the random rule.
+    This child's key, 2**31, is one ``spawn`` never reaches.
+    """
+    seq = rng.bit_generator.seed_seq
+    key = (*seq.spawn_key, 2**31)
+    return np.random.default_rng(
+        np.random.SeedSequence(seq.entropy, spawn_key=key, pool_size=seq.pool_size)
+    )
 
 
 def _mean_member_preference(
