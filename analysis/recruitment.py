@@ -828,11 +828,11 @@ def study_report(result: StudyResult) -> str:
         "gets no more seats, she fills them from nearer. The owners' reach is mostly their "
         "members, so a rule moves it through whom the seats, the invitations and word of mouth "
         "reach, not through how many seats there are (*members per first owner*).",
-        "- Common random numbers: a rule draws from a child of the owners' random stream, and "
-        "the stream itself moves on as under `random`, so every rule's owners get the same "
-        "draws of group sizes (*members per first owner* is the same for all); later draws, "
-        "skill among them, follow how many consumers each owner's neighbourhood holds, so they "
-        "differ between rules.",
+        "- Common random numbers: a rule draws from a stream of its own, and the owners' "
+        "stream moves on as under `random`, so the k-th first owner gets the same draws of "
+        "group sizes, skill, knowledge and posting activity under every rule (*members per "
+        "first owner* is the same for all); what differs is who she is, and so who fills her "
+        "seats.",
         "- `celf` maximises the expected reach of a word-of-mouth cascade from the owners "
         "themselves (ODD 5.5), not the owners' channel as the model runs it (groups around each "
         "owner, posts opened by members); its owners are among the best connected, and share "
