@@ -422,6 +422,7 @@ def _side_stream(rng: np.random.Generator) -> np.random.Generator:
     This child's key, 2**31, is one ``spawn`` never reaches.
     """
     seq = rng.bit_generator.seed_seq
+    assert isinstance(seq, np.random.SeedSequence)  # (every stream of the model is one)
     key = (*seq.spawn_key, 2**31)
     return np.random.default_rng(
         np.random.SeedSequence(seq.entropy, spawn_key=key, pool_size=seq.pool_size)
