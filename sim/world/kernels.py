@@ -30,9 +30,50 @@ probability (about one exposure in 10^16).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _prefetch_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    """LLVM's ``prefetch`` (read, keep in all cache levels) of the element at the indices."""
+    arrty = signature.args[0]
+    ary = context.make_array(arrty)(context, builder, args[0])
+    types_ = signature.args[1:]
+    index = [context.cast(builder, a, t, types.intp) for a, t in zip(args[1:], types_, strict=True)]
+    pointer = cgutils.get_item_pointer(context, builder, arrty, ary, index, wraparound=False)
+    byte = ir.IntType(8).as_pointer()
+    i32 = ir.IntType(32)
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]), "llvm.prefetch.p0"
+    )
+    read, keep, data = ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)
+    builder.call(fn, [builder.bitcast(pointer, byte), read, keep, data])
+    return context.get_dummy_value()
+
+
+def _prefetch(typingctx, array, i):  # type: ignore[no-untyped-def]
+    """Ask the CPU to start loading ``array[i]`` now (a hint: it changes no value and never
+    faults). A loop over consumers in a scattered order waits on memory for each one's
+    attributes; fetching those of the consumer a few steps ahead overlaps the waits."""
+    return types.void(array, i), _prefetch_codegen
+
+
+def _prefetch2(typingctx, array, i, j):  # type: ignore[no-untyped-def]
+    """:func:`prefetch` of ``array[i, j]``."""
+    return types.void(array, i, j), _prefetch_codegen
+
+
+# Compiled-code intrinsics (typed Any: their Python signatures are numba's typing hooks).
+prefetch: Any = intrinsic(_prefetch)
+prefetch2: Any = intrinsic(_prefetch2)
+
+
+AHEAD = 16  # exposures ahead to prefetch: 16 and 32 both about halve the draws' time
 
 
 @njit(cache=True, nogil=True)
@@ -128,7 +169,16 @@ def purchase_draws(
     c_hype, c_price, c_need = coef[3], np.float32(coef[4]), coef[5]
     out = np.empty(n, dtype=np.int64)
     k = 0
+    last = n - 1
     for i in range(n):
+        # The attributes of the consumer AHEAD exposures on, loaded while this one is drawn.
+        ahead = min(i + AHEAD, last)
+        c_ahead, cat_ahead = consumer[ahead], product_category[product[ahead]]
+        prefetch2(fit, c_ahead, cat_ahead)
+        prefetch2(need_until, c_ahead, cat_ahead)
+        prefetch(trust, c_ahead)
+        prefetch(impulsiveness, c_ahead)
+        prefetch(price_sensitivity, c_ahead)
         c = consumer[i]
         ch = channel[0] if one_channel else channel[i]
         cat = product_category[product[i]]
