@@ -299,7 +299,9 @@ def pick_open_need(
     """One of each consumer's open needs: the open category with the highest ``score`` (a
     row of uniforms per consumer; the first on a tie, as ``argmax``), -1 for one with none."""
     out = np.empty(who.size, dtype=np.int64)
+    last = who.size - 1
     for r in range(who.size):
+        prefetch2(need_until, who[min(r + AHEAD, last)], 0)  # (a row: one or two lines)
         best, pick = np.float32(-1.0), -1
         row = need_until[who[r]]
         for c in range(row.size):
@@ -472,6 +474,7 @@ def draw_from_cdf(cdf: np.ndarray, who: np.ndarray, u: np.ndarray) -> np.ndarray
     out = np.empty(who.size, dtype=np.int64)
     last = cdf.shape[1] - 1
     for r in range(who.size):
+        prefetch2(cdf, who[min(r + AHEAD, who.size - 1)], 0)
         row = cdf[who[r]]
         count = 0
         for c in range(row.size):
