@@ -81,9 +81,8 @@ def test_purchase_draws_are_the_numpy_funnel_to_the_bit(per_exposure):
     assert np.array_equal(reached, mark) and np.array_equal(month, mark)
 
 
-def test_open_posts_and_expand_posts_are_the_numpy_steps_they_replace():
+def test_open_posts_is_the_numpy_step_it_replaces():
     from sim.world.funnel import sigmoid
-    from sim.world.ragged import offsets, starts
 
     rng = np.random.default_rng(5)
     n, m, groups = 20_000, 60, 90
@@ -106,19 +105,52 @@ def test_open_posts_and_expand_posts_are_the_numpy_steps_they_replace():
     )
     assert 0.2 < opens.mean() < 0.8
     assert np.array_equal(got, members[opens]) and np.array_equal(got_owner, owner[opens])
-    # expansion: every product each opener's owner posted, unstocked picks (-1) skipped
+
+
+def test_post_purchase_draws_are_the_purchase_draws_of_the_expanded_posts():
+    from sim.world.ragged import offsets, starts
+
+    rng = np.random.default_rng(12)
+    n, cats, n_products, m = 3_000, 8, 300, 40
+    fit = rng.random((n, cats), dtype=np.float32)
+    trust = rng.random(n, dtype=np.float32)
+    imp = rng.random(n, dtype=np.float32)
+    sens = rng.random(n, dtype=np.float32)
+    need_until = rng.integers(-1, 10, (n, cats)).astype(np.int32)
+    category = rng.integers(0, cats, n_products).astype(np.int32)
+    log_price = rng.normal(0.0, 0.3, (3, n_products))
+    coef = np.array([-5.0, 2.0, 1.8, 1.8, 1.0, 2.5])  # intercept, fit, trust, hype, price, need
+    openers = np.sort(rng.choice(n, 1_500, replace=False))
+    owner = rng.integers(0, m, openers.size).astype(np.int32)
     count = rng.integers(0, 4, m)
-    products = np.where(rng.random(count.sum()) < 0.9, rng.integers(0, 300, count.sum()), -1)
+    products = np.where(rng.random(count.sum()) < 0.9, rng.integers(0, n_products, count.sum()), -1)
     start = starts(count)
-    until = rng.integers(0, 10, m)
-    k = count[got_owner]
-    who, whose = np.repeat(got, k), np.repeat(got_owner, k)
+    owner_hype = rng.random(m) * 2
+    # numpy: every product each opener's owner posted, unstocked picks (-1) skipped
+    k = count[owner]
+    who, whose = np.repeat(openers, k), np.repeat(owner, k)
     product = products[start[whose] + offsets(k)]
     ok = product >= 0
-    hype = np.where(until[whose[ok]] >= 5, 1.0, 0.2)
-    out = kernels.expand_posts(got, got_owner, start, count, products, until, 5, 1.0, 0.2)
-    for a, b in zip(out, (who[ok], product[ok], whose[ok], hype), strict=True):
-        assert np.array_equal(a, b) and a.dtype == b.dtype
+    who, whose, product = who[ok], whose[ok], product[ok]
+    hype = owner_hype[whose]
+    u = rng.random(who.size)
+
+    def state():  # reached, month_reached, fit sums, exposures
+        return np.zeros((3, n), bool), np.zeros((3, n), bool), np.zeros(3), np.zeros(3)
+
+    one = np.array([0], dtype=np.int8)
+    shared = (category, fit, trust, imp, sens, log_price, need_until, 5, coef)
+    s1, s2 = state(), state()
+    cand = kernels.purchase_draws(who, product, one, hype, u, *shared, *s1)
+    got = kernels.post_purchase_draws(
+        openers, owner, start, count, products, owner_hype, 0, u, *shared, *s2
+    )
+    assert 100 < cand.size < who.size / 2
+    expected = (cand, who[cand], product[cand], whose[cand], hype[cand])
+    for a, b in zip(got, expected, strict=True):
+        assert np.array_equal(a, b)
+    for a, b in zip(s1, s2, strict=True):
+        assert np.array_equal(a, b)
 
 
 def test_pick_open_need_is_argmax_over_the_open_categories():

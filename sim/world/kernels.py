@@ -6,7 +6,7 @@ the fit, the trust, the open need, each term of the logit, the logistic, the com
 holds a temporary array for each. :func:`purchase_draws` does the same arithmetic in one loop
 with numba, element by element, so the batch is read once. The other loops do the same for the
 day's passes over all consumers: members opening their owners' posts (:func:`posted_members`,
-:func:`open_posts`) and the posts' exposures (:func:`expand_posts`), a searcher's open need
+:func:`open_posts`) and their purchases (:func:`post_purchase_draws`), a searcher's open need
 (:func:`pick_open_need`), recruitment and invitations (:func:`count_recruitment`,
 :func:`recruitment_in_view`, :func:`member_invitations`, :func:`reset_in_groups`), the trust
 of members of active owners and of followers (:func:`active_member_values`,
@@ -15,10 +15,12 @@ consumer's tastes (:func:`draw_from_cdf`). Each is the numpy it replaced, draw f
 (tests/test_kernels.py); the random numbers still come from numpy's generators, drawn before
 the loop.
 
-Two habits make them fast. A logistic draw computes the ``tanh`` only for the few draws
+Three habits make them fast. A logistic draw computes the ``tanh`` only for the few draws
 close to the chance (:func:`below_logistic`). Where half the outcomes are random (who is a
 member, who opens), a loop writes every element and advances its output by the outcome
-instead of branching on it: a branch the CPU cannot guess costs more than the write.
+instead of branching on it: a branch the CPU cannot guess costs more than the write. And a
+loop over consumers scattered in memory starts loading the attributes of the one ``AHEAD``
+steps on (:func:`prefetch`), so the waits for memory overlap instead of adding up.
 
 The arithmetic is :func:`sim.world.funnel.purchase_probability` to the bit: float32 where numpy
 computes in float32 (a float32 attribute times a Python float), float64 from the hype term
@@ -163,44 +165,181 @@ def purchase_draws(
     n = consumer.size
     one_channel = channel.size == 1
     one_hype = hype.size == 1
-    c_int = np.float32(coef[0])
-    c_fit = np.float32(coef[1])
-    c_trust = np.float32(coef[2])
-    c_hype, c_price, c_need = coef[3], np.float32(coef[4]), coef[5]
     out = np.empty(n, dtype=np.int64)
     k = 0
     last = n - 1
     for i in range(n):
         # The attributes of the consumer AHEAD exposures on, loaded while this one is drawn.
         ahead = min(i + AHEAD, last)
-        c_ahead, cat_ahead = consumer[ahead], product_category[product[ahead]]
-        prefetch2(fit, c_ahead, cat_ahead)
-        prefetch2(need_until, c_ahead, cat_ahead)
-        prefetch(trust, c_ahead)
-        prefetch(impulsiveness, c_ahead)
-        prefetch(price_sensitivity, c_ahead)
-        c = consumer[i]
+        _prefetch_consumer(
+            consumer[ahead],
+            product_category[product[ahead]],
+            fit,
+            need_until,
+            trust,
+            impulsiveness,
+            price_sensitivity,
+        )
         ch = channel[0] if one_channel else channel[i]
-        cat = product_category[product[i]]
-        f = fit[c, cat]
-        reached[ch, c] = True
-        month_reached[ch, c] = True
-        fit_sum[ch] += np.float64(f)
-        exposures[ch] += 1.0
-        # purchase_probability's terms in numpy's order and precision
-        e32 = c_int + c_fit * f
-        e32 = e32 + c_trust * trust[c]
         h = hype[0] if one_hype else hype[i]
-        eta = np.float64(e32) + (c_hype * h) * np.float64(impulsiveness[c])
-        eta = eta - np.float64(c_price * price_sensitivity[c]) * log_price[ch, product[i]]
-        if need_until[c, cat] >= day:
-            eta = eta + c_need
-        else:
-            eta = eta + 0.0
-        if below_logistic(u[i], eta):
+        if _exposure(
+            consumer[i],
+            product[i],
+            ch,
+            h,
+            u[i],
+            product_category,
+            fit,
+            trust,
+            impulsiveness,
+            price_sensitivity,
+            log_price,
+            need_until,
+            day,
+            coef,
+            reached,
+            month_reached,
+            fit_sum,
+            exposures,
+        ):
             out[k] = i
             k += 1
     return out[:k]
+
+
+@njit(cache=True, nogil=True)
+def _prefetch_consumer(
+    c: int,
+    cat: int,
+    fit: np.ndarray,
+    need_until: np.ndarray,
+    trust: np.ndarray,
+    impulsiveness: np.ndarray,
+    price_sensitivity: np.ndarray,
+) -> None:
+    """Start loading what an exposure of consumer ``c`` to category ``cat`` reads."""
+    prefetch2(fit, c, cat)
+    prefetch2(need_until, c, cat)
+    prefetch(trust, c)
+    prefetch(impulsiveness, c)
+    prefetch(price_sensitivity, c)
+
+
+@njit(cache=True, nogil=True)
+def _exposure(
+    c: int,
+    item: int,
+    ch: int,
+    h: float,
+    u: float,
+    product_category: np.ndarray,
+    fit: np.ndarray,
+    trust: np.ndarray,
+    impulsiveness: np.ndarray,
+    price_sensitivity: np.ndarray,
+    log_price: np.ndarray,
+    need_until: np.ndarray,
+    day: int,
+    coef: np.ndarray,
+    reached: np.ndarray,
+    month_reached: np.ndarray,
+    fit_sum: np.ndarray,
+    exposures: np.ndarray,
+) -> bool:
+    """One exposure of :func:`purchase_draws` (consumer ``c``, product ``item``, channel
+    ``ch``, hype ``h``, draw ``u``): record it, and is its draw below the purchase chance?"""
+    cat = product_category[item]
+    f = fit[c, cat]
+    reached[ch, c] = True
+    month_reached[ch, c] = True
+    fit_sum[ch] += np.float64(f)
+    exposures[ch] += 1.0
+    # purchase_probability's terms in numpy's order and precision
+    e32 = np.float32(coef[0]) + np.float32(coef[1]) * f
+    e32 = e32 + np.float32(coef[2]) * trust[c]
+    eta = np.float64(e32) + (coef[3] * h) * np.float64(impulsiveness[c])
+    eta = eta - np.float64(np.float32(coef[4]) * price_sensitivity[c]) * log_price[ch, item]
+    if need_until[c, cat] >= day:
+        eta = eta + coef[5]
+    else:
+        eta = eta + 0.0
+    return below_logistic(u, eta)
+
+
+@njit(cache=True, nogil=True)
+def post_purchase_draws(
+    openers: np.ndarray,
+    owner: np.ndarray,
+    start: np.ndarray,
+    count: np.ndarray,
+    products: np.ndarray,
+    owner_hype: np.ndarray,
+    channel: int,
+    u: np.ndarray,
+    product_category: np.ndarray,
+    fit: np.ndarray,
+    trust: np.ndarray,
+    impulsiveness: np.ndarray,
+    price_sensitivity: np.ndarray,
+    log_price: np.ndarray,
+    need_until: np.ndarray,
+    day: int,
+    coef: np.ndarray,
+    reached: np.ndarray,
+    month_reached: np.ndarray,
+    fit_sum: np.ndarray,
+    exposures: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`purchase_draws` over the owners' posts without making their exposures: each
+    opener, in order, sees every stocked product her owner ``o`` posted, in order
+    (``products[start[o] : start[o] + count[o]]``; an unstocked pick, -1, is skipped), with
+    her owner's ``owner_hype[o]``; ``u[j]`` is the draw of the j-th such exposure. Returns,
+    per candidate, its exposure's position, consumer, product, owner and hype."""
+    position = np.empty(u.size, dtype=np.int64)
+    who = np.empty(u.size, dtype=openers.dtype)
+    item = np.empty(u.size, dtype=products.dtype)
+    whose = np.empty(u.size, dtype=owner.dtype)
+    hype = np.empty(u.size, dtype=np.float64)
+    j, k = 0, 0
+    last = openers.size - 1
+    for i in range(openers.size):
+        ahead = min(i + 2, last)  # (about AHEAD exposures on: an opener sees a few products)
+        o_ahead = owner[ahead]
+        if count[o_ahead] > 0:
+            cat_ahead = product_category[max(products[start[o_ahead]], 0)]
+            _prefetch_consumer(
+                openers[ahead], cat_ahead, fit, need_until, trust, impulsiveness, price_sensitivity
+            )
+        c, o = openers[i], owner[i]
+        h = owner_hype[o]
+        for slot in range(start[o], start[o] + count[o]):
+            p = products[slot]
+            if p < 0:
+                continue
+            if _exposure(
+                c,
+                p,
+                channel,
+                h,
+                u[j],
+                product_category,
+                fit,
+                trust,
+                impulsiveness,
+                price_sensitivity,
+                log_price,
+                need_until,
+                day,
+                coef,
+                reached,
+                month_reached,
+                fit_sum,
+                exposures,
+            ):
+                position[k], who[k], item[k], whose[k], hype[k] = j, c, p, o, h
+                k += 1
+            j += 1
+    return position[:k], who[:k], item[:k], whose[:k], hype[:k]
 
 
 @njit(cache=True, nogil=True)
@@ -254,42 +393,6 @@ def open_posts(
         k += below_logistic(u[j], x)
         j += 1
     return openers[:k], owner[:k]
-
-
-@njit(cache=True, nogil=True)
-def expand_posts(
-    openers: np.ndarray,
-    owner: np.ndarray,
-    start: np.ndarray,
-    count: np.ndarray,
-    products: np.ndarray,
-    material_until: np.ndarray,
-    day: int,
-    hype_material: float,
-    hype_post: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One exposure per opener and product her owner posted today (``products[start[o] :
-    start[o] + count[o]]``; an unstocked pick, -1, is skipped), with the hype of the owner's
-    2b material while it lasts. Returns consumer, product, owner and hype per exposure."""
-    total = 0
-    for i in range(openers.size):
-        total += count[owner[i]]
-    consumer = np.empty(total, dtype=openers.dtype)
-    product = np.empty(total, dtype=products.dtype)
-    whose = np.empty(total, dtype=owner.dtype)
-    hype = np.empty(total, dtype=np.float64)
-    k = 0
-    for i in range(openers.size):
-        o = owner[i]
-        h = hype_material if material_until[o] >= day else hype_post
-        for j in range(start[o], start[o] + count[o]):
-            if products[j] >= 0:
-                consumer[k] = openers[i]
-                product[k] = products[j]
-                whose[k] = o
-                hype[k] = h
-                k += 1
-    return consumer[:k], product[:k], whose[:k], hype[:k]
 
 
 @njit(cache=True, nogil=True)

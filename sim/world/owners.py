@@ -37,7 +37,7 @@ from sim.world.consumers import base_logit
 from sim.world.distributions import beta_with_mean
 from sim.world.graph import neighbourhood, regions
 from sim.world.params import OwnerParams, PlatformParams
-from sim.world.purchases import offer
+from sim.world.purchases import offer_posts
 from sim.world.ragged import rank_in_run, run_starts, starts
 from sim.world.recruitment import choose_owners
 
@@ -468,9 +468,9 @@ def sell_through_owners(model: CommerceModel) -> None:
     each active owner are counted into her ``member_days``; a member of an owner who posted a
     stocked product opens with her engagement chance; :func:`owners_listen` runs on those who
     opened; then each opener is offered every product her owner posted
-    (:func:`sim.world.purchases.offer`, with the 2b material's hype while it lasts). Every draw
-    is from the stream ``owners``. Changes the owners, the recorder (visits), the heard
-    members' trust and today's candidates.
+    (:func:`sim.world.purchases.offer_posts`, with the 2b material's hype while it lasts).
+    Every draw is from the stream ``owners``. Changes the owners, the recorder (visits), the
+    heard members' trust and today's candidates.
     """
     own, con = model.owners, model.consumers
     if own.m == 0:
@@ -499,12 +499,11 @@ def sell_through_owners(model: CommerceModel) -> None:
     )
     model.recorder.add("visits", Channel.OWNERS, members.size)
     owners_listen(model, members, owner)
-    # Each member who opened sees every product her owner posted today.
+    # Each member who opened sees every product her owner posted today, with the hype of her
+    # 2b material while it lasts.
     h = model.params.hype
-    consumer, product, owner, hype = kernels.expand_posts(
-        members, owner, start, count, products, own.material_until, model.day, h.material, h.post
-    )
-    offer(model, consumer, product, Channel.OWNERS, Source.OWNER, owner, hype)
+    hype = np.where(own.material_until >= model.day, h.material, h.post)
+    offer_posts(model, members, owner, start, count, products, stocked, hype)
 
 
 def owners_listen(model: CommerceModel, openers: np.ndarray, owner: np.ndarray) -> None:

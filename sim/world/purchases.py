@@ -71,7 +71,7 @@ def offer(
     size = consumer.size
     if size == 0:
         return None
-    p, con, cat, rec = model.params, model.consumers, model.catalogue, model.recorder
+    p, con, cat = model.params, model.consumers, model.catalogue
     code = np.asarray(channel, dtype=np.int8).reshape(-1)
     if hype is None:
         hype = model.format_hype[code]
@@ -103,18 +103,102 @@ def offer(
         fit_sum,
         exposures,
     )
-    rec.add_totals("exposures", exposures)
-    if source == Source.FRIEND:
-        rec.add_totals("wom_exposures", exposures)
-    rec.add_fit_totals(fit_sum, exposures)
-    k = cand.size
-    if k == 0:
+    _record(model, source, fit_sum, exposures)
+    if cand.size == 0:
         return None
-    who, item = consumer[cand], product[cand]
-    channel = np.broadcast_to(code, (size,))[cand]
+    return _candidates(
+        model,
+        rng,
+        source,
+        cand,
+        u[cand],
+        consumer[cand],
+        product[cand],
+        np.broadcast_to(code, (size,))[cand],
+        np.broadcast_to(hype, (size,))[cand],
+        owner[cand] if owner is not None else None,
+    )
+
+
+def offer_posts(
+    model: CommerceModel,
+    openers: np.ndarray,
+    owner: np.ndarray,
+    start: np.ndarray,
+    count: np.ndarray,
+    products: np.ndarray,
+    stocked: np.ndarray,
+    owner_hype: np.ndarray,
+) -> dict[str, np.ndarray] | None:
+    """:func:`offer` of the owners' posts: each opener (of ``owner``) is shown every stocked
+    product her owner posted (``products[start[o] : start[o] + count[o]]``, -1 unstocked;
+    ``stocked[o]`` of them), with her owner's hype ``owner_hype[o]``: the same draws, from the
+    stream ``owners``, as offering those exposures opener by opener, product by product, but
+    without making them (one compiled pass, :func:`sim.world.kernels.post_purchase_draws`)."""
+    size = int(stocked[owner].sum())
+    if size == 0:
+        return None
+    p, con, cat = model.params, model.consumers, model.catalogue
+    rng = model.streams["owners"]
+    u = rng.random(size)
+    fit_sum, exposures = np.zeros(len(Channel)), np.zeros(len(Channel))
+    cand, who, item, whose, hype = kernels.post_purchase_draws(
+        openers,
+        owner,
+        start,
+        count,
+        products,
+        np.asarray(owner_hype, dtype=np.float64),
+        int(Channel.OWNERS),
+        u,
+        cat.category,
+        con.fit,
+        con.trust[Source.OWNER],
+        con.impulsiveness,
+        con.price_sensitivity,
+        _log_price(model),
+        model.demand.need_until,
+        model.day,
+        _coefficients(p.purchase),
+        model.reached,
+        model.month_reached,
+        fit_sum,
+        exposures,
+    )
+    _record(model, Source.OWNER, fit_sum, exposures)
+    if cand.size == 0:
+        return None
+    channel = np.full(cand.size, Channel.OWNERS, dtype=np.int8)
+    return _candidates(model, rng, Source.OWNER, cand, u[cand], who, item, channel, hype, whose)
+
+
+def _record(model: CommerceModel, source: int, fit_sum: np.ndarray, exposures: np.ndarray) -> None:
+    """Book a batch's exposures and fit per channel in the day's record."""
+    model.recorder.add_totals("exposures", exposures)
+    if source == Source.FRIEND:
+        model.recorder.add_totals("wom_exposures", exposures)
+    model.recorder.add_fit_totals(fit_sum, exposures)
+
+
+def _candidates(
+    model: CommerceModel,
+    rng: np.random.Generator,
+    source: int,
+    cand: np.ndarray,
+    u: np.ndarray,
+    who: np.ndarray,
+    item: np.ndarray,
+    channel: np.ndarray,
+    hype: np.ndarray,
+    owner: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """The batch of today's candidates (exposures at positions ``cand`` whose draws ``u`` fell
+    below the chance with the need term), with their own random numbers for delivery (from
+    ``rng``), appended to ``model.candidates``."""
+    p, con, cat = model.params, model.consumers, model.catalogue
+    k = cand.size
     category = cat.category[item]
     fit = con.fit[who, category]
-    hype = np.broadcast_to(hype, (size,))[cand]
     paid = model.terms.paid(cat.list_price[item], channel)
     need_open = model.demand.is_open(who, category, model.day)
     # A candidate is sure to buy if its draw is also below the chance without the need.
@@ -128,7 +212,7 @@ def offer(
         con.price_sensitivity[who],
         0.0,
     )
-    sure = ~need_open | (u[cand] < no_need)
+    sure = ~need_open | (u < no_need)
     fate = rng.random((4, k), dtype=np.float32)
     batch = {
         "position": cand,
@@ -137,7 +221,7 @@ def offer(
         "category": category,
         "channel": channel,
         "source": np.full(k, source, dtype=np.int8),
-        "owner": owner[cand] if owner is not None else np.full(k, -1, dtype=np.int32),
+        "owner": owner if owner is not None else np.full(k, -1, dtype=np.int32),
         "paid": paid,
         "fit": fit,
         "hype": hype,
