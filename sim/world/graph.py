@@ -249,18 +249,16 @@ def _right_search(cum: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 def _bucket_search(cum: np.ndarray, begin: np.ndarray, scale: float, x: np.ndarray) -> np.ndarray:
     """Per query: how many elements of ``cum`` are <= it, searching only its bucket
     (``begin[b] : begin[b + 1]`` are bucket ``b``'s elements; see :func:`_right_search`)."""
-    buckets = begin.size - 1
+    top = begin.size - 2  # the last bucket
     out = np.empty(x.size, dtype=np.int64)
     last = x.size - 1
     for q in range(x.size):
         # Random queries wait on memory twice (the bucket, then its elements): start both
         # loads for later queries, the bucket two strides ahead, the elements one.
-        far = min(q + 2 * AHEAD, last)
-        prefetch(begin, min(np.int64(x[far] * scale), buckets - 1))
-        near = min(q + AHEAD, last)
-        prefetch(cum, begin[min(np.int64(x[near] * scale), buckets - 1)])
+        prefetch(begin, min(int(x[min(q + 2 * AHEAD, last)] * scale), top))
+        prefetch(cum, begin[min(int(x[min(q + AHEAD, last)] * scale), top)])
         v = x[q]
-        b = min(np.int64(v * scale), buckets - 1)
+        b: int = min(int(v * scale), top)
         lo, hi = begin[b], begin[b + 1]
         while lo < hi:  # the first element of the bucket above v
             mid = (lo + hi) // 2
