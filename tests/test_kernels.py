@@ -306,3 +306,15 @@ def test_the_bounded_logistic_draw_at_its_threshold_for_many_chances():
         above = [exact, np.nextafter(exact, 1), np.nextafter(np.nextafter(exact, 1), 1)]
         assert all(kernels.below_logistic(u, x) for u in below), x
         assert not any(kernels.below_logistic(u, x) for u in above if u < 1.0), x
+
+
+def test_below_and_below_with_need_are_the_numpy_masks():
+    rng = np.random.default_rng(13)
+    u = rng.random(20_001)
+    chance = rng.random(u.size, dtype=np.float32) * 0.2
+    assert np.array_equal(kernels.below(u, chance), np.flatnonzero(u < chance))
+    latest = rng.integers(-1, 9, u.size).astype(np.int32)
+    expected = np.flatnonzero((u < 0.3) & (latest >= 4))
+    assert expected.size > 1000
+    assert np.array_equal(kernels.below_with_need(u, 0.3, latest, 4), expected)
+    assert kernels.below(u[:0], chance[:0]).size == 0

@@ -541,6 +541,29 @@ def leaving_members(
 
 
 @njit(cache=True, nogil=True)
+def below(u: np.ndarray, chance: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero(u < chance)`` (``chance`` per element) in one pass, no branches."""
+    out = np.empty(u.size, dtype=np.int64)
+    k = 0
+    for i in range(u.size):
+        out[k] = i
+        k += u[i] < chance[i]
+    return out[:k]
+
+
+@njit(cache=True, nogil=True)
+def below_with_need(u: np.ndarray, chance: float, latest: np.ndarray, day: int) -> np.ndarray:
+    """``np.flatnonzero((u < chance) & (latest >= day))`` in one pass, no branches: who
+    draws an event that needs an open need, and has one (``latest``: her last open day)."""
+    out = np.empty(u.size, dtype=np.int64)
+    k = 0
+    for i in range(u.size):
+        out[k] = i
+        k += (u[i] < chance) & (latest[i] >= day)
+    return out[:k]
+
+
+@njit(cache=True, nogil=True)
 def compress(value: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """``value[keep]`` for a boolean ``keep``, without a branch per element."""
     out = np.empty(value.size, dtype=value.dtype)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim.world import kernels
 from sim.world.channels import Channel, Source
 from sim.world.money import charge
 from sim.world.purchases import offer
@@ -32,9 +33,9 @@ def sell_through_search(model: CommerceModel) -> None:
     """
     c, d, rng = model.params.conventional, model.demand, model.streams["search"]
     k = c.search_results
-    searching = (rng.random(model.n) < c.search_rate) & d.has_need(model.day)
-    searching[model.extra_searchers] = True
-    searchers = np.flatnonzero(searching)
+    searchers = kernels.below_with_need(rng.random(model.n), c.search_rate, d.latest, model.day)
+    if model.extra_searchers.size:
+        searchers = np.union1d(searchers, model.extra_searchers)
     category = d.open_category(searchers, model.day, rng)
     none = category < 0  # a displaced follower with no open need browses her tastes
     category[none] = d.draw_category(searchers[none], rng)
