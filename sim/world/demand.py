@@ -67,7 +67,7 @@ class Demand:
     def arrive(self, day: int, rng: np.random.Generator) -> np.ndarray:
         """Today's new needs: who got one (returned) and in which category, open until a
         geometric number of days from today. A need in a category already open extends it."""
-        who = kernels.below(rng.random(self.n), self.need_rate)
+        who = kernels.below(rng.random((self.n,)), self.need_rate)
         category = self.draw_category(who, rng)
         life = rng.geometric(1.0 / max(self.p.need_lifetime, 1.0), who.size)
         until = np.minimum(day + life - 1, np.iinfo(np.int32).max).astype(np.int32)
