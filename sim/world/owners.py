@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 from sim.world import kernels
 from sim.world.channels import Channel, Source
 from sim.world.consumers import base_logit
 from sim.world.distributions import beta_with_mean
 from sim.world.graph import neighbourhood, regions
+from sim.world.kernels import AHEAD, prefetch
 from sim.world.params import OwnerParams, PlatformParams
 from sim.world.purchases import offer_posts
 from sim.world.ragged import rank_in_run, run_starts, starts
@@ -103,9 +105,10 @@ def recruit_groups(
         prio += near.data  # nearer first, ties at random
         # Rounds of "each free consumer goes to her nearest owner with seats left; owners keep
         # their nearest up to their quota"; a consumer turned away tries her next owner.
+        # (rows, cols and prio are compacted in place below: near is not read again)
         for _ in range(RECRUITMENT_ROUNDS):
-            open_pair = (~taken)[cols] & (filled < local_seats)[rows]
-            rows, cols, prio = rows[open_pair], cols[open_pair], prio[open_pair]
+            kept = _keep_open_pairs(rows, cols, prio, taken, filled < local_seats)
+            rows, cols, prio = rows[:kept], cols[:kept], prio[:kept]
             if rows.size == 0:
                 break
             cand = _nearest_owner(cols, prio, n)  # each consumer's nearest owner
@@ -151,17 +154,50 @@ def _nearest_owner(cols: np.ndarray, prio: np.ndarray, n: int) -> np.ndarray:
     equal keys (float rounding); then the one an (unstable) argsort of the keys puts first
     wins, so that rare case is done exactly that way.
     """
-    key = cols * 8.0 + prio
-    least = np.full(n, np.inf)
-    np.minimum.at(least, cols, key)  # (1-D ufunc.at is fast; a sort of the pairs is not)
-    at_least = np.flatnonzero(key == least[cols])
+    at_least = _pairs_at_least(cols, prio, n)
     pair_of = np.full(n, -1, dtype=np.int64)
     pair_of[cols[at_least]] = at_least
     cand = pair_of[pair_of >= 0]
     if cand.size == at_least.size:  # one least pair per consumer: no tie
         return cand
-    by_consumer = np.argsort(key)
+    by_consumer = np.argsort(cols * 8.0 + prio)
     return by_consumer[run_starts(cols[by_consumer])]
+
+
+@njit(cache=True, nogil=True)
+def _keep_open_pairs(
+    rows: np.ndarray, cols: np.ndarray, prio: np.ndarray, taken: np.ndarray, room: np.ndarray
+) -> int:
+    """Keep, in place and in order, the (owner ``rows``, consumer ``cols``, ``prio``) pairs
+    whose consumer is not ``taken`` and whose owner has ``room``; returns how many."""
+    k = 0
+    last = cols.size - 1
+    for i in range(cols.size):
+        prefetch(taken, cols[min(i + AHEAD, last)])  # (consumers scattered over the world)
+        keep = room[rows[i]] & ~taken[cols[i]]
+        rows[k], cols[k], prio[k] = rows[i], cols[i], prio[i]  # (k <= i: no branch)
+        k += keep
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _pairs_at_least(cols: np.ndarray, prio: np.ndarray, n: int) -> np.ndarray:
+    """The pairs whose key ``cols * 8 + prio`` is the least of their consumer's (of ``n``),
+    ascending: two passes, loading ahead, and no key array as long as the pairs."""
+    least = np.full(n, np.inf)
+    last = cols.size - 1
+    for i in range(cols.size):
+        prefetch(least, cols[min(i + AHEAD, last)])
+        key = cols[i] * 8.0 + prio[i]
+        c = cols[i]
+        least[c] = min(least[c], key)
+    out = np.empty(cols.size, dtype=np.int64)
+    k = 0
+    for i in range(cols.size):
+        prefetch(least, cols[min(i + AHEAD, last)])
+        out[k] = i
+        k += cols[i] * 8.0 + prio[i] == least[cols[i]]
+    return out[:k]
 
 
 class Owners:
