@@ -209,15 +209,30 @@ def test_active_member_values_are_the_numpy_masked_values():
     assert np.array_equal(got, expected)
 
 
-def test_add_rows_is_numpy_add_at_to_the_bit():
+def test_add_rows_of_is_numpy_add_at_to_the_bit():
     rng = np.random.default_rng(5)
     row = rng.integers(0, 30, 4000)
-    values = rng.random((4000, 7), dtype=np.float32) * 1e3
+    values = rng.random((900, 7), dtype=np.float32) * 1e3
+    who = rng.integers(0, 900, row.size)
     expected = np.zeros((30, 7))
-    np.add.at(expected, row, values)
+    np.add.at(expected, row, values[who])
     total = np.zeros((30, 7))
-    kernels.add_rows(total, row, values)
+    kernels.add_rows_of(total, row, values, who)
     assert np.array_equal(total, expected)
+
+
+def test_open_needs_is_the_numpy_update():
+    rng = np.random.default_rng(14)
+    need_until = rng.integers(-1, 20, (5000, 9)).astype(np.int32)
+    latest = need_until.max(axis=1)
+    who = rng.choice(5000, 1500, replace=False)
+    category = rng.integers(0, 9, who.size)
+    until = rng.integers(0, 30, who.size).astype(np.int32)
+    expected_need, expected_latest = need_until.copy(), latest.copy()
+    expected_need[who, category] = np.maximum(expected_need[who, category], until)
+    expected_latest[who] = np.maximum(expected_latest[who], until)
+    kernels.open_needs(need_until, latest, who, category, until)
+    assert np.array_equal(need_until, expected_need) and np.array_equal(latest, expected_latest)
 
 
 def test_draw_from_cdf_is_the_numpy_inverse_cdf_draw():

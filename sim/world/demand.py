@@ -71,8 +71,7 @@ class Demand:
         category = self.draw_category(who, rng)
         life = rng.geometric(1.0 / max(self.p.need_lifetime, 1.0), who.size)
         until = np.minimum(day + life - 1, np.iinfo(np.int32).max).astype(np.int32)
-        self.need_until[who, category] = np.maximum(self.need_until[who, category], until)
-        self.latest[who] = np.maximum(self.latest[who], until)  # who holds each consumer once
+        kernels.open_needs(self.need_until, self.latest, who, category, until)
         return who
 
     def draw_category(self, who: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -10,7 +10,7 @@ day's passes over all consumers: members opening their owners' posts (:func:`pos
 (:func:`pick_open_need`), recruitment and invitations (:func:`count_recruitment`,
 :func:`recruitment_in_view`, :func:`member_invitations`, :func:`reset_in_groups`), the trust
 of members of active owners and of followers (:func:`active_member_values`,
-:func:`compress`), hearing members out (:func:`add_rows`) and drawing a category of a
+:func:`compress`), hearing members out (:func:`add_rows_of`) and drawing a category of a
 consumer's tastes (:func:`draw_from_cdf`). Each is the numpy it replaced, draw for draw
 (tests/test_kernels.py); the random numbers still come from numpy's generators, drawn before
 the loop.
@@ -577,20 +577,45 @@ def compress(value: np.ndarray, keep: np.ndarray) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def reset_in_groups(value: np.ndarray, group: np.ndarray, chosen: np.ndarray, to: float) -> None:
     """``value[i] = to`` for every consumer ``i`` whose group is ``chosen`` (per group)."""
+    # One entry more, False, for a non-member's group -1 to read: then the only branch is
+    # "chosen", rarely taken and so well guessed, where "a member" is a coin toss.
+    padded = np.zeros(chosen.size + 1, dtype=np.bool_)
+    padded[: chosen.size] = chosen
     for i in range(group.size):
-        g = group[i]
-        if g >= 0 and chosen[g]:
+        if padded[group[i]]:
             value[i] = to
 
 
 @njit(cache=True, nogil=True)
-def add_rows(total: np.ndarray, row: np.ndarray, values: np.ndarray) -> None:
-    """``total[row[r]] += values[r]`` for each r in turn (float64 sums, in order, as
-    ``np.add.at`` adds them), for a matrix of values."""
-    for r in range(row.size):
-        t = row[r]
+def add_rows_of(total: np.ndarray, row: np.ndarray, values: np.ndarray, who: np.ndarray) -> None:
+    """``total[row[r]] += values[who[r]]`` for each r in turn (float64 sums, in order, as
+    ``np.add.at(total, row, values[who])`` adds them), without gathering the rows first."""
+    last = who.size - 1
+    for r in range(who.size):
+        prefetch2(values, who[min(r + AHEAD, last)], 0)
+        t, w = row[r], who[r]
         for c in range(values.shape[1]):
-            total[t, c] += np.float64(values[r, c])
+            total[t, c] += np.float64(values[w, c])
+
+
+@njit(cache=True, nogil=True)
+def open_needs(
+    need_until: np.ndarray,
+    latest: np.ndarray,
+    who: np.ndarray,
+    category: np.ndarray,
+    until: np.ndarray,
+) -> None:
+    """New needs: ``need_until[who, category]`` and ``latest[who]`` rise to ``until`` where
+    it is later (each consumer of ``who`` once), loading ahead."""
+    last = who.size - 1
+    for r in range(who.size):
+        ahead = who[min(r + AHEAD, last)]
+        prefetch2(need_until, ahead, 0)
+        prefetch(latest, ahead)
+        w, c = who[r], category[r]
+        need_until[w, c] = max(need_until[w, c], until[r])
+        latest[w] = max(latest[w], until[r])
 
 
 @njit(cache=True, nogil=True)

@@ -356,14 +356,15 @@ class Owners:
         k = np.maximum(k, 1e-6 / c)
         self.knowledge = k / k.sum(axis=1, keepdims=True)
 
-    def listen(self, owner: np.ndarray, preference: np.ndarray) -> None:
-        """Hear members out (chats, questions): each heard member's preference profile pulls
-        her owner's estimate towards it, by ``learning_rate x skill``, so a skilled owner
-        reads her group faster and more surely than one who only watches sales."""
+    def listen(self, owner: np.ndarray, member: np.ndarray, preference: np.ndarray) -> None:
+        """Hear members out (chats, questions): each heard ``member`` (of ``owner``)'s
+        preference profile (her row of the consumers' ``preference``) pulls her owner's
+        estimate towards it, by ``learning_rate x skill``, so a skilled owner reads her group
+        faster and more surely than one who only watches sales."""
         if owner.size == 0:
             return
         heard = np.zeros_like(self.knowledge)
-        kernels.add_rows(heard, owner, preference)
+        kernels.add_rows_of(heard, owner, preference, member)
         count = np.bincount(owner, minlength=self.m)[:, None]
         step = 1.0 - (1.0 - self.p.learning_rate * self.skill[:, None]) ** count
         mean = np.divide(heard, count, out=np.zeros_like(heard), where=count > 0)
@@ -552,7 +553,7 @@ def owners_listen(model: CommerceModel, openers: np.ndarray, owner: np.ndarray) 
     opened = np.bincount(owner, minlength=model.owners.m)
     chance = np.minimum(1.0, model.params.owners.listening / np.maximum(opened[owner], 1))
     heard = model.streams["owners"].random(openers.size) < chance
-    model.owners.listen(owner[heard], model.consumers.preference[openers[heard]])
+    model.owners.listen(owner[heard], openers[heard], model.consumers.preference)
     # Being heard out is an experience of its own: trust in her owner moves towards
     # feedback.heard_satisfaction (the long maintenance the article credits owners with).
     fb = model.params.feedback
