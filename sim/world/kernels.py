@@ -166,6 +166,7 @@ def purchase_draws(
     one_channel = channel.size == 1
     one_hype = hype.size == 1
     out = np.empty(n, dtype=np.int64)
+    terms = _coefficients(coef)
     k = 0
     last = n - 1
     for i in range(n):
@@ -182,7 +183,7 @@ def purchase_draws(
         )
         ch = channel[0] if one_channel else channel[i]
         h = hype[0] if one_hype else hype[i]
-        if _exposure(
+        hit, f = _exposure(
             consumer[i],
             product[i],
             ch,
@@ -196,12 +197,13 @@ def purchase_draws(
             log_price,
             need_until,
             day,
-            coef,
+            terms,
             reached,
             month_reached,
-            fit_sum,
-            exposures,
-        ):
+        )
+        fit_sum[ch] += np.float64(f)
+        exposures[ch] += 1.0
+        if hit:
             out[k] = i
             k += 1
     return out[:k]
@@ -226,6 +228,20 @@ def _prefetch_consumer(
 
 
 @njit(cache=True, nogil=True)
+def _coefficients(coef: np.ndarray) -> tuple:
+    """``coef`` (:class:`~sim.world.params.PurchaseParams`' order) in the precision each term
+    uses (float32 where numpy meets a float32 attribute), once per batch."""
+    return (
+        np.float32(coef[0]),
+        np.float32(coef[1]),
+        np.float32(coef[2]),
+        coef[3],
+        np.float32(coef[4]),
+        coef[5],
+    )
+
+
+@njit(cache=True, nogil=True)
 def _exposure(
     c: int,
     item: int,
@@ -240,30 +256,27 @@ def _exposure(
     log_price: np.ndarray,
     need_until: np.ndarray,
     day: int,
-    coef: np.ndarray,
+    k: tuple,
     reached: np.ndarray,
     month_reached: np.ndarray,
-    fit_sum: np.ndarray,
-    exposures: np.ndarray,
-) -> bool:
-    """One exposure of :func:`purchase_draws` (consumer ``c``, product ``item``, channel
-    ``ch``, hype ``h``, draw ``u``): record it, and is its draw below the purchase chance?"""
+) -> tuple[bool, float]:
+    """One exposure (consumer ``c``, product ``item``, channel ``ch``, hype ``h``, draw
+    ``u``; coefficients ``k`` from :func:`_coefficients`): mark her reached, and is the draw
+    below the purchase chance? Returns that and the fit (float32), which the caller totals."""
     cat = product_category[item]
     f = fit[c, cat]
     reached[ch, c] = True
     month_reached[ch, c] = True
-    fit_sum[ch] += np.float64(f)
-    exposures[ch] += 1.0
     # purchase_probability's terms in numpy's order and precision
-    e32 = np.float32(coef[0]) + np.float32(coef[1]) * f
-    e32 = e32 + np.float32(coef[2]) * trust[c]
-    eta = np.float64(e32) + (coef[3] * h) * np.float64(impulsiveness[c])
-    eta = eta - np.float64(np.float32(coef[4]) * price_sensitivity[c]) * log_price[ch, item]
+    e32 = k[0] + k[1] * f
+    e32 = e32 + k[2] * trust[c]
+    eta = np.float64(e32) + (k[3] * h) * np.float64(impulsiveness[c])
+    eta = eta - np.float64(k[4] * price_sensitivity[c]) * log_price[ch, item]
     if need_until[c, cat] >= day:
-        eta = eta + coef[5]
+        eta = eta + k[5]
     else:
         eta = eta + 0.0
-    return below_logistic(u, eta)
+    return below_logistic(u, eta), f
 
 
 @njit(cache=True, nogil=True)
@@ -300,6 +313,8 @@ def post_purchase_draws(
     item = np.empty(u.size, dtype=products.dtype)
     whose = np.empty(u.size, dtype=owner.dtype)
     hype = np.empty(u.size, dtype=np.float64)
+    terms = _coefficients(coef)
+    total, count_ = fit_sum[channel], exposures[channel]  # (one channel: totals in registers)
     j, k = 0, 0
     last = openers.size - 1
     for i in range(openers.size):
@@ -316,7 +331,7 @@ def post_purchase_draws(
             p = products[slot]
             if p < 0:
                 continue
-            if _exposure(
+            hit, f = _exposure(
                 c,
                 p,
                 channel,
@@ -330,15 +345,17 @@ def post_purchase_draws(
                 log_price,
                 need_until,
                 day,
-                coef,
+                terms,
                 reached,
                 month_reached,
-                fit_sum,
-                exposures,
-            ):
+            )
+            total += np.float64(f)
+            count_ += 1.0
+            if hit:
                 position[k], who[k], item[k], whose[k], hype[k] = j, c, p, o, h
                 k += 1
             j += 1
+    fit_sum[channel], exposures[channel] = total, count_
     return position[:k], who[:k], item[:k], whose[:k], hype[:k]
 
 
