@@ -333,3 +333,19 @@ def test_below_and_below_with_need_are_the_numpy_masks():
     assert expected.size > 1000
     assert np.array_equal(kernels.below_with_need(u, 0.3, latest, 4), expected)
     assert kernels.below(u[:0], chance[:0]).size == 0
+
+
+def test_engaged_is_the_engagement_rule_of_the_consumers():
+    from sim.world.funnel import sigmoid
+
+    rng = np.random.default_rng(15)
+    trust = rng.random(20_000, dtype=np.float32)
+    who = np.sort(rng.choice(20_000, 6_000, replace=False))
+    initial, slope, base = np.float32(0.5), np.float32(2.5), 0.3
+    logit = float(np.log(base / (1 - base)))
+    u = rng.random(who.size)
+    chance = sigmoid(logit + slope * (trust[who] - initial))
+    expected = who[u < chance]
+    got = kernels.engaged(who, trust, initial, slope, logit, u)
+    assert 0.2 < expected.size / who.size < 0.5
+    assert np.array_equal(got, expected)

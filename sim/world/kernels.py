@@ -558,6 +558,31 @@ def leaving_members(
 
 
 @njit(cache=True, nogil=True)
+def engaged(
+    who: np.ndarray,
+    trust: np.ndarray,
+    initial_trust: np.float32,
+    engagement_trust: np.float32,
+    logit_base: float,
+    u: np.ndarray,
+) -> np.ndarray:
+    """Those of ``who`` who engage today: the ``r``-th when ``u[r]`` is below
+    :meth:`sim.world.consumers.Consumers.engagement`'s chance, the logistic of ``logit_base``
+    plus ``engagement_trust * (trust - initial_trust)`` (the shift in float32, as numpy
+    computes it); loading ahead, no branch on the outcome."""
+    out = np.empty(who.size, dtype=np.int64)
+    k = 0
+    last = who.size - 1
+    for r in range(who.size):
+        prefetch(trust, who[min(r + AHEAD, last)])
+        i = who[r]
+        shift = engagement_trust * (trust[i] - initial_trust)
+        out[k] = i
+        k += below_logistic(u[r], logit_base + np.float64(shift))
+    return out[:k]
+
+
+@njit(cache=True, nogil=True)
 def below(u: np.ndarray, chance: np.ndarray) -> np.ndarray:
     """``np.flatnonzero(u < chance)`` (``chance`` per element) in one pass, no branches."""
     out = np.empty(u.size, dtype=np.int64)

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
-from sim.world import money
+from sim.world import kernels, money
 from sim.world.brands import Catalogue
 from sim.world.calendar import occurs_on
 from sim.world.channels import Channel, Source
+from sim.world.consumers import base_logit
 from sim.world.money import BrandAccounts
 from sim.world.params import StreamerParams
 from sim.world.purchases import offer
@@ -137,8 +138,15 @@ def sell_through_streamer(model: CommerceModel) -> None:
     rec.add("seller_earnings", Channel.STREAMER, fee * lineup.size)
     con, rng = model.consumers, model.streams["streamer"]
     fans = np.flatnonzero(con.follows)
-    watch = con.engagement(model.params.streamer.attention_rate, fans, Source.STREAMER)
-    viewers = fans[rng.random(fans.size) < watch]
+    # Followers watch with Consumers.engagement's chance (one compiled pass).
+    viewers = kernels.engaged(
+        fans,
+        con.trust[Source.STREAMER],
+        con.initial_trust[Source.STREAMER],
+        np.float32(con.engagement_trust),
+        float(base_logit(model.params.streamer.attention_rate)),
+        rng.random(fans.size),
+    )
     rec.add("visits", Channel.STREAMER, viewers.size)
     consumer, product = s.products_watched(viewers, rng)
     offer(model, consumer, product, Channel.STREAMER, Source.STREAMER)
