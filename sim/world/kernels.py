@@ -6,14 +6,15 @@ the fit, the trust, the open need, each term of the logit, the logistic, the com
 holds a temporary array for each. :func:`purchase_draws` does the same arithmetic in one loop
 with numba, element by element, so the batch is read once. The other loops do the same for the
 day's passes over all consumers: members opening their owners' posts (:func:`posted_members`,
-:func:`open_posts`) and their purchases (:func:`post_purchase_draws`), a searcher's open need
-(:func:`pick_open_need`), recruitment and invitations (:func:`count_recruitment`,
-:func:`recruitment_in_view`, :func:`member_invitations`, :func:`reset_in_groups`), the trust
-of members of active owners and of followers (:func:`active_member_values`,
-:func:`compress`), hearing members out (:func:`add_rows_of`) and drawing a category of a
-consumer's tastes (:func:`draw_from_cdf`). Each is the numpy it replaced, draw for draw
-(tests/test_kernels.py); the random numbers still come from numpy's generators, drawn before
-the loop.
+:func:`open_posts`) and their purchases (:func:`post_purchase_draws`), who searches and who
+gets a need (:func:`below_with_need`, :func:`below`), new needs and their categories
+(:func:`open_needs`, :func:`draw_from_cdf`), a searcher's open need (:func:`pick_open_need`),
+followers watching (:func:`engaged`), recruitment, invitations and leaving
+(:func:`count_recruitment`, :func:`recruitment_in_view`, :func:`member_invitations`,
+:func:`reset_in_groups`, :func:`leaving_members`), the trust of members of active owners and
+of followers (:func:`active_member_values`, :func:`compress`) and hearing members out
+(:func:`add_rows_of`). Each is the numpy it replaced, draw for draw (tests/test_kernels.py);
+the random numbers still come from numpy's generators, drawn before the loop.
 
 Three habits make them fast. A logistic draw computes the ``tanh`` only for the few draws
 close to the chance (:func:`below_logistic`). Where half the outcomes are random (who is a
