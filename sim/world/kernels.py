@@ -167,7 +167,7 @@ def purchase_draws(
     one_channel = channel.size == 1
     one_hype = hype.size == 1
     out = np.empty(n, dtype=np.int64)
-    terms = _coefficients(coef)
+    terms = _terms(coef)
     k = 0
     last = n - 1
     for i in range(n):
@@ -229,7 +229,7 @@ def _prefetch_consumer(
 
 
 @njit(cache=True, nogil=True)
-def _coefficients(coef: np.ndarray) -> tuple:
+def _terms(coef: np.ndarray) -> tuple:
     """``coef`` (:class:`~sim.world.params.PurchaseParams`' order) in the precision each term
     uses (float32 where numpy meets a float32 attribute), once per batch."""
     return (
@@ -262,7 +262,7 @@ def _exposure(
     month_reached: np.ndarray,
 ) -> tuple[bool, float]:
     """One exposure (consumer ``c``, product ``item``, channel ``ch``, hype ``h``, draw
-    ``u``; coefficients ``k`` from :func:`_coefficients`): mark her reached, and is the draw
+    ``u``; coefficients ``k`` from :func:`_terms`): mark her reached, and is the draw
     below the purchase chance? Returns that and the fit (float32), which the caller totals."""
     cat = product_category[item]
     f = fit[c, cat]
@@ -314,7 +314,7 @@ def post_purchase_draws(
     item = np.empty(u.size, dtype=products.dtype)
     whose = np.empty(u.size, dtype=owner.dtype)
     hype = np.empty(u.size, dtype=np.float64)
-    terms = _coefficients(coef)
+    terms = _terms(coef)
     total, count_ = fit_sum[channel], exposures[channel]  # (one channel: totals in registers)
     j, k = 0, 0
     last = openers.size - 1

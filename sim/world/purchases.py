@@ -71,7 +71,7 @@ def offer(
     size = consumer.size
     if size == 0:
         return None
-    p, con, cat = model.params, model.consumers, model.catalogue
+    p = model.params
     code = np.asarray(channel, dtype=np.int8).reshape(-1)
     if hype is None:
         hype = model.format_hype[code]
@@ -89,17 +89,7 @@ def offer(
         code,
         hype,
         u,
-        cat.category,
-        con.fit,
-        con.trust[source],
-        con.impulsiveness,
-        con.price_sensitivity,
-        _log_price(model),
-        model.demand.need_until,
-        model.day,
-        _coefficients(p.purchase),
-        model.reached,
-        model.month_reached,
+        *_draw_inputs(model, source),
         fit_sum,
         exposures,
     )
@@ -138,7 +128,6 @@ def offer_posts(
     size = int(stocked[owner].sum())
     if size == 0:
         return None
-    p, con, cat = model.params, model.consumers, model.catalogue
     rng = model.streams["owners"]
     u = rng.random(size)
     fit_sum, exposures = np.zeros(len(Channel)), np.zeros(len(Channel))
@@ -151,17 +140,7 @@ def offer_posts(
         np.asarray(owner_hype, dtype=np.float64),
         int(Channel.OWNERS),
         u,
-        cat.category,
-        con.fit,
-        con.trust[Source.OWNER],
-        con.impulsiveness,
-        con.price_sensitivity,
-        _log_price(model),
-        model.demand.need_until,
-        model.day,
-        _coefficients(p.purchase),
-        model.reached,
-        model.month_reached,
+        *_draw_inputs(model, Source.OWNER),
         fit_sum,
         exposures,
     )
@@ -170,6 +149,42 @@ def offer_posts(
         return None
     channel = np.full(cand.size, Channel.OWNERS, dtype=np.int8)
     return _candidates(model, rng, Source.OWNER, cand, u[cand], who, item, channel, hype, whose)
+
+
+_DrawInputs = tuple[
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    int,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+]
+
+
+def _draw_inputs(model: CommerceModel, source: int) -> _DrawInputs:
+    """What every compiled purchase draw reads, in the kernels' order: the products'
+    categories; the consumers' fit, trust in ``source``, impulsiveness and price sensitivity;
+    the log price per channel and product; open needs; the day; the purchase coefficients;
+    and the reach flags it marks."""
+    con = model.consumers
+    return (
+        model.catalogue.category,
+        con.fit,
+        con.trust[source],
+        con.impulsiveness,
+        con.price_sensitivity,
+        _log_price(model),
+        model.demand.need_until,
+        model.day,
+        _coefficients(model.params.purchase),
+        model.reached,
+        model.month_reached,
+    )
 
 
 def _record(model: CommerceModel, source: int, fit_sum: np.ndarray, exposures: np.ndarray) -> None:
