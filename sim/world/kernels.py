@@ -402,13 +402,11 @@ def open_posts(
         o = group_owner[g]
         if not posted[o]:
             continue
-        shift = engagement_trust * (trust[i] - initial_trust)
-        x = logit_base[o] + np.float64(shift)
         # Write, then keep the entry only if she opens: half of them do, at random, and a
         # branch on it would be mispredicted half the time (k <= j, so the write fits).
         openers[k] = i
         owner[k] = o
-        k += below_logistic(u[j], x)
+        k += _engages(u[j], logit_base[o], trust[i], initial_trust, engagement_trust)
         j += 1
     return openers[:k], owner[:k]
 
@@ -577,10 +575,24 @@ def engaged(
     for r in range(who.size):
         prefetch(trust, who[min(r + AHEAD, last)])
         i = who[r]
-        shift = engagement_trust * (trust[i] - initial_trust)
         out[k] = i
-        k += below_logistic(u[r], logit_base + np.float64(shift))
+        k += _engages(u[r], logit_base, trust[i], initial_trust, engagement_trust)
     return out[:k]
+
+
+@njit(cache=True, nogil=True)
+def _engages(
+    u: float,
+    logit_base: float,
+    trust: np.float32,
+    initial_trust: np.float32,
+    engagement_trust: np.float32,
+) -> bool:
+    """:meth:`sim.world.consumers.Consumers.engagement`'s rule for one consumer and draw: is
+    ``u`` below the logistic of ``logit_base + engagement_trust * (trust - initial_trust)``
+    (the shift in float32, as numpy computes it)?"""
+    shift = engagement_trust * (trust - initial_trust)
+    return below_logistic(u, logit_base + np.float64(shift))
 
 
 @njit(cache=True, nogil=True)
