@@ -354,10 +354,9 @@ def recommendation_text(result: OptimizationResult) -> str:
         lines += ["", "## What flips it", ""]
         if result.flips.empty:
             lines.append(
-                "No uncertain parameter varies over the samples, or too few samples to split "
-                "(4 needed)."
-                if not result.notes
-                else " ".join(result.notes)
+                f"{len(result.samples)} samples are too few to split (4 needed)."
+                if len(result.samples) < 4
+                else "No uncertain parameter varies over the samples."
             )
         else:
             lines.append(

@@ -66,16 +66,18 @@ between mixes are paired and regret against the best mix of a sample is meaningf
 (:func:`sim.experiments.engine.run_one`, ``tables = ["summary"]``, only the metrics needed,
 ``form = "rows"``), mapped with :func:`sim.experiments.engine.run_many` on any
 ``concurrent.futures.Executor``: serially here, local processes or a Dask cluster, with the
-same numbers. A generation's candidates go out in one batch of runs. Each finished run is
+same numbers. A generation's candidates go out together, in one call of the run engine (which
+sends them to workers in batches of about a second). Each finished run is
 stored atomically in ``runs/KEY.json`` (the sweep's record format and writer), KEY hashing the
 parameters held fixed, the model, the metrics kept, the model's source code, the candidate's
 levers, the sample's draw and its seed: a rerun of the same file reads what is there and
 computes the rest.
 
 **Search.** pymoo's NSGA-II (Deb et al. 2002) in its ask-and-tell form: ``ask()`` gives a
-generation's candidates (the first by Latin hypercube), they are evaluated in one batch,
+generation's candidates (the first by Latin hypercube), they are evaluated together,
 ``tell()`` hands back one number per objective (the risk measure, oriented so that smaller is
-better) and one constraint (the budget, plus one for every missing objective value). The
+better) and one constraint (the budget's excess over its limit or, when an objective value is
+missing, the number of missing values). The
 search is deterministic in its seed: a restarted optimisation asks the same candidates again,
 finds their runs stored and recomputes none (a kill loses only the runs in flight); a file
 whose ``generations`` grew reuses every earlier generation.
@@ -84,8 +86,9 @@ whose ``generations`` grew reuses every earlier generation.
 l_k = -v_k for a maximised objective and v_k otherwise. ``mean``: the mean loss.
 ``cvar``: the mean of the worst ceil(level x K) losses (conditional value at risk).
 ``regret``: the largest regret over the samples, where the regret of x on sample k is its loss
-minus the smallest loss of any candidate evaluated so far on sample k (0 for the best mix of
-each sample, positive otherwise); as later generations find better mixes, the regrets of the
+minus the smallest loss on sample k of the feasible candidates evaluated so far (of all of
+them while none is feasible): 0 for the best mix of each sample, positive otherwise; as later
+generations find better mixes, the regrets of the
 population are recomputed before each ``tell``, so the search compares like with like.
 
 **Budget.** The model charges brands per sale (commission, discount), per slot (slot fees) and
@@ -104,11 +107,12 @@ of each sample; ties: the better mean), with its regret on each sample; and what
 for each uncertain parameter, the samples split at its median and the robust mix of each half,
 with the rank correlation of the parameter with the recommended mix's regret.
 
-Output folder (a resumable store like a sweep's; the result files replace the previous ones
-together when all are written): ``runs/``, ``manifest.json`` (the file's text, the base
-parameters, levers, objectives, risk, samples and seeds, search settings, provenance, pymoo's
-version, timings), ``samples.csv``, ``evaluations.csv`` (every candidate x sample: levers,
-objective values, regrets, spend), ``candidates.csv``, ``pareto.csv``, ``flips.csv``,
+Output folder (a resumable store like a sweep's; the result files are written aside and,
+once all are written, each replaces its previous version): ``runs/``, ``manifest.json`` (the
+file's text, the base parameters, levers, objectives, risk, samples and seeds, search
+settings, provenance with pymoo's version, timings), ``samples.csv``, ``evaluations.csv``
+(every candidate x sample: levers, objective values, regrets, spend), ``candidates.csv``,
+``pareto.csv``, ``flips.csv``,
 ``generations.csv``; :mod:`analysis.optimize` adds ``pareto.png`` and ``recommendation.md``.
 
 ``model = "zdt1"`` (a verification model, as a sweep's ``ishigami``) replaces the simulation
@@ -140,7 +144,7 @@ import numpy as np
 import pandas as pd
 
 from sim.experiments import atomic
-from sim.experiments.engine import MODELS, ROW_COLUMNS, default_workers, run_many
+from sim.experiments.engine import MODELS, ROW_COLUMNS, _Slots, default_workers, run_many
 from sim.experiments.provenance import now, provenance
 from sim.experiments.scenario import (
     FileSettings,
@@ -154,7 +158,14 @@ from sim.experiments.scenario import (
     read_file,
     replicate_seeds,
 )
-from sim.experiments.sweep import MODEL_TIMINGS, _RecordWriter, model_digest, read_records, run_key
+from sim.experiments.sweep import (
+    MODEL_TIMINGS,
+    _leftover,
+    _RecordWriter,
+    model_digest,
+    read_records,
+    run_key,
+)
 from sim.world.channels import ALL, CHANNELS
 from sim.world.metrics import COST_KINDS, METRICS, SUMMARY_METRICS
 from sim.world.params import (
@@ -327,8 +338,6 @@ def _opt_override(item: str) -> tuple[str, str, Any] | None:
 
 def is_optimization_file(path: str | Path) -> bool:
     """A readable TOML file with an optimisation's own tables (``objectives``, ``search``)."""
-    from sim.world.params import read_toml
-
     path = Path(path)
     try:
         raw = read_toml(path) if path.is_file() else {}
@@ -1100,8 +1109,8 @@ class Evaluator:
         """F (candidates x objectives, minimised) and G (candidates x 1, <= 0 feasible):
         the risk measure of each objective's losses (a regret against the best feasible mix
         of ``reference`` on each sample, or of all of them when none is feasible), the
-        budget's excess over its limit (a share of it) plus the number of missing objective
-        values."""
+        budget's excess over its limit (a share of it) or, when an objective value is
+        missing, the number of missing values."""
         losses = self.losses(cands)
         n = len(cands)
         f = np.empty((n, len(self.opt.objectives)))
@@ -1266,10 +1275,9 @@ def run_optimization(
 
 
 def _workers(executor: Executor | None) -> int:
-    if executor is None:
-        return 1
-    count = getattr(executor, "_max_workers", None)
-    return count if isinstance(count, int) else default_workers()
+    """How many runs the executor runs at once (a Dask cluster's threads, not this machine's
+    cores): the engine's own count."""
+    return 1 if executor is None else _Slots(executor).count()
 
 
 def _shown(loss: float, o: Objective, measure: str) -> float:
@@ -1544,15 +1552,8 @@ def check_out(opt: Optimization, out: str | Path) -> None:
         raise OptimizeError(f"--out {out} is a file, not a folder: choose another --out")
     manifest_path = out / "manifest.json"
     if not manifest_path.exists():
-        try:
-            leftovers = all(
-                (
-                    p.name.startswith(".")
-                    and p.name.endswith((atomic.TMP_SUFFIX, atomic.PARTIAL_SUFFIX))
-                )
-                or (p.name == "runs" and p.is_dir())
-                for p in out.iterdir()
-            )
+        try:  # (the manifest comes first: a runs/ without one holds no record)
+            leftovers = all(_leftover(p) for p in out.iterdir())
         except OSError as err:
             raise OptimizeError(f"--out {out}: cannot read the folder ({err.strerror})") from None
         if leftovers:
@@ -1627,16 +1628,9 @@ def write_manifest(
 ) -> None:
     """The manifest: written when the search starts (``finished`` empty) and with the result
     (into ``folder``, the staging folder of the result files, when given)."""
-    from importlib import metadata
-
     record = provenance(command, started)
     if result is None:
         record["finished"] = None  # still running, or killed: a rerun resumes
-    try:
-        pymoo = metadata.version("pymoo")
-    except metadata.PackageNotFoundError:
-        pymoo = "not installed"
-    record["versions"] = {**record["versions"], "pymoo": pymoo}
     manifest = {
         "tool": "fishschool",
         "content": "optimization",
@@ -1679,16 +1673,17 @@ def write_results(
 ) -> list[Path]:
     """Write the result tables, the finished manifest and whatever ``extra(result, folder)``
     draws (returning the names it wrote: a figure, a report) into ``out``, all replacing the
-    previous ones together (:func:`sim.experiments.atomic.replaced_entries`)."""
+    previous ones once all are written (:func:`sim.experiments.atomic.replaced_entries`)."""
     out = Path(out)
-    tables = {
-        "samples.csv": result.samples,
-        "evaluations.csv": result.evaluations,
-        "candidates.csv": result.candidates,
-        "pareto.csv": result.pareto,
-        "flips.csv": result.flips,
-        "generations.csv": result.generations,
-    }
+    frames = (
+        result.samples,
+        result.evaluations,
+        result.candidates,
+        result.pareto,
+        result.flips,
+        result.generations,
+    )
+    tables = dict(zip(RESULT_FILES, frames, strict=True))
     with atomic.replaced_entries(out, ()) as stage:
         names = list(tables)
         for name, df in tables.items():
@@ -1708,12 +1703,6 @@ def write_results(
             (stage / name).replace(out / name)
         atomic.fsync_dir(out)
     return [out / n for n in names]
-
-
-def read_result_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
-    """The tables of an optimisation folder, by file name (for reports and tests)."""
-    folder = Path(folder)
-    return {name: pd.read_csv(folder / name) for name in RESULT_FILES}
 
 
 def largest_world(opt: Optimization) -> Params:

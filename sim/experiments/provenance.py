@@ -29,6 +29,7 @@ DEPENDENCIES = (
     "matplotlib",
     "distributed",
     "SALib",
+    "pymoo",
 )
 
 
