@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.stats import mean_ci
+from analysis.stats import paired_differences, scenario_means
 from sim.experiments import atomic
 from sim.experiments.calibration import smaller_world
 from sim.experiments.experiment import run_experiment
@@ -514,22 +514,23 @@ def replicate_values(runs: pd.DataFrame) -> pd.DataFrame:
 def summarise(values: pd.DataFrame, baseline: str | None = None, level: float = LEVEL):
     """Mean and t-interval of every (rule, measure) over replicates, and each rule minus
     ``baseline`` (default: the first rule) replicate by replicate, with the t-interval of the
-    paired differences (NaN for the baseline itself). Columns :data:`TABLE_COLUMNS`."""
-    rules = list(dict.fromkeys(values.rule))
-    baseline = baseline or rules[0]
-    wide = values.pivot_table(index=["metric", "replicate"], columns="rule", values="value")
-    rows = []
-    for rule in rules:
-        for metric in [m for m in MEASURES if m in set(values.metric)]:
-            v = values[(values.rule == rule) & (values.metric == metric)]["value"].to_numpy()
-            m, lo, hi = mean_ci(v, level)
-            d = dm = dlo = dhi = np.nan
-            if rule != baseline and metric in wide.index.get_level_values(0):
-                d = (wide.loc[metric, rule] - wide.loc[metric, baseline]).to_numpy()
-                dm, dlo, dhi = mean_ci(d, level)
-            n = int(np.isfinite(v).sum())
-            rows.append((rule, metric, m, lo, hi, n, baseline, dm, dlo, dhi))
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    paired differences (NaN for the baseline itself): the statistics of
+    :func:`analysis.stats.scenario_means` and :func:`analysis.stats.paired_differences`, a
+    rule standing for a scenario. Columns :data:`TABLE_COLUMNS`."""
+    runs = values.rename(columns={"rule": "scenario"}).assign(channel="owners")
+    baseline = baseline or runs.scenario.iloc[0]
+    means = scenario_means(runs, level).rename(
+        columns={"lo": "ci_low", "hi": "ci_high", "n": "replicates"}
+    )
+    diffs = paired_differences(runs, baseline, level).rename(
+        columns={"lo": "diff_low", "hi": "diff_high"}
+    )
+    table = means.merge(
+        diffs[["scenario", "metric", "diff", "diff_low", "diff_high"]],
+        on=["scenario", "metric"],
+        how="left",
+    )
+    return table.rename(columns={"scenario": "rule"}).assign(baseline=baseline)[TABLE_COLUMNS]
 
 
 def daily_means(timeseries: pd.DataFrame, arms: Mapping[str, tuple[str, bool]], consumers: int):

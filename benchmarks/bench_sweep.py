@@ -18,8 +18,8 @@ Throughput is runs per minute of ``make_executor`` and the ``run_sweep`` call to
 start-up and the workers' imports count, as does the gathering of ``sweep.parquet``); the
 time to start the cluster before it is reported separately as set-up. The per-run overhead is
 what the sweep cost beyond the model: (workers x sweep seconds - the runs' seconds in the
-model, build and days) / runs. The ``sweep.parquet`` datasets must all be identical (exit 1 if
-not). The figures are printed and written to ``results/bench_sweep.json``.
+model, build, days and tables) / runs. The ``sweep.parquet`` datasets must all be identical
+(exit 1 if not). The figures are printed and written to ``results/bench_sweep.json``.
 """
 
 from __future__ import annotations
@@ -417,7 +417,8 @@ def report(summary: list[dict], points: int, repeat: int, identical: bool, diffs
     print(
         "(sweep s = make_executor and the run_sweep call, worker start-up and imports included;"
         "\n setup s = starting the Dask cluster before it; speed-up = serial sweep s / sweep s"
-        " (medians),\n paired = its range over the repeats; model ms = a run's build and days;"
+        " (medians),\n paired = its range over the repeats; model ms = a run's build, days and"
+        " tables;"
         "\n overhead = (workers x sweep s - the runs' model seconds) / runs, in ms;\n other "
         "CPUs = mean CPUs used by processes outside the benchmark meanwhile)"
     )

@@ -243,7 +243,8 @@ def _experiment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scheduler",
         type=scheduler_address,
-        help="a Dask scheduler, e.g. tcp://host:8786 (default: local processes)",
+        help="a Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS, "
+        "else local processes)",
     )
     p.add_argument("--out", type=Path, help="results folder (default: results/NAME-TIME)")
     p.add_argument(
@@ -576,7 +577,9 @@ def _parser() -> argparse.ArgumentParser:
         "else local processes)",
     )
     rc.add_argument(
-        "--out", type=Path, help="results folder, must not exist (default: results/recruit-TIME)"
+        "--out",
+        type=Path,
+        help="results folder, must not exist (default: results/recruit-NAME-TIME)",
     )
     rc.add_argument("--quiet", action="store_true", help="no progress or table")
 
