@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from sim.world import recorder
+from sim.world.allocator import reuse_freed_memory
 from sim.world.brands import Brand, Catalogue
 from sim.world.cascade import word_of_mouth
 from sim.world.channels import CHANNELS, Source
@@ -84,6 +85,7 @@ class CommerceModel(mesa.Model):
 
     def __init__(self, params: Params | None = None) -> None:
         p = params if params is not None else Params()
+        reuse_freed_memory()  # large worlds allocate GBs of temporaries a day (sim.world.allocator)
         streams = dict(
             zip(_STREAMS, np.random.SeedSequence(p.seed).spawn(len(_STREAMS)), strict=True)
         )
