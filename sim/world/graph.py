@@ -32,7 +32,6 @@ from numba import njit
 
 from sim.world.kernels import AHEAD, prefetch
 from sim.world.params import GraphParams, ParameterError
-from sim.world.ragged import starts
 
 
 def from_edges(src: np.ndarray, dst: np.ndarray, n: int) -> sp.csr_array:
@@ -74,22 +73,44 @@ def _adjacency(upper: sp.csr_array) -> sp.csr_array:
     triangle (:func:`_upper_triangle`).
 
     Row ``r`` holds its lower neighbours, then its higher ones, each ascending, so it is sorted
-    without a sort: the higher ones are the upper triangle's row; the lower ones its transpose,
-    a counting sort (CSR to CSC).
+    without a sort (:func:`_mirror`).
     """
-    n, m = upper.shape[0], upper.nnz
-    lower = upper.tocsc()
-    n_upper, n_lower = np.diff(upper.indptr), np.diff(lower.indptr)
+    n = upper.shape[0]
+    lower_count = np.bincount(upper.indices, minlength=n)
     indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(n_upper + n_lower, out=indptr[1:])
-    # Each row's slots: first its lower neighbours, then its higher ones. (int64 columns, as
-    # the CSR holds them: int32 would be copied.)
-    slots = np.column_stack([n_lower, n_upper]).ravel()
-    is_lower = np.repeat(np.tile(np.array([True, False]), n), slots)
-    cols = np.empty(2 * m, dtype=np.int64)
-    cols[is_lower] = lower.indices
-    cols[~is_lower] = upper.indices
-    return sp.csr_array((np.ones(2 * m, dtype=np.int8), cols, indptr), shape=(n, n))
+    np.cumsum(lower_count + np.diff(upper.indptr), out=indptr[1:])
+    cols = _mirror(upper.indptr, upper.indices, indptr)
+    return sp.csr_array((np.ones(cols.size, dtype=np.int8), cols, indptr), shape=(n, n))
+
+
+@njit(cache=True, nogil=True)
+def _mirror(upper_ptr: np.ndarray, upper_cols: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """The columns of the symmetric adjacency whose upper triangle is ``upper_ptr,
+    upper_cols`` and whose rows begin at ``indptr``.
+
+    Rows are visited in ascending order; row ``r`` copies its upper row after its lower
+    neighbours and, for each higher neighbour ``c``, appends ``r`` to ``c``'s lower
+    neighbours. Every lower neighbour of ``r`` is a row before it, so its lower part is complete
+    and ascending by the time it is reached: one pass, where a transpose and a merge made
+    several.
+    """
+    n = indptr.size - 1
+    cols = np.empty(indptr[n], dtype=np.int64)
+    lower_next = indptr[:n].copy()  # where each row's next lower neighbour goes
+    last = upper_cols.size - 1
+    for r in range(n):
+        at = lower_next[r]  # (row r's lower part is complete: its upper part starts here)
+        for j in range(upper_ptr[r], upper_ptr[r + 1]):
+            # The higher neighbours' rows are scattered: start loading their slot two strides
+            # on, and the place it points to one stride on.
+            prefetch(lower_next, upper_cols[min(j + 2 * AHEAD, last)])
+            prefetch(cols, lower_next[upper_cols[min(j + AHEAD, last)]])
+            c = upper_cols[j]
+            cols[at] = c
+            at += 1
+            cols[lower_next[c]] = r
+            lower_next[c] += 1
+    return cols
 
 
 def community_graph(
@@ -328,7 +349,6 @@ def regions(adj: sp.csr_array, n_regions: int, rng: np.random.Generator) -> np.n
     """
     n = adj.shape[0]
     index = _index_dtype(adj.nnz, n)
-    degree = np.diff(adj.indptr)
     label = np.full(n, -1, dtype=np.int64)
     seeds = rng.choice(n, size=min(max(n_regions, 1), n), replace=False)
     label[seeds] = np.arange(seeds.size)
@@ -338,18 +358,12 @@ def regions(adj: sp.csr_array, n_regions: int, rng: np.random.Generator) -> np.n
         # assigned friend joins a region each round, so (the graph being symmetric) such
         # friends were all assigned in the last round: the open edges are the newest nodes'
         # edges to unassigned friends, not a scan of every edge each round.
-        count = degree[newest]
-        friend = adj.indices[_row_slots(adj.indptr, newest)]
-        open_edge = label[friend] < 0
-        open_before = np.zeros(friend.size + 1, dtype=index)
-        np.cumsum(open_edge, out=open_before[1:])
-        first_slot = np.zeros(newest.size + 1, dtype=index)
-        np.cumsum(count, out=first_slot[1:])
+        friend, found_ptr = _open_edges(adj.indptr, adj.indices, label, newest)
         # Rows: the newest nodes; columns: their unassigned friends. Transposed (a counting
         # sort, CSR to CSC), these are the open edges in the adjacency's order (by unassigned
         # node, friends ascending: the adjacency's columns are sorted).
         found = sp.csr_array(
-            (np.ones(int(open_before[-1]), dtype=bool), friend[open_edge], open_before[first_slot]),
+            (np.ones(friend.size, dtype=bool), friend, found_ptr.astype(index, copy=False)),
             shape=(newest.size, n),
         ).tocsc()
         if found.nnz == 0:
@@ -370,21 +384,30 @@ def regions(adj: sp.csr_array, n_regions: int, rng: np.random.Generator) -> np.n
     return label
 
 
-def _row_slots(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Positions in a CSR's ``indices`` of the entries of ``rows``, row after row.
-
-    A cumulative sum of steps: 1 within a row, a jump to the row's beginning at its first slot
-    (one array, where repeat + arange + add make three).
-    """
-    begin = indptr[rows]
-    count = indptr[rows + 1] - begin
-    nonempty = count > 0
-    begin, end = begin[nonempty], begin[nonempty] + count[nonempty]
-    slots = np.ones(int(count.sum()), dtype=indptr.dtype)
-    if slots.size:
-        slots[starts(count[nonempty])] = begin - np.r_[1, end[:-1]] + 1
-        np.cumsum(slots, out=slots)
-    return slots
+@njit(cache=True, nogil=True)
+def _open_edges(
+    indptr: np.ndarray, indices: np.ndarray, label: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The friends of ``rows`` still unlabelled (``label < 0``), row after row, as a CSR's
+    ``indices`` and ``indptr`` (rows: ``rows``): one pass, where selecting the rows' slots,
+    gathering and masking them made four."""
+    total = 0
+    for r in rows:
+        total += indptr[r + 1] - indptr[r]
+    friend = np.empty(total, dtype=indices.dtype)
+    ptr = np.zeros(rows.size + 1, dtype=np.int64)
+    last = indices.size - 1
+    k = 0
+    for i in range(rows.size):
+        r = rows[i]
+        for j in range(indptr[r], indptr[r + 1]):
+            # The labels are read at random: start loading the one a few slots on.
+            prefetch(label, indices[min(j + AHEAD, last)])
+            f = indices[j]
+            friend[k] = f
+            k += label[f] < 0  # kept (branch-free: whether a friend is labelled is random)
+        ptr[i + 1] = k
+    return friend[:k], ptr
 
 
 def neighbourhood(adj: sp.csr_array, sources: np.ndarray, hops: int) -> sp.csr_array:
