@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sim.world.graph import _right_search, community_graph, from_edges, neighbourhood, regions
+from sim.world.graph import (
+    _right_search,
+    _sort_by_node,
+    community_graph,
+    from_edges,
+    neighbourhood,
+    regions,
+)
 from sim.world.owners import _mean_member_preference, _nearest_owner
 from sim.world.ragged import run_starts
 
@@ -189,6 +196,18 @@ def test_neighbourhood_matches_the_float_product(small_graph, hops):
     )
     assert got.has_sorted_indices
     assert same_csr(got, ref, index_dtype=False)  # (int32 indices where they fit)
+
+
+@pytest.mark.parametrize("n", [100, 3000, 70_000, 2**24 + 5])  # 1, 2, 3 and 4 radix passes
+@pytest.mark.parametrize("size", [1, 63, 64, 1000])
+def test_the_balls_radix_sort_is_a_sort(n, size):
+    rng = np.random.default_rng(size)
+    nodes = rng.choice(n, size=min(size, n), replace=False)
+    key = nodes * 16 + rng.integers(1, 16, nodes.size)
+    bits = max(1, int(n - 1).bit_length())
+    got = key.copy()
+    _sort_by_node(got, np.empty(key.size, dtype=np.int64), bits)
+    assert np.array_equal(got, np.sort(key))
 
 
 def test_nearest_owner_picks_as_the_argsort_did_ties_included():
