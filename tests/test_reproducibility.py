@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import small
 from sim.world.model import CommerceModel, run
@@ -37,3 +38,42 @@ def test_more_owners_keep_the_first_ones():
     few = CommerceModel(small({"seed": 5, "owners.count": 20}))
     many = CommerceModel(small({"seed": 5, "owners.count": 40}))
     assert np.array_equal(few.owners.node, many.owners.node[:20])
+
+
+class _AtOnce:
+    """sim.world.model._Background's stand-in: runs the call at once, on this thread."""
+
+    def __init__(self, fn, *args):
+        self._value = fn(*args)
+
+    def result(self):
+        return self._value
+
+
+def test_consumers_drawn_beside_the_owners_are_the_ones_drawn_before_them(monkeypatch):
+    """The build draws the consumers on a second thread while the owners take their places;
+    their streams are their own, so the world is the one drawn one after the other (with the
+    celf rule too, which reads the consumers' trust while placing the owners)."""
+    import sim.world.model as model_module
+
+    celf = {"owners.recruitment": "celf", "owners.count": 5}
+    for extra in ({}, celf, {"owners.recruitment": "degree"}):
+        beside = CommerceModel(small({"seed": 8, **extra}))
+        monkeypatch.setattr(model_module, "_Background", _AtOnce)
+        before = CommerceModel(small({"seed": 8, **extra}))
+        monkeypatch.undo()
+        for name in ("preference", "trust", "impulsiveness", "price_sensitivity", "group"):
+            assert np.array_equal(getattr(beside.consumers, name), getattr(before.consumers, name))
+        assert np.array_equal(beside.owners.node, before.owners.node)
+        assert np.array_equal(beside.owners.skill, before.owners.skill)
+
+
+def test_an_error_while_drawing_the_consumers_reaches_the_build(monkeypatch):
+    import sim.world.model as model_module
+
+    def broken(*args):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(model_module, "Consumers", broken)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        CommerceModel(small({"seed": 8}))

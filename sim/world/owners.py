@@ -26,6 +26,7 @@ In the daily schedule: :func:`train_owners` (2b live, 7.8) and :func:`sell_throu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -411,23 +412,31 @@ class Owners:
         self.quit_day[owner] = day
 
 
-def first_owners(
+def place_owners(
     adj: sp.csr_array | None,
-    consumers: Consumers,
     p: OwnerParams,
     n: int,
     rng: np.random.Generator,
     *,
-    edge_prob: np.ndarray | float = 0.0,
+    edge_prob: Callable[[], np.ndarray | float] | np.ndarray | float = 0.0,
     community_size: float = 150.0,
-) -> Owners:
-    """The owners a run starts with (ODD 5.5): ``owners.count`` consumers chosen by the rule
-    ``owners.recruitment`` (:func:`sim.world.recruitment.choose_owners`; by default the first of
-    a random permutation of the ``n`` consumers), each with her groups
-    (:func:`recruit_groups`; sets ``consumers.group``) and knowing part of her members' mean
-    preference. ``edge_prob`` (per receiver) is the word-of-mouth cascade's, for the
-    ``celf`` rule; the ``communities`` rule splits the graph into regions of about
-    ``community_size`` consumers. Every draw is from ``rng`` (the world's ``owners`` stream)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the owners a run starts with stand (ODD 5.5), and their groups: ``owners.count``
+    consumers chosen by the rule ``owners.recruitment``
+    (:func:`sim.world.recruitment.choose_owners`; by default the first of a random permutation
+    of the ``n`` consumers), each with her groups (:func:`recruit_groups`).
+
+    It reads only the graph, so it can run while the consumers are drawn. ``edge_prob`` (per
+    receiver) is the word-of-mouth cascade's, for the ``celf`` rule only; it may be a function
+    that returns it, called only then (it reads the consumers' trust). The ``communities``
+    rule splits the graph into regions of about ``community_size`` consumers. Every draw is
+    from ``rng`` (the world's ``owners`` stream).
+
+    Returns
+    -------
+    (owner_nodes, group_owner, group_of) : the owners' consumer ids, each group's owner and
+    each consumer's group (-1 for none), as :func:`recruit_groups` gives them.
+    """
     if p.recruitment == "random":
         owner_nodes = choose_owners("random", adj, p.count, rng, n=n)
     else:
@@ -439,10 +448,27 @@ def first_owners(
         community = None
         if p.recruitment == "communities" and adj is not None:
             community = regions(adj, int(round(n / community_size)), own)
+        prob: np.ndarray | float | None
+        if callable(edge_prob):  # (called only for the rule that reads it)
+            prob = edge_prob() if p.recruitment == "celf" else None
+        else:
+            prob = edge_prob
         owner_nodes = choose_owners(
-            p.recruitment, adj, p.count, own, n=n, community=community, edge_prob=edge_prob
+            p.recruitment, adj, p.count, own, n=n, community=community, edge_prob=prob
         )
-    group_owner, group_of = recruit_groups(adj, owner_nodes, p, n, rng)
+    return (owner_nodes, *recruit_groups(adj, owner_nodes, p, n, rng))
+
+
+def first_owners(
+    placed: tuple[np.ndarray, np.ndarray, np.ndarray],
+    consumers: Consumers,
+    p: OwnerParams,
+    rng: np.random.Generator,
+) -> Owners:
+    """The owners a run starts with, from where they stand (:func:`place_owners`; sets
+    ``consumers.group``), each knowing part of her members' mean preference. Every draw is
+    from ``rng``, the stream ``place_owners`` drew from."""
+    owner_nodes, group_owner, group_of = placed
     consumers.group = group_of
     member_mean = _mean_member_preference(
         group_of, consumers.preference, group_owner, owner_nodes.size
