@@ -70,6 +70,7 @@ def test_purchase_draws_are_the_numpy_funnel_to_the_bit(per_exposure):
         month,
         fit_sum,
         exposures,
+        np.zeros(0, dtype=np.float32),
     )
     expected = np.flatnonzero(u < prob)
     assert 0.05 < expected.size / size < 0.95  # both ways of deciding are exercised
@@ -135,8 +136,14 @@ def test_post_purchase_draws_are_the_purchase_draws_of_the_expanded_posts():
     hype = owner_hype[whose]
     u = rng.random(who.size)
 
-    def state():  # reached, month_reached, fit sums, exposures
-        return np.zeros((3, n), bool), np.zeros((3, n), bool), np.zeros(3), np.zeros(3)
+    def state():  # reached, month_reached, fit sums, exposures, no stored fits
+        return (
+            np.zeros((3, n), bool),
+            np.zeros((3, n), bool),
+            np.zeros(3),
+            np.zeros(3),
+            np.zeros(0, dtype=np.float32),
+        )
 
     one = np.array([0], dtype=np.int8)
     shared = (category, fit, trust, imp, sens, log_price, need_until, 5, coef)

@@ -77,3 +77,21 @@ def test_an_error_while_drawing_the_consumers_reaches_the_build(monkeypatch):
     monkeypatch.setattr(model_module, "Consumers", broken)
     with pytest.raises(RuntimeError, match="drawing failed"):
         CommerceModel(small({"seed": 8}))
+
+
+def test_draws_in_two_pieces_are_the_draws_in_one(monkeypatch):
+    """sim.world.pieces: every purchase batch cut in two (the second piece on a second
+    thread) gives the run that one pass gives, to the bit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sim.world import pieces
+
+    params = small({"seed": 4, "world.days": 20})
+    whole = run(params)
+    with ThreadPoolExecutor(1) as pool:  # (a second thread even on a one-core machine)
+        monkeypatch.setattr(pieces, "_second_core", lambda: pool)
+        monkeypatch.setattr(pieces, "SMALLEST", 2)
+        cut = run(params)
+    pd.testing.assert_frame_equal(cut.timeseries, whole.timeseries)
+    pd.testing.assert_frame_equal(cut.orders, whole.orders)
+    pd.testing.assert_frame_equal(cut.summary, whole.summary)

@@ -140,6 +140,7 @@ def purchase_draws(
     month_reached: np.ndarray,
     fit_sum: np.ndarray,
     exposures: np.ndarray,
+    fits: np.ndarray,
 ) -> np.ndarray:
     """Record a batch of exposures and draw their purchases with the need term.
 
@@ -156,7 +157,9 @@ def purchase_draws(
 
     Changes ``reached`` and ``month_reached`` (channel x consumer) to True for every exposure,
     and adds each channel's fit (in exposure order, as ``np.bincount`` does) and exposures to
-    ``fit_sum`` and ``exposures``.
+    ``fit_sum`` and ``exposures``; or, with a non-empty ``fits`` (float32, one per exposure),
+    stores each exposure's fit there instead of adding it, for :func:`add_fits` to add in order
+    after the batch before it (:mod:`sim.world.pieces`).
 
     Returns
     -------
@@ -166,6 +169,7 @@ def purchase_draws(
     n = consumer.size
     one_channel = channel.size == 1
     one_hype = hype.size == 1
+    keep_fits = fits.size > 0
     out = np.empty(n, dtype=np.int64)
     terms = _terms(coef)
     k = 0
@@ -202,12 +206,25 @@ def purchase_draws(
             reached,
             month_reached,
         )
-        fit_sum[ch] += np.float64(f)
+        if keep_fits:
+            fits[i] = f
+        else:
+            fit_sum[ch] += np.float64(f)
         exposures[ch] += 1.0
         if hit:
             out[k] = i
             k += 1
     return out[:k]
+
+
+@njit(cache=True, nogil=True)
+def add_fits(fits: np.ndarray, channel: np.ndarray, fit_sum: np.ndarray) -> None:
+    """Add stored fits (:func:`purchase_draws`' ``fits``) to their channel's total in
+    ``fit_sum``, in order, as the draws would have; ``channel`` per fit or one for all."""
+    one_channel = channel.size == 1
+    for i in range(fits.size):
+        ch = channel[0] if one_channel else channel[i]
+        fit_sum[ch] += np.float64(fits[i])
 
 
 @njit(cache=True, nogil=True)
@@ -303,12 +320,14 @@ def post_purchase_draws(
     month_reached: np.ndarray,
     fit_sum: np.ndarray,
     exposures: np.ndarray,
+    fits: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`purchase_draws` over the owners' posts without making their exposures: each
     opener, in order, sees every stocked product her owner ``o`` posted, in order
     (``products[start[o] : start[o] + count[o]]``; an unstocked pick, -1, is skipped), with
-    her owner's ``owner_hype[o]``; ``u[j]`` is the draw of the j-th such exposure. Returns,
-    per candidate, its exposure's position, consumer, product, owner and hype."""
+    her owner's ``owner_hype[o]``; ``u[j]`` is the draw of the j-th such exposure (and
+    ``fits[j]``, if not empty, where its fit goes instead of ``fit_sum``). Returns, per
+    candidate, its exposure's position, consumer, product, owner and hype."""
     position = np.empty(u.size, dtype=np.int64)
     who = np.empty(u.size, dtype=openers.dtype)
     item = np.empty(u.size, dtype=products.dtype)
@@ -316,6 +335,7 @@ def post_purchase_draws(
     hype = np.empty(u.size, dtype=np.float64)
     terms = _terms(coef)
     total, count_ = fit_sum[channel], exposures[channel]  # (one channel: totals in registers)
+    keep_fits = fits.size > 0
     j, k = 0, 0
     last = openers.size - 1
     for i in range(openers.size):
@@ -350,7 +370,10 @@ def post_purchase_draws(
                 reached,
                 month_reached,
             )
-            total += np.float64(f)
+            if keep_fits:
+                fits[j] = f
+            else:
+                total += np.float64(f)
             count_ += 1.0
             if hit:
                 position[k], who[k], item[k], whose[k], hype[k] = j, c, p, o, h

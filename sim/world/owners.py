@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from sim.world import kernels
+from sim.world import kernels, pieces
 from sim.world.channels import Channel, Source
 from sim.world.consumers import base_logit
 from sim.world.distributions import beta_with_mean
@@ -535,7 +535,7 @@ def sell_through_owners(model: CommerceModel) -> None:
     Every draw is from the stream ``owners``. Changes the owners, the recorder (visits), the
     heard members' trust and today's candidates.
     """
-    own, con = model.owners, model.consumers
+    own = model.owners
     if own.m == 0:
         return
     rng = model.streams["owners"]
@@ -546,20 +546,10 @@ def sell_through_owners(model: CommerceModel) -> None:
     # An inactive or silent owner's group has nothing to open, nor has one whose picks found
     # no product (every brand of the category left the channel).
     stocked = np.bincount(np.repeat(np.arange(own.m), count)[products >= 0], minlength=own.m)
-    # Members of owners who posted a stocked product open with their engagement chance (one
-    # compiled pass over the consumers: sim.world.kernels; Consumers.engagement's rule).
+    # Members of owners who posted a stocked product open with their engagement chance
+    # (Consumers.engagement's rule, compiled: _open_posts).
     posted = stocked > 0
-    u = rng.random(kernels.posted_members(con.group, own.group_owner, posted))
-    members, owner = kernels.open_posts(
-        con.group,
-        own.group_owner,
-        posted,
-        base_logit(own.open_rate(model.day, model.params.platform.live_2b_material)),
-        con.trust[Source.OWNER],
-        con.initial_trust[Source.OWNER],
-        np.float32(con.engagement_trust),
-        u,
-    )
+    members, owner = _open_posts(model, posted, rng)
     model.recorder.add("visits", Channel.OWNERS, members.size)
     owners_listen(model, members, owner)
     # Each member who opened sees every product her owner posted today, with the hype of her
@@ -567,6 +557,37 @@ def sell_through_owners(model: CommerceModel) -> None:
     h = model.params.hype
     hype = np.where(own.material_until >= model.day, h.material, h.post)
     offer_posts(model, members, owner, start, count, products, stocked, hype)
+
+
+def _open_posts(
+    model: CommerceModel, posted: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The members of owners who ``posted`` who open the posts, and their owners, in consumer
+    order: :func:`sim.world.kernels.open_posts` over the consumers, in two pieces on a
+    large world (:mod:`sim.world.pieces`; the second piece's draws follow the first's)."""
+    own, con = model.owners, model.consumers
+    group, trust = con.group, con.trust[Source.OWNER]
+    logit = base_logit(own.open_rate(model.day, model.params.platform.live_2b_material))
+    initial, slope = con.initial_trust[Source.OWNER], np.float32(con.engagement_trust)
+
+    def count(piece: slice) -> int:
+        return kernels.posted_members(group[piece], own.group_owner, posted)
+
+    def opening(piece: slice, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return kernels.open_posts(
+            group[piece], own.group_owner, posted, logit, trust[piece], initial, slope, u
+        )
+
+    cut = pieces.halves(group.size)
+    if cut == group.size:
+        return opening(slice(None), rng.random(count(slice(None))))
+    first, second = slice(cut), slice(cut, None)
+    before, after = pieces.both(lambda: count(first), lambda: count(second))
+    u = rng.random(before + after)
+    (m1, o1), (m2, o2) = pieces.both(
+        lambda: opening(first, u[:before]), lambda: opening(second, u[before:])
+    )
+    return np.concatenate([m1, m2 + cut]), np.concatenate([o1, o2])
 
 
 def owners_listen(model: CommerceModel, openers: np.ndarray, owner: np.ndarray) -> None:

@@ -15,11 +15,12 @@ the word-of-mouth stream), so a channel's draws do not depend on when the schedu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.world import funnel, kernels
+from sim.world import funnel, kernels, pieces
 from sim.world.channels import Channel, Source
 from sim.world.money import book_orders
 from sim.world.orders import PENDING
@@ -81,18 +82,38 @@ def offer(
     own = _CHANNEL_STREAM[Channel(int(code[0]))]
     rng = model.streams["wom" if source == Source.FRIEND else own]
     u = rng.random(size)
-    # One compiled pass records the exposures (reach, fit, counts) and makes every draw.
+    # One compiled pass records the exposures (reach, fit, counts) and makes every draw; a
+    # large batch in two pieces (sim.world.pieces).
     fit_sum, exposures = np.zeros(len(Channel)), np.zeros(len(Channel))
-    cand = kernels.purchase_draws(
-        consumer,
-        product,
-        code,
-        hype,
-        u,
-        *_draw_inputs(model, source),
-        fit_sum,
-        exposures,
-    )
+    inputs = _draw_inputs(model, source)
+
+    def draws(piece: slice, fit_sum: np.ndarray, exposures: np.ndarray, fits: np.ndarray):
+        return kernels.purchase_draws(
+            consumer[piece],
+            product[piece],
+            code if code.size == 1 else code[piece],
+            hype if hype.size == 1 else hype[piece],
+            u[piece],
+            *inputs,
+            fit_sum,
+            exposures,
+            fits,
+        )
+
+    cut = pieces.halves(size)
+    if cut == size:
+        cand = draws(slice(None), fit_sum, exposures, _NO_FITS)
+    else:
+        rest = code if code.size == 1 else code[cut:]
+        first, second = _two_pieces(
+            lambda *totals: draws(slice(cut), *totals),
+            lambda *totals: draws(slice(cut, None), *totals),
+            size - cut,
+            rest,
+            fit_sum,
+            exposures,
+        )
+        cand = np.concatenate([first, second + cut])
     _record(model, source, fit_sum, exposures)
     if cand.size == 0:
         return None
@@ -131,24 +152,73 @@ def offer_posts(
     rng = model.streams["owners"]
     u = rng.random(size)
     fit_sum, exposures = np.zeros(len(Channel)), np.zeros(len(Channel))
-    cand, who, item, whose, hype = kernels.post_purchase_draws(
-        openers,
-        owner,
-        start,
-        count,
-        products,
-        np.asarray(owner_hype, dtype=np.float64),
-        int(Channel.OWNERS),
-        u,
-        *_draw_inputs(model, Source.OWNER),
-        fit_sum,
-        exposures,
-    )
+    inputs = _draw_inputs(model, Source.OWNER)
+    hype_of = np.asarray(owner_hype, dtype=np.float64)
+
+    def draws(piece: slice, seen: slice, fit_sum: np.ndarray, exposures: np.ndarray, fits):
+        return kernels.post_purchase_draws(
+            openers[piece],
+            owner[piece],
+            start,
+            count,
+            products,
+            hype_of,
+            int(Channel.OWNERS),
+            u[seen],
+            *inputs,
+            fit_sum,
+            exposures,
+            fits,
+        )
+
+    cut = pieces.halves(openers.size)
+    if cut == openers.size:
+        cand, who, item, whose, hype = draws(slice(None), slice(None), fit_sum, exposures, _NO_FITS)
+    else:
+        seen = int(stocked[owner[:cut]].sum())  # the exposures of the first piece's openers
+        first, second = _two_pieces(
+            lambda *totals: draws(slice(cut), slice(seen), *totals),
+            lambda *totals: draws(slice(cut, None), slice(seen, None), *totals),
+            size - seen,
+            np.array([Channel.OWNERS], dtype=np.int8),
+            fit_sum,
+            exposures,
+        )
+        cand = np.concatenate([first[0], second[0] + seen])
+        pairs = zip(first[1:], second[1:], strict=True)
+        who, item, whose, hype = (np.concatenate(pair) for pair in pairs)
     _record(model, Source.OWNER, fit_sum, exposures)
     if cand.size == 0:
         return None
     channel = np.full(cand.size, Channel.OWNERS, dtype=np.int8)
     return _candidates(model, rng, Source.OWNER, cand, u[cand], who, item, channel, hype, whose)
+
+
+_NO_FITS = np.zeros(0, dtype=np.float32)  # the kernels add fits to their totals themselves
+
+
+def _two_pieces[T](
+    first: Callable[[np.ndarray, np.ndarray, np.ndarray], T],
+    second: Callable[[np.ndarray, np.ndarray, np.ndarray], T],
+    second_size: int,
+    second_channel: np.ndarray,
+    fit_sum: np.ndarray,
+    exposures: np.ndarray,
+) -> tuple[T, T]:
+    """A batch's draws in two pieces (:mod:`sim.world.pieces`), each called with the totals it
+    adds to and where it stores its fits: the first adds its fits to ``fit_sum``; the second
+    stores its ``second_size`` fits, added to ``fit_sum`` after the first's, in order
+    (``second_channel`` per fit, or one), so the totals are one pass's to the bit. Exposure
+    counts are whole numbers, which add in any order."""
+    fits = np.empty(second_size, dtype=np.float32)
+    counted = np.zeros_like(exposures)
+    done = pieces.both(
+        lambda: first(fit_sum, exposures, _NO_FITS),
+        lambda: second(np.zeros_like(fit_sum), counted, fits),
+    )
+    kernels.add_fits(fits, second_channel, fit_sum)
+    exposures += counted
+    return done
 
 
 _DrawInputs = tuple[
