@@ -9,7 +9,8 @@ Run with ``.venv/bin/python benchmarks/bench_model.py`` (``make bench``).
   only (a smoke check); ``--skip-million`` leaves B and C out.
 * Scenario C: 10,000,000 consumers, 50,000 owners, 90 days. Target: at most 150 s and 8 GiB,
   on one machine: C runs on every core this process may use (the build draws the consumers on a
-  second thread while the owners take their places); the days run on one core.
+  second thread while the owners take their places, and the days' largest passes run in two
+  pieces on two cores: :mod:`sim.world.pieces`). Each row records the cores its run had.
   ``--skip-ten-million`` leaves it out.
 * Memory model: what the world of B and C holds per consumer, per edge, per order and per
   owner (:func:`sim.experiments.resources.resident_bytes`), and what a world of the real
@@ -72,7 +73,7 @@ SCENARIOS = {
     },
     "C": {
         "label": "C: 10M consumers",
-        "one_core": False,  # one machine; the build uses a second core
+        "one_core": False,  # one machine: a second core for the build and the largest passes
         "consumers": 10_000_000,
         "owners": 50_000,
         "brands": 50,
@@ -96,6 +97,13 @@ def _one_core() -> int | None:
     cpu = min(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     return cpu
+
+
+def _cores() -> int:
+    """The cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _peak_mib() -> float:
@@ -147,6 +155,7 @@ def run_scenario(spec: dict) -> dict:
         "tick_max_ms": 1000 * ticks[-1],
         "peak_after_build_mib": peak_after_build,
         "peak_mib": _peak_mib(),
+        "cores": _cores(),
         "memory": resident_bytes(model),
         "edges": int(model.graph.nnz // 2) if model.graph is not None else 0,
         "followers": int(model.consumers.follows.sum()),
@@ -361,7 +370,7 @@ def report_memory(model: dict | None) -> None:
 
 def report(rows: list[dict], baseline: dict) -> None:
     head = (
-        f"{'scenario':<30} {'wall s':>7} {'build s':>8} {'sim s':>7} {'ms/tick':>8} "
+        f"{'scenario':<30} {'cores':>5} {'wall s':>7} {'build s':>8} {'sim s':>7} {'ms/tick':>8} "
         f"{'peak MiB':>9}  {'target':<20} {'result'}"
     )
     print()
@@ -372,13 +381,14 @@ def report(rows: list[dict], baseline: dict) -> None:
             print(f"{r['label']:<30} {r['wall_s']:>7.2f}  FAILED: {r['error']}")
             continue
         print(
-            f"{r['label']:<30} {r['wall_s']:>7.2f} {r['build_s']:>8.2f} {r['simulate_s']:>7.2f} "
+            f"{r['label']:<30} {r['cores']:>5} {r['wall_s']:>7.2f} {r['build_s']:>8.2f} "
+            f"{r['simulate_s']:>7.2f} "
             f"{r['ms_per_tick']:>8.1f} {r['peak_mib']:>9.0f}  {fmt_target(r):<20} "
             f"{'PASS' if r['passed'] else 'FAIL'}"
         )
     print(
-        "(wall = fresh spawned process, on one core except C (all cores): start-up, imports, "
-        "build and simulate)"
+        "(wall = fresh spawned process, on one core except C (all it may use): start-up, "
+        "imports, build and simulate)"
     )
     plain, vec = baseline.get("plain_mesa"), baseline.get("vectorised")
     print()

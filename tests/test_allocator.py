@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 import sys
 
 import pytest
-
-from sim.world.allocator import reuse_freed_memory
 
 # A child process: allocate, touch and free 256 MiB twice through libc itself (numpy may back
 # big arrays with huge pages, which hides the faults); print the page faults of the second pass.
@@ -57,5 +57,18 @@ def test_freed_memory_is_reused_without_page_faults():
     assert reused < 0.01 * pages  # the heap keeps the freed block: no fault at all
 
 
-def test_the_setting_reports_whether_it_took():
-    assert reuse_freed_memory() is sys.platform.startswith("linux")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_the_setting_takes_unless_opted_out_as_a_dask_nanny_may_want():
+    code = (
+        "import os\n"
+        "from sim.world.allocator import reuse_freed_memory\n"
+        "print(reuse_freed_memory())\n"
+        "os.environ['FISHSCHOOL_KEEP_MALLOC_TRIM'] = '1'\n"
+        "print(reuse_freed_memory())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FISHSCHOOL_KEEP_MALLOC_TRIM"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert out.stdout.split() == [str(glibc), "False"]

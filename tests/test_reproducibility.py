@@ -40,26 +40,17 @@ def test_more_owners_keep_the_first_ones():
     assert np.array_equal(few.owners.node, many.owners.node[:20])
 
 
-class _AtOnce:
-    """sim.world.model._Background's stand-in: runs the call at once, on this thread."""
-
-    def __init__(self, fn, *args):
-        self._value = fn(*args)
-
-    def result(self):
-        return self._value
-
-
 def test_consumers_drawn_beside_the_owners_are_the_ones_drawn_before_them(monkeypatch):
     """The build draws the consumers on a second thread while the owners take their places;
     their streams are their own, so the world is the one drawn one after the other (with the
     celf rule too, which reads the consumers' trust while placing the owners)."""
-    import sim.world.model as model_module
+    from sim.world import pieces
 
     celf = {"owners.recruitment": "celf", "owners.count": 5}
     for extra in ({}, celf, {"owners.recruitment": "degree"}):
+        monkeypatch.setattr(pieces, "spare_core", lambda: True)  # (even on a one-core machine)
         beside = CommerceModel(small({"seed": 8, **extra}))
-        monkeypatch.setattr(model_module, "_Background", _AtOnce)
+        monkeypatch.setattr(pieces, "spare_core", lambda: False)
         before = CommerceModel(small({"seed": 8, **extra}))
         monkeypatch.undo()
         for name in ("preference", "trust", "impulsiveness", "price_sensitivity", "group"):
@@ -89,9 +80,39 @@ def test_draws_in_two_pieces_are_the_draws_in_one(monkeypatch):
     params = small({"seed": 4, "world.days": 20})
     whole = run(params)
     with ThreadPoolExecutor(1) as pool:  # (a second thread even on a one-core machine)
-        monkeypatch.setattr(pieces, "_second_core", lambda: pool)
+        monkeypatch.setattr(pieces, "spare_core", lambda: True)
+        monkeypatch.setattr(pieces, "_piece_pool", lambda: pool)
         monkeypatch.setattr(pieces, "SMALLEST", 2)
         cut = run(params)
-    pd.testing.assert_frame_equal(cut.timeseries, whole.timeseries)
-    pd.testing.assert_frame_equal(cut.orders, whole.orders)
-    pd.testing.assert_frame_equal(cut.summary, whole.summary)
+    for table in ("timeseries", "orders", "summary"):
+        pd.testing.assert_frame_equal(getattr(cut, table), getattr(whole, table), check_exact=True)
+
+
+def test_a_failing_first_piece_waits_for_the_second():
+    import threading
+    import time
+
+    from sim.world import pieces
+
+    finished = threading.Event()
+
+    def slow():
+        time.sleep(0.2)
+        finished.set()
+
+    def broken():
+        raise ValueError("first piece")
+
+    if not pieces.spare_core():
+        pytest.skip("one core: the pieces run one after the other anyway")
+    with pytest.raises(ValueError, match="first piece"):
+        pieces.both(broken, slow)
+    assert finished.is_set()
+
+
+def test_a_sweeps_worker_stays_on_one_core(monkeypatch):
+    from sim.world import pieces
+
+    monkeypatch.setattr(pieces, "_one_core", False)
+    pieces.stay_on_one_core()
+    assert not pieces.spare_core() and pieces.halves(10**7) == 10**7

@@ -7,8 +7,6 @@ import json
 import multiprocessing.forkserver
 import os
 import signal
-import subprocess
-import sys
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +22,7 @@ from sim.experiments.engine import (
     run_many,
     run_one,
 )
+from sim.world import allocator
 from sim.world.params import ParameterError, Params
 
 SMALL = Params.from_dict(
@@ -142,7 +141,8 @@ def test_local_workers_start_warm_and_deaf_to_ctrl_c():
     try:
         done = executor.submit(engine._worker_setup).result()
         assert done["pid"] != os.getpid() and done["import_s"] >= 0
-        assert not done["malloc_restored"]
+        glibc = allocator._mallopt() is not None and not os.environ.get(allocator.OPT_OUT)
+        assert done["malloc_reused"] is glibc
         sigint = 1 << (signal.SIGINT - 1)
         if started_here:  # SIGINT blocked from its first instant
             assert _signal_mask(server._forkserver_pid, "SigBlk") & sigint
@@ -150,22 +150,3 @@ def test_local_workers_start_warm_and_deaf_to_ctrl_c():
         assert not _signal_mask(os.getpid(), "SigBlk") & sigint  # this process: as it was
     finally:
         close()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_a_dask_nannys_malloc_trim_threshold_is_undone():
-    code = (
-        "import os\n"
-        "from sim.experiments.engine import _restore_malloc\n"
-        "os.environ.pop('MALLOC_TRIM_THRESHOLD_', None)\n"
-        "print(_restore_malloc())\n"
-        "os.environ['MALLOC_TRIM_THRESHOLD_'] = '65536'\n"
-        "print(_restore_malloc())\n"
-        "os.environ['FISHSCHOOL_KEEP_MALLOC_TRIM'] = '1'\n"
-        "print(_restore_malloc())\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "FISHSCHOOL_KEEP_MALLOC_TRIM"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
-    assert out.stdout.split() == ["False", "True", "False"]

@@ -35,11 +35,12 @@ all a sweep keeps of a run, a few hundred bytes to send back.
 
 Workers start warm: local processes import the model as they start, before the first run,
 and a Dask cluster's workers import it when the executor is made (:func:`make_executor`). A
-Dask nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins glibc's
-mmap threshold at 128 KiB, so every array above it (20,000 consumers' floats) is mapped and
-unmapped afresh and a run takes about a quarter longer; a worker that runs the model sets both
-thresholds back to the largest values glibc itself would reach (``mallopt``; set
-``FISHSCHOOL_KEEP_MALLOC_TRIM=1`` on the workers to keep the nanny's setting).
+worker keeps freed memory for its next run (:func:`sim.world.allocator.reuse_freed_memory`,
+which also overrides a Dask nanny's ``MALLOC_TRIM_THRESHOLD_=65536``: with it, every array of
+more than 16,000 floats was mapped afresh and a run took a quarter longer; set
+``FISHSCHOOL_KEEP_MALLOC_TRIM=1`` on the workers to keep the nanny's setting), and runs each
+batch of a world in one piece (:func:`sim.world.pieces.stay_on_one_core`: the workers already
+fill the cores between them).
 """
 
 from __future__ import annotations
@@ -363,16 +364,22 @@ _SET_UP: dict[str, Any] = {}  # this worker process's set-up, once done
 
 
 def _worker_setup(dask: bool = False) -> dict[str, Any]:
-    """Once per worker process: import the model (so the first run does not pay for it) and,
-    on a Dask worker, undo the nanny's malloc setting (:func:`_restore_malloc`). Returns what
-    was done: ``{"pid", "import_s", "malloc_restored"}``."""
+    """Once per worker process: import the model (so the first run does not pay for it), keep
+    freed memory for the next run and stay on one core (module doc). Returns what was done:
+    ``{"pid", "import_s", "malloc_reused"}`` (and ``"dask"`` on a Dask worker)."""
     if not _SET_UP:
         t0 = time.perf_counter()
         import sim.world.model  # noqa: F401  (the model's imports: numpy, pandas, scipy, Mesa)
+        from sim.world import allocator, pieces
 
-        _SET_UP.update(pid=os.getpid(), import_s=time.perf_counter() - t0, malloc_restored=False)
-    if dask and "dask" not in _SET_UP:
-        _SET_UP.update(dask=True, malloc_restored=_restore_malloc())
+        pieces.stay_on_one_core()
+        _SET_UP.update(
+            pid=os.getpid(),
+            import_s=time.perf_counter() - t0,
+            malloc_reused=allocator.reuse_freed_memory(),
+        )
+    if dask:
+        _SET_UP["dask"] = True
     return dict(_SET_UP)
 
 
@@ -390,32 +397,6 @@ def _in_dask_worker() -> bool:
     except ValueError:
         return False
     return True
-
-
-MALLOC_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's own ceiling for its dynamic threshold
-MALLOC_TRIM_THRESHOLD = 2 * MALLOC_MMAP_THRESHOLD  # as glibc sets it with the mmap threshold
-
-
-def _restore_malloc() -> bool:
-    """Set glibc's mmap and trim thresholds to the largest values its dynamic adjustment
-    reaches, when ``MALLOC_TRIM_THRESHOLD_`` is in the environment (a Dask nanny sets 65536,
-    which also switches that adjustment off: every array above 128 KiB is then mapped and
-    unmapped afresh). True if done; nothing happens without glibc or with
-    ``FISHSCHOOL_KEEP_MALLOC_TRIM`` set. No run's numbers change, only its speed."""
-    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or os.environ.get("FISHSCHOOL_KEEP_MALLOC_TRIM"):
-        return False
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (musl, say)
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
-    return bool(mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD)) and bool(
-        mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD)
-    )
 
 
 def _worker_init(main_pid: int) -> None:

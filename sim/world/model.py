@@ -47,7 +47,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from sim.world import recorder
+from sim.world import pieces, recorder
 from sim.world.allocator import reuse_freed_memory
 from sim.world.brands import Brand, Catalogue
 from sim.world.cascade import word_of_mouth
@@ -82,15 +82,19 @@ PROCESS_STREAMS: tuple[str, ...] = tuple(
 )
 
 
-class _Background:
-    """``fn(*args)`` run on a thread of its own; :meth:`result` waits for it and returns what it
-    returned (or raises what it raised). A daemon thread: an interrupted build does not wait
-    for it."""
+class _Beside:
+    """``fn(*args)`` run on a thread of its own when a core is spare (:mod:`sim.world.pieces`),
+    else at once; :meth:`result` waits for it and returns what it returned (or raises what it
+    raised). Leaving its ``with`` block on an error waits for it too, except on an interrupt."""
 
     def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
         self._outcome: tuple[bool, Any] | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if pieces.spare_core():
+            self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+            self._thread.start()
+        else:
+            self._run(fn, args)
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         try:
@@ -98,8 +102,21 @@ class _Background:
         except BaseException as error:  # (handed to whoever waits, as a future would)
             self._outcome = (False, error)
 
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> _Beside:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        # A failed build leaves no thread behind drawing GBs of consumers (an interrupt does
+        # not wait for it: the thread is a daemon).
+        if kind is not None and not issubclass(kind, KeyboardInterrupt):
+            self.wait()
+
     def result(self) -> Any:
-        self._thread.join()
+        self.wait()
         assert self._outcome is not None
         done, value = self._outcome
         if not done:
@@ -132,45 +149,47 @@ class CommerceModel(mesa.Model):
         if p.owners.count > n:
             raise ParameterError(f"owners.count = {p.owners.count} exceeds the {n} consumers")
         self.n = n
-        # The consumers are drawn on a second thread while the owners take their places below,
-        # which reads only the graph: the two use streams of their own, so the world is the
-        # one drawn one after the other (half the build's time on two cores at 10M consumers).
-        drawing = _Background(
+        # The consumers are drawn on a second thread (when a core is spare) while the catalogue
+        # is made and the owners take their places, which read only the graph: each uses a
+        # stream of its own, so the world is the one drawn one after the other (at 10M
+        # consumers, two cores save a quarter of the build).
+        with _Beside(
             Consumers, p.consumers, n, p.world.categories, world["consumers"], self.graph
-        )
+        ) as drawing:
+            # Brands and their products; the platform's selection of the brands owners may sell;
+            # the brands contracted with the streamer; every brand lists in search.
+            rng_cat = world["catalogue"]
+            self.catalogue = Catalogue(p.world, p.brands, rng_cat)
+            brand_order = rng_cat.permutation(p.world.brands)
+            self.brands = [
+                Brand(self, b, np.flatnonzero(self.catalogue.brand == b))
+                for b in range(p.world.brands)
+            ]
+            self.platform = Platform(self, p.platform)
+            admitted = self.platform.select(self.catalogue, rng_cat)
+            # A screened streamer signs only brands the platform admitted (a lever).
+            self.streamer_eligible = admitted if p.streamer.screened else np.ones_like(admitted)
+            eligible = brand_order[self.streamer_eligible[brand_order]]
+            contracts = first_contracts(admitted, eligible, p)
+            self.accounts = BrandAccounts(contracts, p.brands.loss_tolerance)
+            self.terms = Terms.from_params(p)
+            self.desks = ServiceDesks(p.after_sales, p.world.brands, n / 100_000)
+            self.owner_index, self.search_index, self.streamer_products = assortments(
+                self.accounts, self.catalogue
+            )
 
-        # Brands and their products; the platform's selection of the brands owners may sell;
-        # the brands contracted with the streamer; every brand lists in search.
-        rng_cat = world["catalogue"]
-        self.catalogue = Catalogue(p.world, p.brands, rng_cat)
-        brand_order = rng_cat.permutation(p.world.brands)
-        self.brands = [
-            Brand(self, b, np.flatnonzero(self.catalogue.brand == b)) for b in range(p.world.brands)
-        ]
-        self.platform = Platform(self, p.platform)
-        admitted = self.platform.select(self.catalogue, rng_cat)
-        # A screened streamer signs only brands the platform admitted (a lever).
-        self.streamer_eligible = admitted if p.streamer.screened else np.ones_like(admitted)
-        contracts = first_contracts(admitted, brand_order[self.streamer_eligible[brand_order]], p)
-        self.accounts = BrandAccounts(contracts, p.brands.loss_tolerance)
-        self.terms = Terms.from_params(p)
-        self.desks = ServiceDesks(p.after_sales, p.world.brands, n / 100_000)
-        self.owner_index, self.search_index, self.streamer_products = assortments(
-            self.accounts, self.catalogue
-        )
-
-        # Owners and their groups; the consumers, once drawn.
-        w = p.word_of_mouth
-        placed = place_owners(
-            self.graph,
-            p.owners,
-            n,
-            world["owners"],
-            edge_prob=(lambda: w.edge_prob * drawing.result().trust[Source.FRIEND])
-            if w.trust_weighted
-            else w.edge_prob,
-            community_size=p.graph.community_size,
-        )
+            # Owners and their groups; the consumers, once drawn.
+            w = p.word_of_mouth
+            placed = place_owners(
+                self.graph,
+                p.owners,
+                n,
+                world["owners"],
+                edge_prob=(lambda: w.edge_prob * drawing.result().trust[Source.FRIEND])
+                if w.trust_weighted
+                else w.edge_prob,
+                community_size=p.graph.community_size,
+            )
         self.consumers = drawing.result()
         self.demand = self.consumers.demand
         self.owners = first_owners(placed, self.consumers, p.owners, world["owners"])

@@ -155,7 +155,7 @@ def offer_posts(
     inputs = _draw_inputs(model, Source.OWNER)
     hype_of = np.asarray(owner_hype, dtype=np.float64)
 
-    def draws(piece: slice, seen: slice, fit_sum: np.ndarray, exposures: np.ndarray, fits):
+    def draws(piece: slice, draws_of: slice, fit_sum: np.ndarray, exposures: np.ndarray, fits):
         return kernels.post_purchase_draws(
             openers[piece],
             owner[piece],
@@ -164,7 +164,7 @@ def offer_posts(
             products,
             hype_of,
             int(Channel.OWNERS),
-            u[seen],
+            u[draws_of],
             *inputs,
             fit_sum,
             exposures,
@@ -194,7 +194,9 @@ def offer_posts(
     return _candidates(model, rng, Source.OWNER, cand, u[cand], who, item, channel, hype, whose)
 
 
-_NO_FITS = np.zeros(0, dtype=np.float32)  # the kernels add fits to their totals themselves
+# Empty: the kernels add fits to their totals themselves. (float32, the consumers' fit: a
+# stored fit is the value one pass would add.)
+_NO_FITS = np.zeros(0, dtype=np.float32)
 
 
 def _two_pieces[T](
@@ -210,7 +212,7 @@ def _two_pieces[T](
     stores its ``second_size`` fits, added to ``fit_sum`` after the first's, in order
     (``second_channel`` per fit, or one), so the totals are one pass's to the bit. Exposure
     counts are whole numbers, which add in any order."""
-    fits = np.empty(second_size, dtype=np.float32)
+    fits = np.empty(second_size, dtype=_NO_FITS.dtype)
     counted = np.zeros_like(exposures)
     done = pieces.both(
         lambda: first(fit_sum, exposures, _NO_FITS),
