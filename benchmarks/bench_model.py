@@ -188,6 +188,10 @@ def run_plain_mesa(n: int, ticks: int) -> dict:
     _one_core()
     import mesa
 
+    from sim.world.allocator import reuse_freed_memory
+
+    reuse_freed_memory()  # (as a model run has it: both sides alike)
+
     adj = _baseline_graph(n)
 
     class Consumer(mesa.Agent):
@@ -243,7 +247,10 @@ def run_vectorised(n: int, reps: int) -> dict:
     _one_core()
     import numpy as np
 
+    from sim.world.allocator import reuse_freed_memory
     from sim.world.cascade import forward
+
+    reuse_freed_memory()  # as a model run has it (CommerceModel sets it)
 
     adj = _baseline_graph(n)
     rng = np.random.default_rng(SEED)
