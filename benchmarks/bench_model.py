@@ -366,7 +366,7 @@ def report_memory(model: dict | None) -> None:
     )
     print(
         f"  held {model['held_mib']:,.0f} MiB, peak {model['peak_mib']:,.0f} MiB "
-        f"({model['peak_over_held']:.2f}x with the interpreter: the graph build's temporaries)"
+        f"({model['peak_over_held']:.2f}x with the interpreter: the build's temporaries)"
     )
     real = model["real"]
     print(
