@@ -56,6 +56,9 @@ SEED = 1  # as the shipped scenarios
 LEVEL = 0.95
 TOLERANCE = 0.05  # relative difference from the largest world that counts as agreeing
 MIN_REPLICATES = 2  # an interval needs two
+# The default's least: with 2 a t-interval has one degree of freedom (t = 12.7), too wide to
+# tell a size apart; with 4, t = 3.2.
+DEFAULT_LEAST = 4
 CONTENT = "scale"  # what manifest.json says the folder holds
 CHANNEL_ORDER: tuple[str, ...] = (*CHANNELS, ALL)
 # Every summary metric that is a share, a ratio (a declared denominator) or an index (Gini).
@@ -85,7 +88,7 @@ class ScaleError(ParameterError):
 # ----------------------------------------------------------------------------------------------
 def default_replicates(size: int) -> int:
     """Replicates for a world of ``size`` consumers: 16 up to 10,000 consumers, half as many
-    for every tenfold size, at least 2 (10k: 16, 100k: 8, 1M: 4, 10M: 2).
+    for every tenfold size, at least 4 (10k: 16, 100k: 8, 1M: 4, 10M: 4).
 
     A rate's run-to-run spread shrinks about as one over the square root of the size, so the
     small worlds need the replicates; the largest world's runs cost the most anyway.
@@ -103,12 +106,12 @@ def default_replicates(size: int) -> int:
     Examples
     --------
     >>> [default_replicates(n) for n in (2_000, 10_000, 100_000, 1_000_000, 10_000_000)]
-    [16, 16, 8, 4, 2]
+    [16, 16, 8, 4, 4]
     >>> default_replicates(50_000_000)
-    2
+    4
     """
     halvings = math.log10(max(size, 10_000) / 10_000)
-    return max(MIN_REPLICATES, min(16, round(16 / 2**halvings)))
+    return max(DEFAULT_LEAST, min(16, round(16 / 2**halvings)))
 
 
 def size_seeds(seed: int, size: int, n: int) -> list[int]:

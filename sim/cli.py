@@ -483,7 +483,7 @@ def _parser() -> argparse.ArgumentParser:
         "--replicates",
         type=study_replicates_int,
         help="replicates at every size (default: 16 up to 10,000 consumers, half as many for "
-        "every tenfold size, at least 2: 16, 8, 4, 2)",
+        "every tenfold size, at least 4: 16, 8, 4, 4)",
     )
     sc.add_argument(
         "--days",

@@ -111,9 +111,9 @@ def test_a_zero_reference_and_a_single_size():
 
 
 # -- the plan ----------------------------------------------------------------------------------
-def test_replicates_halve_with_every_tenfold_size():
-    assert [default_replicates(n) for n in (10**4, 10**5, 10**6, 10**7)] == [16, 8, 4, 2]
-    assert check_plan([10**7, 10**4]) == {10**4: 16, 10**7: 2}
+def test_replicates_halve_with_every_tenfold_size_down_to_four():
+    assert [default_replicates(n) for n in (10**4, 10**5, 10**6, 10**7)] == [16, 8, 4, 4]
+    assert check_plan([10**7, 10**4]) == {10**4: 16, 10**7: 4}
 
 
 @pytest.mark.parametrize(
