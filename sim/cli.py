@@ -234,18 +234,26 @@ def _sets_option(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def _experiment_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--replicates", type=replicates_int, help="replicates per scenario (default: the file's)"
-    )
-    p.add_argument("--seed", type=seed_int, help="base seed (default: the first scenario's)")
-    p.add_argument("--workers", type=positive_int, help="parallel processes (default: all cores)")
+def _executor_options(
+    p: argparse.ArgumentParser, workers: str = "local processes (default: all cores)"
+) -> None:
+    """``--workers N`` and ``--scheduler ADDRESS``: where the runs of a command go (the same for
+    every command that runs through the engine)."""
+    p.add_argument("--workers", type=positive_int, help=workers)
     p.add_argument(
         "--scheduler",
         type=scheduler_address,
         help="a Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS, "
         "else local processes)",
     )
+
+
+def _experiment_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--replicates", type=replicates_int, help="replicates per scenario (default: the file's)"
+    )
+    p.add_argument("--seed", type=seed_int, help="base seed (default: the first scenario's)")
+    _executor_options(p)
     p.add_argument("--out", type=Path, help="results folder (default: results/NAME-TIME)")
     p.add_argument(
         "--metrics",
@@ -331,13 +339,7 @@ def _parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run (or resume) a parameter sweep")
     sw.add_argument("sweep", type=Path, help="sweep file (TOML)")
     _sets_option(sw, "a key the sweep holds fixed, e.g. world.consumers=2000")
-    sw.add_argument("--workers", type=positive_int, help="local processes (default: all cores)")
-    sw.add_argument(
-        "--scheduler",
-        type=scheduler_address,
-        help="a Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS, "
-        "else local processes)",
-    )
+    _executor_options(sw)
     sw.add_argument("--out", type=Path, help="sweep folder (default: results/sweep-NAME)")
     sw.add_argument(
         "--yes", action="store_true", help="run a sweep above the limit of planned runs"
@@ -358,13 +360,7 @@ def _parser() -> argparse.ArgumentParser:
         "a key held fixed or a setting of the file, e.g. world.consumers=2000, "
         "search.generations=2, samples.count=4",
     )
-    op.add_argument("--workers", type=positive_int, help="local processes (default: all cores)")
-    op.add_argument(
-        "--scheduler",
-        type=scheduler_address,
-        help="a Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS, "
-        "else local processes)",
-    )
+    _executor_options(op)
     op.add_argument("--out", type=Path, help="optimisation folder (default: results/optimize-NAME)")
     op.add_argument(
         "--dry-run", action="store_true", help="check the file and print the plan; run nothing"
@@ -397,10 +393,7 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument(
         "--no-scale-check", action="store_true", help="skip the run of the median at 100,000"
     )
-    ca.add_argument("--workers", type=positive_int)
-    ca.add_argument(
-        "--scheduler", type=scheduler_address, help="a Dask scheduler address (as for sweep)"
-    )
+    _executor_options(ca)
     ca.add_argument("--out", type=Path, default=RESULTS / "calibration")
     ca.add_argument("--quiet", action="store_true")
 
@@ -495,17 +488,10 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--seed", type=seed_int, help="base seed; each size's seeds derive from it (default 1)"
     )
-    sc.add_argument(
-        "--workers",
-        type=positive_int,
-        help="local processes (default: all cores; a size too large to run that many at once "
-        "runs as many as fit in memory)",
-    )
-    sc.add_argument(
-        "--scheduler",
-        type=scheduler_address,
-        help="a Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS, "
-        "else local processes)",
+    _executor_options(
+        sc,
+        "local processes (default: all cores; a size too large to run that many at once runs "
+        "as many as fit in memory)",
     )
     sc.add_argument(
         "--out", type=Path, default=RESULTS / "scale", help="results folder (default results/scale)"
@@ -569,13 +555,7 @@ def _parser() -> argparse.ArgumentParser:
         help="share of active owners quitting in the wave (default: the file's, else 0.5)",
     )
     _sets_option(rc, "a key of the study's world, e.g. owners.commission=0.2")
-    rc.add_argument("--workers", type=positive_int, help="local processes (default: all cores)")
-    rc.add_argument(
-        "--scheduler",
-        type=scheduler_address,
-        help="a Dask scheduler, e.g. tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS, "
-        "else local processes)",
-    )
+    _executor_options(rc)
     rc.add_argument(
         "--out",
         type=Path,

@@ -11,6 +11,18 @@ from sim.world import funnel, kernels
 from sim.world.params import PurchaseParams
 
 
+def _random_world(rng, n, cats, products):
+    """What a purchase draw reads, at random: per consumer fit (per category), trust,
+    impulsiveness, price sensitivity and open needs; each product's category."""
+    fit = rng.random((n, cats), dtype=np.float32)
+    trust = rng.random(n, dtype=np.float32)
+    imp = rng.random(n, dtype=np.float32)
+    sens = rng.random(n, dtype=np.float32)
+    need_until = rng.integers(-1, 10, (n, cats)).astype(np.int32)
+    category = rng.integers(0, cats, products).astype(np.int32)
+    return fit, trust, imp, sens, need_until, category
+
+
 @pytest.mark.parametrize("per_exposure", [False, True])
 def test_purchase_draws_are_the_numpy_funnel_to_the_bit(per_exposure):
     # 200,000 exposures of 5,000 consumers over 3 channels, probabilities from ~0 to ~1 (a
@@ -18,12 +30,7 @@ def test_purchase_draws_are_the_numpy_funnel_to_the_bit(per_exposure):
     rng = np.random.default_rng(11)
     n, cats, products, size = 5_000, 8, 300, 200_000
     p = PurchaseParams(intercept=-4.0, fit=2.0, trust=1.8, hype=1.8, price=1.0, need=4.5)
-    fit = rng.random((n, cats), dtype=np.float32)
-    trust = rng.random(n, dtype=np.float32)
-    imp = rng.random(n, dtype=np.float32)
-    sens = rng.random(n, dtype=np.float32)
-    need_until = rng.integers(-1, 10, (n, cats)).astype(np.int32)
-    category = rng.integers(0, cats, products).astype(np.int32)
+    fit, trust, imp, sens, need_until, category = _random_world(rng, n, cats, products)
     list_price = rng.lognormal(4, 0.5, products)
     discount = np.array([0.1, 0.4, 0.0])
     median = float(np.median(list_price))
@@ -113,12 +120,7 @@ def test_post_purchase_draws_are_the_purchase_draws_of_the_expanded_posts():
 
     rng = np.random.default_rng(12)
     n, cats, n_products, m = 3_000, 8, 300, 40
-    fit = rng.random((n, cats), dtype=np.float32)
-    trust = rng.random(n, dtype=np.float32)
-    imp = rng.random(n, dtype=np.float32)
-    sens = rng.random(n, dtype=np.float32)
-    need_until = rng.integers(-1, 10, (n, cats)).astype(np.int32)
-    category = rng.integers(0, cats, n_products).astype(np.int32)
+    fit, trust, imp, sens, need_until, category = _random_world(rng, n, cats, n_products)
     log_price = rng.normal(0.0, 0.3, (3, n_products))
     coef = np.array([-5.0, 2.0, 1.8, 1.8, 1.0, 2.5])  # intercept, fit, trust, hype, price, need
     openers = np.sort(rng.choice(n, 1_500, replace=False))

@@ -509,9 +509,8 @@ def _sort_by_node(key: np.ndarray, spare: np.ndarray, node_bits: int) -> None:
         return
     src, dst = key, spare[:size]
     count = np.empty(257, dtype=np.int64)
-    passes = 0
-    for shift in range(4, 4 + node_bits, 8):
-        passes += 1
+    passes = (node_bits + 7) // 8
+    for shift in range(4, 4 + 8 * passes, 8):
         count[:] = 0
         for i in range(size):
             count[((src[i] >> shift) & 255) + 1] += 1
